@@ -1,0 +1,1 @@
+"""Data layer: synthetic MPD, ingest to Parquet, and the evaluation splits."""

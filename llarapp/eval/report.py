@@ -1,0 +1,61 @@
+"""The evaluation report: one self-contained HTML page with plots and the tables."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from llarapp.storage import atomic_write_bytes  # noqa: E402
+
+CATEGORY_ORDER = ["title_only", "first_1", "first_5", "first_10", "first_25", "first_100",
+                  "random_k", "all"]
+
+
+def _png(figure: plt.Figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _bars(summary: pd.DataFrame, metric: str, by: str, title: str) -> str:
+    frame = summary.pivot_table(index=by, columns="model", values=metric)
+    if by == "category":
+        frame = frame.reindex([c for c in CATEGORY_ORDER if c in frame.index])
+    figure, axis = plt.subplots(figsize=(7, 3.2))
+    frame.plot.bar(ax=axis, rot=0)
+    axis.set_title(title)
+    axis.set_ylabel(metric)
+    axis.grid(axis="y", alpha=0.3)
+    return _png(figure)
+
+
+def write_report(path: Path, summary: pd.DataFrame, table: pd.DataFrame, split: str) -> None:
+    all_targets = summary[summary["segment"] == "all"]
+    overall = summary[summary["category"] == "all"]
+    plots = [
+        _bars(all_targets, "r_precision", "category", "R-precision by category"),
+        _bars(all_targets, "ndcg", "category", "NDCG by category"),
+        _bars(all_targets, "clicks", "category", "Recommended-songs clicks (lower is better)"),
+        _bars(overall, "r_precision", "segment", "R-precision: warm vs cold targets"),
+    ]
+    images = "\n".join(f'<img src="data:image/png;base64,{p}" alt="plot">' for p in plots)
+    page = f"""<!doctype html><html><head><meta charset="utf-8">
+<title>LLaRA++ evaluation ({html.escape(split)})</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}
+table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 7px}}
+img{{max-width:49%}}</style></head><body>
+<h1>LLaRA++ evaluation — {html.escape(split)} split</h1>
+{images}
+<h2>Headline metrics</h2>{table.to_html(index=False, float_format="%.4f")}
+<h2>All breakdowns</h2>{summary.to_html(index=False, float_format="%.4f")}
+</body></html>"""
+    atomic_write_bytes(path, page.encode())

@@ -1,0 +1,60 @@
+"""MLflow tracking. ``MLFLOW_TRACKING_URI`` wins; the default is sqlite in ``runs/``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+DEFAULT_WORKDIR = Path("runs")
+_BAD_METRIC_CHARS = re.compile(r"[^\w\-. :/]")
+
+
+def default_tracking_uri(workdir: str | os.PathLike[str] = DEFAULT_WORKDIR) -> str:
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}"
+
+
+def metric_key(name: str) -> str:
+    """MLflow allows letters, digits and ``_-. :/`` in metric names (``recall@10`` is not)."""
+    return _BAD_METRIC_CHARS.sub("_", name.replace("@", "_at_"))
+
+
+def _experiment_id(mlflow: Any, name: str, tracking_uri: str) -> str:
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if tracking_uri.startswith("sqlite:///"):
+        # Keep artifacts beside the database, not in whatever folder the process runs in.
+        location = (Path(tracking_uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+def log_run(*, experiment: str, run_name: str, params: Mapping[str, Any],
+            metrics: Mapping[str, float], artifacts: Iterable[str | os.PathLike[str]] = (),
+            tags: Mapping[str, str] | None = None, tracking_uri: str | None = None
+            ) -> dict[str, str]:
+    """Log one run; return its id, experiment id, tracking URI and artifact URI."""
+    import mlflow
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    uri = tracking_uri or default_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    experiment_id = _experiment_id(mlflow, experiment, uri)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
+                          tags=dict(tags or {})) as run:
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        mlflow.log_metrics({metric_key(k): float(v) for k, v in metrics.items()
+                            if v == v})  # NaN means "no such playlists": skip it
+        for path in artifacts:
+            mlflow.log_artifact(str(path))
+        return {"run_id": run.info.run_id, "experiment_id": experiment_id,
+                "tracking_uri": uri, "artifact_uri": run.info.artifact_uri}
