@@ -114,8 +114,10 @@ def s3_client():
 
 def _with_retries(action: str, loc: Location, call: Callable[[], T]) -> T:
     """Run an S3 call; retry transient failures with exponential backoff, then raise."""
-    from minio.error import S3Error
+    from minio.error import MinioException, S3Error
+    from urllib3.exceptions import HTTPError
 
+    transient = (OSError, HTTPError, MinioException)
     attempts = max(1, int(os.environ.get("LLARAPP_S3_MAX_ATTEMPTS", "4")))
     backoff = float(os.environ.get("LLARAPP_S3_BACKOFF_S", "0.5"))
     last: Exception | None = None
@@ -133,7 +135,7 @@ def _with_retries(action: str, loc: Location, call: Callable[[], T]) -> T:
             if exc.code not in _RETRYABLE_CODES:
                 raise StorageError(f"cannot {action} {loc}: {exc.code}: {exc.message}") from exc
             last = exc
-        except (OSError, ValueError) as exc:  # connection refused, reset, timeouts
+        except transient as exc:  # connection refused or reset, timeouts, 5xx without a code
             last = exc
         if attempt + 1 < attempts:
             time.sleep(backoff * 2**attempt)

@@ -1,0 +1,98 @@
+"""Shared fixtures: tiny synthetic MPD data, the real data in ../shared, a local S3 API."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from llarapp.data.dataset import Dataset, Split
+from llarapp.data.ingest import IngestConfig, ingest
+from llarapp.data.split import SplitConfig, make_split
+from llarapp.data.synth import SynthConfig, synthesize
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("LLARAPP_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def shared_data(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"{path} is absent (real MPD data lives in ../shared/data)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_slices(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "slices"
+    synthesize(SynthConfig(num_playlists=600, slice_size=200, seed=7), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(synthetic_slices, tmp_path_factory) -> Dataset:
+    out = tmp_path_factory.mktemp("dataset") / "dataset"
+    ingest(IngestConfig(input=str(synthetic_slices), workers=1), out)
+    return Dataset.load(out)
+
+
+@pytest.fixture(scope="session")
+def synthetic_split(synthetic_dataset, tmp_path_factory) -> Split:
+    out = tmp_path_factory.mktemp("split") / "split"
+    make_split(SplitConfig(seed=3), synthetic_dataset, out)
+    return Split.load(out)
+
+
+def write_slice(folder: Path, name: str, playlists: list, raw: str | None = None) -> Path:
+    """Write one MPD slice (or raw text) into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(raw if raw is not None else json.dumps(
+        {"info": {"slice": name}, "playlists": playlists}))
+    return path
+
+
+def make_playlist(pid, name="chill vibes", tracks=None, **extra) -> dict:
+    tracks = tracks if tracks is not None else [
+        {"pos": i, "track_uri": f"spotify:track:{pid}-{i}", "track_name": f"Song {i}",
+         "artist_name": f"Artist {i % 3}", "album_name": "Album"} for i in range(5)]
+    return {"pid": pid, "name": name, "tracks": tracks, **extra}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 HTTP API on localhost (moto), for the minio client to talk to."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture()
+def s3_env(s3_server, monkeypatch):
+    """Environment for llarapp.storage, plus a fresh bucket; yields the bucket name."""
+    import uuid
+
+    monkeypatch.setenv("S3_ENDPOINT", s3_server)
+    monkeypatch.setenv("S3_USE_HTTPS", "0")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("LLARAPP_S3_BACKOFF_S", "0.01")
+    from llarapp.storage import s3_client
+
+    bucket = f"test-{uuid.uuid4().hex[:10]}"
+    s3_client().make_bucket(bucket)
+    return bucket
