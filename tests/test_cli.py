@@ -1,0 +1,50 @@
+import pytest
+from typer.testing import CliRunner
+
+from llarapp.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_every_stage():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("synth", "ingest", "split", "baselines", "evaluate", "pipeline"):
+        assert command in result.output
+
+
+def test_show_config_applies_overrides():
+    result = runner.invoke(app, ["split", "-o", "x", "-d", "y", "--set", "seed=5",
+                                 "--show-config"])
+    assert result.exit_code == 0 and "seed: 5" in result.output
+
+
+def test_unknown_override_is_a_clean_error():
+    result = runner.invoke(app, ["synth", "-o", "x", "--set", "playlist=3"])
+    assert result.exit_code == 2
+    assert "unknown key 'playlist'" in result.output and "num_playlists" in result.output
+
+
+def test_stages_chain_through_the_cli(tmp_path):
+    steps = [
+        ["synth", "-o", f"{tmp_path}/slices", "--playlists", "200", "--seed", "1"],
+        ["ingest", "-i", f"{tmp_path}/slices", "-o", f"{tmp_path}/dataset"],
+        ["split", "-d", f"{tmp_path}/dataset", "-o", f"{tmp_path}/split"],
+        ["baselines", "-d", f"{tmp_path}/dataset", "--split", f"{tmp_path}/split",
+         "-o", f"{tmp_path}/recs"],
+        ["evaluate", "-d", f"{tmp_path}/dataset", "--split", f"{tmp_path}/split",
+         "-r", f"{tmp_path}/recs", "-o", f"{tmp_path}/eval", "--set", "track=false"],
+    ]
+    for step in steps:
+        result = runner.invoke(app, step)
+        assert result.exit_code == 0, (step, result.output)
+    assert (tmp_path / "eval" / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["ingest", "-i", "/definitely/not/here", "-o", "out"], "does not exist"),
+    (["split", "-d", "/definitely/not/here", "-o", "out"], "has no manifest.json"),
+])
+def test_bad_inputs_exit_2_with_a_message(args, message, tmp_path):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and message in result.output

@@ -1,0 +1,67 @@
+import json
+
+import pandas as pd
+import pytest
+
+from llarapp.eval.evaluate import EvaluateConfig, evaluate
+from llarapp.models.baselines import BaselinesConfig, run_baselines
+
+
+@pytest.fixture(scope="module")
+def evaluation(synthetic_dataset, synthetic_split, tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    run_baselines(BaselinesConfig(), synthetic_dataset, synthetic_split, root / "recs")
+    cfg = EvaluateConfig(tracking_uri=f"sqlite:///{root}/mlflow.db", experiment="test")
+    result = evaluate(cfg, synthetic_dataset, synthetic_split, [root / "recs"], root / "eval")
+    return root, result
+
+
+def test_outputs_are_written(evaluation):
+    root, result = evaluation
+    for name in ("metrics.json", "metrics.csv", "metrics.md", "report.html",
+                 "per_playlist.parquet", "manifest.json"):
+        assert (root / "eval" / name).is_file(), name
+    report = (root / "eval" / "report.html").read_text()
+    assert report.count("data:image/png;base64,") == 4
+    assert json.loads((root / "eval" / "metrics.json").read_text())["gate"] == result["gate"]
+
+
+def test_breakdown_by_model_segment_and_category(evaluation):
+    _, result = evaluation
+    summary = pd.DataFrame(result["summary"])
+    assert set(summary["model"]) == {"popularity", "item_knn"}
+    assert set(summary["segment"]) == {"all", "warm", "cold"}
+    assert {"title_only", "first_1", "first_5", "all"} <= set(summary["category"])
+    overall = summary[(summary["segment"] == "all") & (summary["category"] == "all")]
+    assert overall["playlists"].eq(60).all()  # every test playlist once per model
+
+
+def test_cold_targets_are_unreachable_for_collaborative_baselines(evaluation):
+    summary = pd.DataFrame(evaluation[1]["summary"])
+    cold = summary[(summary["segment"] == "cold") & (summary["category"] == "all")]
+    assert cold["r_precision"].eq(0).all() and cold["clicks"].eq(51).all()
+
+
+def test_item_knn_beats_popularity_on_synthetic_data(evaluation):
+    table = evaluation[1]["table"]
+    overall = table[table["category"] == "all"].set_index("model")
+    assert overall.loc["item_knn", "r_precision"] > overall.loc["popularity", "r_precision"]
+    assert overall.loc["item_knn", "ndcg"] > overall.loc["popularity", "ndcg"]
+
+
+def test_gate_is_the_best_models_metric(evaluation):
+    gate = evaluation[1]["gate"]
+    assert gate["model"] == "item_knn" and gate["metric"] == "ndcg" and 0 < gate["value"] <= 1
+
+
+def test_run_is_tracked_in_mlflow(evaluation):
+    from mlflow.tracking import MlflowClient
+
+    root, result = evaluation
+    client = MlflowClient(tracking_uri=f"sqlite:///{root}/mlflow.db")
+    run = client.get_run(result["mlflow"]["run_id"])
+    assert run.data.metrics["gate"] == pytest.approx(result["gate"]["value"])
+    assert "item_knn.all.all.r_precision" in run.data.metrics
+    assert run.data.params["split.seed"] == "3"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"metrics.csv", "metrics.md", "report.html"} <= artifacts
