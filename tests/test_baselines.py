@@ -2,7 +2,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llarapp.models.baselines import BaselineRecommender, BaselinesConfig, run_baselines, seed_matrix
+from llarapp.models.baselines import (
+    BaselineRecommender,
+    BaselinesConfig,
+    run_baselines,
+    seed_matrix,
+)
 from llarapp.models.retrieval import title_tokens, top_n
 
 # Two rock playlists share tracks 0-2, two jazz playlists share tracks 3-5.
@@ -71,4 +76,4 @@ def test_stage_writes_500_recommendations_per_heldout_playlist(
     assert manifest["rows"] == len(recs) == 2 * len(synthetic_split.heldout)
     assert recs["recs"].map(len).eq(500).all()
     merged = recs.merge(synthetic_split.heldout[["pid", "seeds"]], on="pid")
-    assert not any(set(r) & set(s) for r, s in zip(merged["recs"], merged["seeds"]))
+    assert not any(set(r) & set(s) for r, s in zip(merged["recs"], merged["seeds"], strict=True))

@@ -224,3 +224,25 @@ def test_missing_s3_bucket_is_a_clear_error(s3_env, tmp_path):
 def test_missing_local_folder(tmp_path):
     with pytest.raises(StorageNotFoundError):
         run(tmp_path / "nowhere", tmp_path / "out")
+
+
+@pytest.mark.parametrize("source", ["synthetic", "mpd-sample"])
+def test_fast_and_careful_paths_give_identical_tables(source, synthetic_slices, tmp_path,
+                                                      monkeypatch):
+    from llarapp.data import fastpath
+
+    folder = synthetic_slices if source == "synthetic" else shared_data(source)
+    fast = run(folder, tmp_path / "fast")
+    monkeypatch.setattr(fastpath, "decode", lambda payload: None)  # force the careful path
+    careful = run(folder, tmp_path / "careful")
+    assert fast["counts"] == careful["counts"]
+    for table in ("playlists", "tracks", "interactions"):
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "fast" / f"{table}.parquet"),
+                                      pd.read_parquet(tmp_path / "careful" / f"{table}.parquet"))
+
+
+def test_one_bad_record_sends_only_its_slice_down_the_careful_path(tmp_path):
+    write_slice(tmp_path / "in", "a.json", [make_playlist(0), make_playlist(1)])
+    write_slice(tmp_path / "in", "b.json", [make_playlist(2), {"name": "no pid", "tracks": []}])
+    manifest = run(tmp_path / "in", tmp_path / "out")
+    assert manifest["counts"]["playlists"] == 3 and manifest["counts"]["rejected"] == 1

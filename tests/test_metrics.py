@@ -103,6 +103,7 @@ def test_vectorised_matches_a_plain_loop_on_random_data():
     rng = np.random.default_rng(0)
     targets = [rng.choice(NUM_ITEMS, rng.integers(1, 6), replace=False) for _ in range(50)]
     ranking = np.stack([rng.permutation(NUM_ITEMS) for _ in range(50)])
-    expected = [len(set(r[: len(t)]) & set(t)) / len(t) for r, t in zip(ranking, targets)]
+    expected = [len(set(r[: len(t)]) & set(t)) / len(t)
+                for r, t in zip(ranking, targets, strict=True)]
     assert M.r_precision(ranking, M.relevance_matrix(targets, NUM_ITEMS)) == \
         pytest.approx(expected)

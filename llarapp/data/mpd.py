@@ -60,16 +60,16 @@ class NameCleaner:
     """NFKC + whitespace collapse, memoised: the same artist and track names recur often."""
 
     def __init__(self) -> None:
-        self._cache: dict[str, str] = {}
+        self.memo: dict[str, str] = {}
 
     def __call__(self, text: str) -> str:
-        cleaned = self._cache.get(text)
+        cleaned = self.memo.get(text)
         if cleaned is None:
             if text.isascii():  # NFKC is the identity on ASCII; skip the costly call
                 cleaned = " ".join(text.split())
             else:
                 cleaned = " ".join(unicodedata.normalize("NFKC", text).split())
-            self._cache[text] = cleaned
+            self.memo[text] = cleaned
         return cleaned
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from llarapp.data import fastpath
 from llarapp.data.mpd import (
     FIXES,
     CleanPlaylist,
@@ -26,6 +27,9 @@ from llarapp.data.mpd import (
 )
 from llarapp.errors import DataValidationError
 from llarapp.storage import parse_uri, read_bytes
+
+# One per process: names recur across slices, so the memo pays off beyond one slice.
+_CLEANER = NameCleaner()
 
 
 @dataclass
@@ -47,12 +51,22 @@ class SliceResult:
     error: str | None = None
 
 
-def parse_document(uri: str, payload: bytes) -> dict[str, Any]:
+def decompress(uri: str, payload: bytes) -> bytes:
+    if not uri.endswith(".gz"):
+        return payload
     try:
-        if uri.endswith(".gz"):
-            payload = gzip.decompress(payload)
-        document = orjson.loads(payload)
-    except (orjson.JSONDecodeError, OSError, EOFError, zlib.error) as exc:
+        return gzip.decompress(payload)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataValidationError(
+            f"not a valid gzip file (truncated or corrupt): {exc}", file=uri,
+            fix="re-download or re-compress the slice",
+        ) from exc
+
+
+def parse_document(uri: str, text: bytes) -> dict[str, Any]:
+    try:
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
         raise DataValidationError(
             f"not valid JSON (truncated or corrupt): {exc}", file=uri,
             fix="re-download or re-export the slice; each file must be one complete JSON object",
@@ -80,21 +94,29 @@ def read_slice(uri: str, strict: bool = False) -> SliceResult:
     payload = read_bytes(uri)
     result = SliceResult(uri, parse_uri(uri).key.rsplit("/", 1)[-1],
                          hashlib.sha256(payload).hexdigest(), len(payload))
+    clean = _CLEANER
+    local: dict[str, int] = {}
+    track_ids: list[int] = []
+    lengths: list[int] = []
     try:
-        document = parse_document(uri, payload)
+        text = decompress(uri, payload)
+        del payload
+        fast = fastpath.decode(text)
+        if fast is not None:
+            result.challenge = fastpath.is_challenge(fast)
+            if fastpath.fits_fast_path(fast, result.challenge):
+                result.playlists = fastpath.clean_playlists(
+                    fast, result.challenge, clean, local, result.rows, track_ids, lengths)
+                return _finish(result, local, track_ids, lengths)
+        document = parse_document(uri, text)
     except DataValidationError as exc:
         if strict:
             raise
         result.error = str(exc)
         return result
-    del payload
     raw_playlists = document["playlists"]
     result.challenge = document.get("name") == "challenge_set" or any(
         isinstance(p, dict) and "num_holdouts" in p for p in raw_playlists[:1])
-    clean = NameCleaner()
-    local: dict[str, int] = {}
-    track_ids: list[int] = []
-    lengths: list[int] = []
     for raw in raw_playlists:
         playlist = clean_playlist(raw, clean, challenge=result.challenge)
         if isinstance(playlist, Rejection):
@@ -113,6 +135,11 @@ def read_slice(uri: str, strict: bool = False) -> SliceResult:
         lengths.append(len(playlist.uris))
         playlist.uris, playlist.tracks = [], []  # held by the arrays; keeps the result small
         result.playlists.append(playlist)
+    return _finish(result, local, track_ids, lengths)
+
+
+def _finish(result: SliceResult, local: dict[str, int], track_ids: list[int],
+            lengths: list[int]) -> SliceResult:
     result.uris = list(local)
     result.track_ids = np.asarray(track_ids, dtype=np.int32)
     result.lengths = np.asarray(lengths, dtype=np.int32)
