@@ -246,3 +246,12 @@ def test_one_bad_record_sends_only_its_slice_down_the_careful_path(tmp_path):
     write_slice(tmp_path / "in", "b.json", [make_playlist(2), {"name": "no pid", "tracks": []}])
     manifest = run(tmp_path / "in", tmp_path / "out")
     assert manifest["counts"]["playlists"] == 3 and manifest["counts"]["rejected"] == 1
+
+
+def test_uri_with_surrounding_whitespace_is_stripped_and_deduplicated(tmp_path):
+    tracks = [{"pos": 0, "track_uri": "u:1", "track_name": "A", "artist_name": "X"},
+              {"pos": 1, "track_uri": " u:1 ", "track_name": "A", "artist_name": "X"}]
+    write_slice(tmp_path / "in", "s.json", [make_playlist(1, tracks=tracks)])
+    manifest = run(tmp_path / "in", tmp_path / "out")
+    assert manifest["counts"]["tracks"] == 1
+    assert manifest["counts"]["duplicate_tracks_dropped"] == 1

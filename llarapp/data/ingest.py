@@ -16,6 +16,7 @@ import multiprocessing
 import os
 from collections import Counter, deque
 from collections.abc import Iterator
+from itertools import repeat
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,13 +125,14 @@ class TableBuilder:
     def add_slice(self, result: SliceResult, keep: np.ndarray) -> None:
         """Append the playlists of ``result`` selected by the boolean mask ``keep``."""
         index, rows = self.track_index, self.track_rows
-        to_global = np.empty(len(result.uris), dtype=np.int32)
-        for local, uri in enumerate(result.uris):
-            idx = index.get(uri)
-            if idx is None:
-                idx = index[uri] = len(rows)
-                rows.append(result.rows[local])
-            to_global[local] = idx
+        to_global = np.fromiter(map(index.get, result.uris, repeat(-1)), dtype=np.int64,
+                                count=len(result.uris))
+        new = np.flatnonzero(to_global < 0)
+        if len(new):
+            to_global[new] = np.arange(len(rows), len(rows) + len(new))
+            index.update(zip([result.uris[i] for i in new], to_global[new].tolist(),
+                             strict=True))
+            rows.extend(result.rows[i] for i in new)
         lengths = result.lengths[keep]
         track_ids = to_global[result.track_ids[np.repeat(keep, result.lengths)]]
         starts = np.repeat(np.cumsum(lengths) - lengths, lengths)

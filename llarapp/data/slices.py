@@ -104,10 +104,11 @@ def read_slice(uri: str, strict: bool = False) -> SliceResult:
         fast = fastpath.decode(text)
         if fast is not None:
             result.challenge = fastpath.is_challenge(fast)
-            if fastpath.fits_fast_path(fast, result.challenge):
-                result.playlists = fastpath.clean_playlists(
-                    fast, result.challenge, clean, local, result.rows, track_ids, lengths)
-                return _finish(result, local, track_ids, lengths)
+            cleaned = (fastpath.clean_playlists(fast, clean)
+                       if fastpath.fits_fast_path(fast, result.challenge) else None)
+            if cleaned is not None:
+                result.playlists, result.rows = cleaned.playlists, cleaned.rows
+                return _finish(result, cleaned.local, cleaned.track_ids, cleaned.lengths)
         document = parse_document(uri, text)
     except DataValidationError as exc:
         if strict:
