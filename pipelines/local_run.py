@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,9 @@ def run_locally(data: str | None = None, workdir: Path = Path("runs"),
 
     workdir = workdir.resolve()
     os.environ.setdefault("TQDM_MININTERVAL", "5")
+    # Expected here: components run in this environment, not in their cluster image.
+    warnings.filterwarnings("ignore", "You may be attemping to run a task", RuntimeWarning)
+    warnings.filterwarnings("ignore", ".*have no effect in the current local runner")
     arguments = pipeline_arguments(data, workdir, overrides or [])
     local.init(runner=local.SubprocessRunner(use_venv=False),
                pipeline_root=str(workdir / "pipeline-root"))

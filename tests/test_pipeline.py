@@ -52,3 +52,17 @@ def test_local_run_on_a_data_folder(tmp_path, synthetic_slices, monkeypatch):
     assert pointer["kind"] == "mpd-source" and pointer["uri"] == str(synthetic_slices)
     ingested = json.loads((root / "ingest" / "dataset" / "manifest.json").read_text())
     assert ingested["counts"]["playlists"] == 600
+
+
+@pytest.mark.slow
+def test_local_run_on_an_s3_prefix(tmp_path, synthetic_slices, s3_env, monkeypatch):
+    """make run DATA=s3://…: the component subprocesses read S3 with the same environment."""
+    from llarapp.storage import upload_dir
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    upload_dir(synthetic_slices, f"s3://{s3_env}/mpd")
+    result = run_locally(data=f"s3://{s3_env}/mpd", workdir=tmp_path / "runs")
+    root = Path(result["evaluation"]).parent.parent
+    ingested = json.loads((root / "ingest" / "dataset" / "manifest.json").read_text())
+    assert ingested["counts"]["playlists"] == 600
+    assert ingested["sources"][0]["uri"].startswith(f"s3://{s3_env}/mpd/")

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
@@ -15,27 +15,38 @@ from llarapp.artifacts import read_manifest
 
 
 @dataclass
-class Dataset:
-    """The ingest artifact: playlists, tracks and interactions tables."""
+class _Artifact:
+    """A stage's artifact folder, checked against its manifest's kind when loaded."""
 
+    KIND: ClassVar[str]
     folder: Path
     manifest: dict[str, Any]
 
     @classmethod
-    def load(cls, folder: str | os.PathLike[str]) -> Dataset:
-        return cls(Path(folder), read_manifest(folder, "dataset"))
+    def load(cls, folder: str | os.PathLike[str]) -> Self:
+        return cls(Path(folder), read_manifest(folder, cls.KIND))
+
+    def _table(self, name: str) -> pd.DataFrame:
+        return pd.read_parquet(self.folder / f"{name}.parquet")
+
+
+@dataclass
+class Dataset(_Artifact):
+    """The ingest artifact: playlists, tracks and interactions tables."""
+
+    KIND: ClassVar[str] = "dataset"
 
     @cached_property
     def playlists(self) -> pd.DataFrame:
-        return pd.read_parquet(self.folder / "playlists.parquet")
+        return self._table("playlists")
 
     @cached_property
     def tracks(self) -> pd.DataFrame:
-        return pd.read_parquet(self.folder / "tracks.parquet")
+        return self._table("tracks")
 
     @cached_property
     def interactions(self) -> pd.DataFrame:
-        return pd.read_parquet(self.folder / "interactions.parquet")
+        return self._table("interactions")
 
     @property
     def num_tracks(self) -> int:
@@ -50,31 +61,26 @@ class Dataset:
 
 
 @dataclass
-class Split:
+class Split(_Artifact):
     """The split artifact: train interactions, held-out playlists, cold tracks."""
 
-    folder: Path
-    manifest: dict[str, Any]
-
-    @classmethod
-    def load(cls, folder: str | os.PathLike[str]) -> Split:
-        return cls(Path(folder), read_manifest(folder, "split"))
+    KIND: ClassVar[str] = "split"
 
     @cached_property
     def train(self) -> pd.DataFrame:
-        return pd.read_parquet(self.folder / "train.parquet")
+        return self._table("train")
 
     @cached_property
     def heldout(self) -> pd.DataFrame:
-        return pd.read_parquet(self.folder / "heldout.parquet")
+        return self._table("heldout")
 
     @cached_property
     def cold_tracks(self) -> pd.DataFrame:
-        return pd.read_parquet(self.folder / "cold_tracks.parquet")
+        return self._table("cold_tracks")
 
     @cached_property
     def next_track(self) -> pd.DataFrame:
-        return pd.read_parquet(self.folder / "next_track.parquet")
+        return self._table("next_track")
 
     def heldout_for(self, which: str) -> pd.DataFrame:
         return self.heldout[self.heldout["split"] == which].reset_index(drop=True)

@@ -16,9 +16,9 @@ import multiprocessing
 import os
 from collections import Counter, deque
 from collections.abc import Iterator
-from itertools import repeat
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
