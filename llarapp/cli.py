@@ -7,7 +7,6 @@ Each stage takes ``--config FILE.yaml`` and any number of ``--set key=value`` ov
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -161,6 +160,3 @@ def pipeline_compile(
     compiler.Compiler().compile(training_pipeline, str(output))
     console.print(f"wrote {output}")
 
-
-def main() -> None:  # pragma: no cover - console entry point
-    app(sys.argv[1:])

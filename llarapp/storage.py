@@ -224,7 +224,7 @@ def upload_dir(local_dir: str | os.PathLike[str], uri: str, *, last: str = "mani
     files = sorted(p for p in root.rglob("*") if p.is_file())
     files.sort(key=lambda p: p.name == last)
     for path in files:
-        write_bytes(parse_uri(uri).join(path.relative_to(root).as_posix()).__str__(),
+        write_bytes(str(parse_uri(uri).join(path.relative_to(root).as_posix())),
                     path.read_bytes())
 
 

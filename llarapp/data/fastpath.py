@@ -14,7 +14,7 @@ from typing import Annotated
 
 import msgspec
 
-from llarapp.data.mpd import CleanPlaylist, NameCleaner, _collaborative
+from llarapp.data.mpd import CleanPlaylist, NameCleaner, parse_collaborative
 
 # Non-empty here; surrounding whitespace is checked once per distinct URI (a regex in the
 # schema would cost a third of the decode time).
@@ -114,7 +114,7 @@ def clean_playlists(document: Slice, clean: NameCleaner) -> FastResult | None:
             "num_followers": raw.num_followers,
             "modified_at": raw.modified_at,
             "description": clean(raw.description) if raw.description is not None else None,
-            "collaborative": _collaborative(raw.collaborative),
+            "collaborative": parse_collaborative(raw.collaborative),
             "num_holdouts": raw.num_holdouts,
         }
         name = clean(raw.name) if raw.name is not None else None

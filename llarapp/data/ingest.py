@@ -99,8 +99,7 @@ def _read_in_order(sources: list[str], cfg: IngestConfig) -> Iterator[SliceResul
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(cfg.num_workers, mp_context=context) as pool:
         pending: deque = deque()
-        queue = iter(sources)
-        for uri in queue:
+        for uri in sources:
             pending.append(pool.submit(read_slice, uri, cfg.strict))
             if len(pending) > cfg.num_workers:
                 yield pending.popleft().result()

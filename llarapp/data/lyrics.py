@@ -28,10 +28,11 @@ def load(spec: str, input_uri: str) -> dict[str, str] | None:
         return None
     if spec == "auto":
         loc = parse_uri(input_uri)
-        candidate = str(loc.join("lyrics.csv")) if not loc.key.endswith(".json") else None
-        if candidate is None or not exists(candidate):
+        if loc.key.endswith((".json", ".json.gz")):  # a single slice file: no folder to look in
             return None
-        spec = candidate
+        spec = str(loc.join("lyrics.csv"))
+        if not exists(spec):
+            return None
     frame = pd.read_csv(io.BytesIO(read_bytes(spec)), dtype=str, keep_default_na=False)
     missing = {"artist", "song", "text"} - set(frame.columns)
     if missing:

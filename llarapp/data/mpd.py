@@ -12,10 +12,6 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-REQUIRED_TRACK_FIELDS = ("track_uri", "track_name", "artist_name")
-OPTIONAL_TRACK_FIELDS = ("album_name", "artist_uri", "album_uri", "duration_ms", "pos")
-OPTIONAL_PLAYLIST_FIELDS = ("num_followers", "modified_at", "description", "collaborative")
-
 FIXES = {
     "pid": "give every playlist an integer 'pid'",
     "name": "give every playlist a string 'name' (the playlist title)",
@@ -77,7 +73,7 @@ def _optional(value: Any, kind: type) -> Any:
     return value if type(value) is kind else None
 
 
-def _collaborative(value: Any) -> bool | None:
+def parse_collaborative(value: Any) -> bool | None:
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.lower() in ("true", "false"):
@@ -160,7 +156,7 @@ def clean_playlist(raw: Any, clean: NameCleaner, *, challenge: bool = False
         "num_followers": _optional(raw.get("num_followers"), int),
         "modified_at": _optional(raw.get("modified_at"), int),
         "description": clean(description) if type(description) is str else None,
-        "collaborative": _collaborative(raw.get("collaborative")),
+        "collaborative": parse_collaborative(raw.get("collaborative")),
         "num_holdouts": _optional(raw.get("num_holdouts"), int),
     }
     valid = len(tracks) - len(rejections)

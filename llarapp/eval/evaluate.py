@@ -23,6 +23,7 @@ from llarapp.eval.report import CATEGORY_ORDER, write_report
 from llarapp.storage import atomic_dir
 
 SEGMENTS = ("all", "warm", "cold")
+RANKED_LIST_LENGTH = 500  # the challenge scores the first 500 recommendations
 TABLE_METRICS = ("r_precision", "r_precision_artist", "ndcg", "clicks")
 
 
@@ -70,7 +71,7 @@ def per_playlist_metrics(heldout: pd.DataFrame, recs: pd.DataFrame, warm: np.nda
         missing = aligned["recs"].isna()
         aligned.loc[missing, "recs"] = pd.Series([[]] * int(missing.sum()),
                                                  index=aligned.index[missing], dtype=object)
-        matrix = _recs_matrix(aligned["recs"], 500)
+        matrix = _recs_matrix(aligned["recs"], RANKED_LIST_LENGTH)
         for segment in SEGMENTS:
             targets = [t if segment == "all" else t[warm[t] == (segment == "warm")]
                        for t in aligned["targets"]]
