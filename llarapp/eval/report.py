@@ -35,6 +35,7 @@ def _bars(summary: pd.DataFrame, metric: str, by: str, title: str) -> str:
     axis.set_title(title)
     axis.set_ylabel(metric)
     axis.grid(axis="y", alpha=0.3)
+    axis.legend(title="model", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return _png(figure)
 
 
@@ -45,7 +46,8 @@ def write_report(path: Path, summary: pd.DataFrame, table: pd.DataFrame, split: 
         _bars(all_targets, "r_precision", "category", "R-precision by category"),
         _bars(all_targets, "ndcg", "category", "NDCG by category"),
         _bars(all_targets, "clicks", "category", "Recommended-songs clicks (lower is better)"),
-        _bars(overall, "r_precision", "segment", "R-precision: warm vs cold targets"),
+        _bars(overall, "r_precision", "segment",
+              "R-precision by target segment (cold = no training interactions)"),
     ]
     images = "\n".join(f'<img src="data:image/png;base64,{p}" alt="plot">' for p in plots)
     page = f"""<!doctype html><html><head><meta charset="utf-8">
