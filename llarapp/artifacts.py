@@ -6,7 +6,6 @@ The manifest is written last, so a folder without one is incomplete and is refus
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -51,10 +50,3 @@ def read_manifest(folder: str | os.PathLike[str], kind: str | None = None) -> di
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
     atomic_write_bytes(path, json.dumps(data, indent=2, default=str).encode())
 
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -53,8 +53,9 @@ class Location:
         return Path(self.key)
 
     def join(self, *parts: str) -> Location:
-        key = "/".join([self.key.rstrip("/"), *(p.strip("/") for p in parts)]).lstrip("/")
-        if not self.is_s3:
+        if self.is_s3:
+            key = "/".join([self.key.rstrip("/"), *(p.strip("/") for p in parts)]).lstrip("/")
+        else:
             key = str(Path(self.key, *parts))
         return Location(self.scheme, self.bucket, key)
 

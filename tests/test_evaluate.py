@@ -65,3 +65,17 @@ def test_run_is_tracked_in_mlflow(evaluation):
     assert run.data.params["split.seed"] == "3"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"metrics.csv", "metrics.md", "report.html"} <= artifacts
+
+
+def test_a_playlist_a_model_skipped_scores_as_a_miss():
+    import numpy as np
+
+    from llarapp.eval.evaluate import per_playlist_metrics
+
+    heldout = pd.DataFrame({"pid": [1, 2], "category": ["first_1", "first_1"],
+                            "targets": [np.array([3]), np.array([4])]})
+    recs = pd.DataFrame({"model": ["m"], "pid": [1], "recs": [np.array([3, 0])]})
+    frame = per_playlist_metrics(heldout, recs, np.ones(5, bool), np.arange(5), (10,))
+    overall = frame[frame["segment"] == "all"].set_index("pid")
+    assert overall.loc[1, "clicks"] == 0 and overall.loc[2, "clicks"] == 51
+    assert overall.loc[2, "r_precision"] == 0

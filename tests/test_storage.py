@@ -1,5 +1,3 @@
-import time
-
 import pytest
 
 from llarapp import storage
@@ -120,4 +118,3 @@ def test_atomic_dir_to_s3_uploads_manifest_last(s3_env, monkeypatch):
         (folder / "manifest.json").write_text("{}")
         (folder / "z.parquet").write_bytes(b"z")
     assert order == ["z.parquet", "manifest.json"]
-    time.sleep(0)  # keeps the monkeypatched writer in scope until here

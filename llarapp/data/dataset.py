@@ -14,6 +14,13 @@ import pandas as pd
 from llarapp.artifacts import read_manifest
 
 
+def seen_mask(track_idx: np.ndarray, num_tracks: int) -> np.ndarray:
+    """True for the tracks that occur in ``track_idx`` (e.g. the warm, trained-on tracks)."""
+    mask = np.zeros(num_tracks, dtype=bool)
+    mask[track_idx] = True
+    return mask
+
+
 @dataclass
 class _Artifact:
     """A stage's artifact folder, checked against its manifest's kind when loaded."""
@@ -87,6 +94,4 @@ class Split(_Artifact):
 
     def warm_mask(self, num_tracks: int) -> np.ndarray:
         """True for tracks with at least one training interaction."""
-        mask = np.zeros(num_tracks, dtype=bool)
-        mask[self.train["track_idx"].to_numpy()] = True
-        return mask
+        return seen_mask(self.train["track_idx"].to_numpy(), num_tracks)

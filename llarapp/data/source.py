@@ -12,6 +12,7 @@ from typing import Any
 
 from llarapp.artifacts import read_manifest, write_manifest
 from llarapp.data.synth import SynthConfig, synthesize
+from llarapp.errors import StorageNotFoundError
 from llarapp.storage import atomic_dir, exists, parse_uri
 
 POINTER_KIND = "mpd-source"
@@ -24,8 +25,6 @@ def resolve_data_source(output: str | os.PathLike[str], data_uri: str = "",
     loc = parse_uri(data_uri)
     uri = str(loc) if loc.is_s3 else str(Path(loc.key).resolve())
     if not loc.is_s3 and not exists(uri):
-        from llarapp.errors import StorageNotFoundError
-
         raise StorageNotFoundError(f"data {data_uri!r} does not exist (resolved to {uri})")
     with atomic_dir(output) as folder:
         return write_manifest(folder, POINTER_KIND, 1, uri=uri)

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from llarapp.artifacts import write_manifest
 from llarapp.config import StageConfig, require
-from llarapp.data.dataset import Dataset
+from llarapp.data.dataset import Dataset, seen_mask
 from llarapp.errors import DataValidationError
 from llarapp.storage import atomic_dir
 
@@ -154,8 +154,7 @@ def make_split(cfg: SplitConfig, dataset: Dataset, output: str | os.PathLike[str
         chosen["num_tracks"].to_numpy(), cfg, rng)
 
     cold = sample_cold_tracks(counts, cfg, rng)
-    is_cold = np.zeros(dataset.num_tracks, dtype=bool)
-    is_cold[cold["track_idx"].to_numpy()] = True
+    is_cold = seen_mask(cold["track_idx"].to_numpy(), dataset.num_tracks)
 
     heldout_pids = set(chosen["pid"].tolist())
     in_heldout = interactions["pid"].isin(heldout_pids).to_numpy()
@@ -181,8 +180,7 @@ def make_split(cfg: SplitConfig, dataset: Dataset, output: str | os.PathLike[str
         "num_seeds": chosen["num_seeds"].to_numpy(np.int32),
         "seeds": _list_column(seeds), "targets": _list_column(targets),
     })
-    warm = np.zeros(dataset.num_tracks, dtype=bool)
-    warm[train["track_idx"].to_numpy()] = True
+    warm = seen_mask(train["track_idx"].to_numpy(), dataset.num_tracks)
     with atomic_dir(output) as folder:
         train.reset_index(drop=True).to_parquet(folder / "train.parquet", index=False)
         pq.write_table(heldout, folder / "heldout.parquet")

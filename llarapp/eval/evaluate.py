@@ -57,7 +57,8 @@ def load_recommendations(folders: list[str | os.PathLike[str]]) -> pd.DataFrame:
 def _recs_matrix(recs: pd.Series, width: int) -> np.ndarray:
     matrix = np.full((len(recs), width), -1, dtype=np.int64)
     for row, values in enumerate(recs):
-        matrix[row, : min(width, len(values))] = values[:width]
+        if isinstance(values, np.ndarray | list):  # NaN: the model skipped this playlist
+            matrix[row, : min(width, len(values))] = values[:width]
     return matrix
 
 
@@ -68,9 +69,6 @@ def per_playlist_metrics(heldout: pd.DataFrame, recs: pd.DataFrame, warm: np.nda
     frames = []
     for model, model_recs in recs.groupby("model", sort=True):
         aligned = heldout.merge(model_recs[["pid", "recs"]], on="pid", how="left")
-        missing = aligned["recs"].isna()
-        aligned.loc[missing, "recs"] = pd.Series([[]] * int(missing.sum()),
-                                                 index=aligned.index[missing], dtype=object)
         matrix = _recs_matrix(aligned["recs"], RANKED_LIST_LENGTH)
         for segment in SEGMENTS:
             targets = [t if segment == "all" else t[warm[t] == (segment == "warm")]
@@ -106,9 +104,9 @@ def metrics_table(summary: pd.DataFrame) -> pd.DataFrame:
     by_segment = summary[(summary["category"] == "all") & (summary["segment"] != "all")].copy()
     by_segment["category"] = "all (" + by_segment["segment"] + " targets)"
     table = pd.concat([by_category, by_segment], ignore_index=True)
-    order = {name: i for i, name in enumerate(CATEGORY_ORDER)}
-    table = table.sort_values(["model", "category"], key=lambda col: col.map(
-        lambda v: order.get(v, len(order))) if col.name == "category" else col, kind="stable")
+    rank = {name: i for i, name in enumerate(CATEGORY_ORDER)}
+    table["rank"] = table["category"].map(rank).fillna(len(rank))  # segment rows go last
+    table = table.sort_values(["model", "rank"], kind="stable")
     return table[["model", "category", "playlists", *TABLE_METRICS]].reset_index(drop=True)
 
 
@@ -151,7 +149,7 @@ def evaluate(cfg: EvaluateConfig, dataset: Dataset, split: Split,
             from llarapp.tracking import log_run
 
             flat = {f"{r['model']}.{r['segment']}.{r['category']}.{m}": r[m]
-                    for r in result["summary"] for m in (*TABLE_METRICS,) if r[m] is not None}
+                    for r in result["summary"] for m in TABLE_METRICS if r[m] is not None}
             result["mlflow"] = log_run(
                 experiment=cfg.experiment, run_name=cfg.run_name,
                 params={**{f"split.{k}": v for k, v in split.manifest["config"].items()},

@@ -55,10 +55,12 @@ class BaselinesConfig(StageConfig):
 class TitleIndex:
     """Training playlists by title word, for title-only playlists."""
 
-    def __init__(self, names: pd.Series, playlist_row: np.ndarray, num_rows: int):
+    def __init__(self, names: pd.Series):
+        """``names``: the training playlists' titles, in playlist-row order."""
+        num_rows = len(names)
         vocab: dict[str, int] = {}
         rows, cols = [], []
-        for row, name in zip(playlist_row, names, strict=True):
+        for row, name in enumerate(names):
             for token in set(title_tokens(name)):
                 rows.append(row)
                 cols.append(vocab.setdefault(token, len(vocab)))
@@ -100,7 +102,7 @@ class BaselineRecommender:
         self.item_weight = (safe ** -(1.0 - alpha)).astype(np.float32)
         self.matrix_t = self.matrix.T.tocsr()
         names = playlist_names.reindex(self.train_pids)
-        self.titles = TitleIndex(names, np.arange(len(self.train_pids)), len(self.train_pids))
+        self.titles = TitleIndex(names)
 
     def popularity_scores(self, count: int) -> np.ndarray:
         return np.broadcast_to(self.popularity, (count, self.num_items))
