@@ -8,7 +8,8 @@ from components.image import BASE_IMAGE
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def evaluate(dataset: Input[Dataset], splits: Input[Dataset],
-             recommendations: Input[Dataset], evaluation: Output[Dataset],
+             recommendations: Input[Dataset], retrieved: Input[Dataset],
+             evaluation: Output[Dataset],
              metrics: Output[Metrics], report: Output[HTML], summary: Output[Markdown],
              tracking_uri: str = "", experiment: str = "llarapp",
              gate_metric: str = "ndcg") -> float:
@@ -23,7 +24,7 @@ def evaluate(dataset: Input[Dataset], splits: Input[Dataset],
     cfg = EvaluateConfig(tracking_uri=tracking_uri, experiment=experiment,
                          gate_metric=gate_metric, run_name="pipeline-evaluate")
     result = run_evaluate(cfg, LoadedDataset.load(dataset.path), Split.load(splits.path),
-                          [recommendations.path], evaluation.path)
+                          [recommendations.path, retrieved.path], evaluation.path)
     for row in result["summary"]:
         if row["segment"] == "all" and row["category"] == "all":
             for name in ("r_precision", "ndcg", "clicks"):

@@ -29,6 +29,11 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML con
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override: key=value.")]
 ShowOpt = Annotated[bool, typer.Option("--show-config", help="Print the config and exit.")]
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="Artifact folder or s3:// prefix.")]
+DatasetOpt = Annotated[Path, typer.Option("--dataset", "-d", help="Ingest artifact.")]
+SplitOpt = Annotated[Path, typer.Option("--split", help="Split artifact.")]
+TextOpt = Annotated[Path, typer.Option("--text", help="text_embed artifact.")]
+GraphOpt = Annotated[Path, typer.Option("--graph", help="lightgcn artifact.")]
+MapperOpt = Annotated[Path, typer.Option("--mapper", help="cold_mapper artifact.")]
 
 
 def _run(action: Callable[[], Any]) -> Any:
@@ -85,7 +90,7 @@ def ingest(output: OutputOpt,
 
 @app.command()
 def split(output: OutputOpt,
-          dataset: Annotated[Path, typer.Option("--dataset", "-d", help="Ingest artifact.")],
+          dataset: DatasetOpt,
           config: ConfigOpt = None, set_: SetOpt = None, show_config: ShowOpt = False) -> None:
     """Hold out validation/test playlists by category, sample cold tracks."""
     from llarapp.data.dataset import Dataset
@@ -98,8 +103,7 @@ def split(output: OutputOpt,
 
 @app.command()
 def baselines(output: OutputOpt,
-              dataset: Annotated[Path, typer.Option("--dataset", "-d")],
-              split_dir: Annotated[Path, typer.Option("--split")],
+              dataset: DatasetOpt, split_dir: SplitOpt,
               config: ConfigOpt = None, set_: SetOpt = None,
               show_config: ShowOpt = False) -> None:
     """Popularity and item-kNN recommendations for the held-out playlists."""
@@ -114,8 +118,7 @@ def baselines(output: OutputOpt,
 
 @app.command()
 def evaluate(output: OutputOpt,
-             dataset: Annotated[Path, typer.Option("--dataset", "-d")],
-             split_dir: Annotated[Path, typer.Option("--split")],
+             dataset: DatasetOpt, split_dir: SplitOpt,
              recommendations: Annotated[list[Path], typer.Option(
                  "--recommendations", "-r", help="Recommendation artifacts (repeatable).")],
              config: ConfigOpt = None, set_: SetOpt = None,
@@ -133,6 +136,88 @@ def evaluate(output: OutputOpt,
     if "mlflow" in result:
         console.print(f"MLflow run {result['mlflow']['run_id']} at "
                       f"{result['mlflow']['tracking_uri']}")
+
+
+@app.command("text-embed")
+def text_embed(output: OutputOpt, dataset: DatasetOpt, config: ConfigOpt = None,
+               set_: SetOpt = None, show_config: ShowOpt = False) -> None:
+    """Embed track texts and playlist titles with a BERT-family encoder (MiniLM default)."""
+    from llarapp.data.dataset import Dataset
+    from llarapp.models.text_embed import TextEmbedConfig, run_text_embed
+
+    cfg = _config(TextEmbedConfig, config, set_, show_config)
+    manifest = _run(lambda: run_text_embed(cfg, Dataset.load(dataset), output))
+    console.print(f"{manifest['counts']} {manifest['encoder_type']} vectors of dim "
+                  f"{manifest['dim']} -> {output}")
+
+
+@app.command("train-lightgcn")
+def train_lightgcn(output: OutputOpt, dataset: DatasetOpt, split_dir: SplitOpt,
+                   config: ConfigOpt = None, set_: SetOpt = None,
+                   show_config: ShowOpt = False) -> None:
+    """Train LightGCN (torch-geometric) with BPR; early-stop on validation Recall@K."""
+    from llarapp.data.dataset import Dataset, Split
+    from llarapp.models.lightgcn import LightGCNConfig, run_lightgcn
+
+    cfg = _config(LightGCNConfig, config, set_, show_config)
+    manifest = _run(lambda: run_lightgcn(cfg, Dataset.load(dataset), Split.load(split_dir),
+                                         output))
+    console.print(f"best epoch {manifest['best_epoch']} of {manifest['epochs_run']}: val "
+                  f"Recall@{cfg.k} {manifest['best_val_recall']:.4f}, "
+                  f"{manifest['seconds_per_epoch']:.1f} s/epoch on {manifest['device']}")
+
+
+@app.command("cold-mapper")
+def cold_mapper(output: OutputOpt, dataset: DatasetOpt, split_dir: SplitOpt, text: TextOpt,
+                graph: GraphOpt, config: ConfigOpt = None, set_: SetOpt = None,
+                show_config: ShowOpt = False) -> None:
+    """Train the text → graph mappers and the tag classifier; write the catalogue."""
+    from llarapp.data.dataset import Dataset, Split
+    from llarapp.models.cold_mapper import ColdMapperConfig, run_cold_mapper
+    from llarapp.models.graph import GraphEmbeddings
+    from llarapp.models.text_embed import TextEmbeddings
+
+    cfg = _config(ColdMapperConfig, config, set_, show_config)
+    manifest = _run(lambda: run_cold_mapper(
+        cfg, Dataset.load(dataset), Split.load(split_dir), TextEmbeddings.load(text),
+        GraphEmbeddings.load(graph), output))
+    console.print_json(data={k: manifest[k] for k in ("item_mapper", "title_mapper", "counts")})
+
+
+@app.command()
+def retrieve(output: OutputOpt, dataset: DatasetOpt, split_dir: SplitOpt, text: TextOpt,
+             graph: GraphOpt, mapper: MapperOpt, config: ConfigOpt = None,
+             set_: SetOpt = None, show_config: ShowOpt = False) -> None:
+    """LightGCN, text-only and hybrid recommendations; λ tuned on validation."""
+    from llarapp.data.dataset import Dataset, Split
+    from llarapp.models.cold_mapper import ColdMapper
+    from llarapp.models.graph import GraphEmbeddings
+    from llarapp.models.retrieve import RetrieveConfig, run_retrieve
+    from llarapp.models.text_embed import TextEmbeddings
+
+    cfg = _config(RetrieveConfig, config, set_, show_config)
+    manifest = _run(lambda: run_retrieve(
+        cfg, Dataset.load(dataset), Split.load(split_dir), TextEmbeddings.load(text),
+        GraphEmbeddings.load(graph), ColdMapper.load(mapper), output))
+    console.print(f"λ = {manifest['hybrid_lambda']}; {manifest['rows']} lists -> {output}")
+
+
+@app.command()
+def tune(dataset: DatasetOpt, split_dir: SplitOpt, text: TextOpt,
+         trials: Annotated[int | None, typer.Option(help="Trials to run.")] = None,
+         storage: Annotated[str | None, typer.Option(
+             help="Optuna RDB URL shared by parallel workers; default sqlite in runs/.")] = None,
+         config: ConfigOpt = None, set_: SetOpt = None, show_config: ShowOpt = False) -> None:
+    """Optuna search over LightGCN (dim, layers, lr, L2, negatives) and the hybrid λ."""
+    from llarapp.data.dataset import Dataset, Split
+    from llarapp.models.text_embed import TextEmbeddings
+    from llarapp.models.tune import TuneConfig, run_tune, trials_table
+
+    cfg = _config(TuneConfig, config, set_, show_config, trials=trials, storage=storage)
+    result = _run(lambda: run_tune(cfg, Dataset.load(dataset), Split.load(split_dir),
+                                   TextEmbeddings.load(text)))
+    typer.echo(trials_table(cfg).to_string(index=False))
+    console.print_json(data=result)
 
 
 @pipeline_app.command("run")

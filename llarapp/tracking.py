@@ -36,11 +36,9 @@ def _experiment_id(mlflow: Any, name: str, tracking_uri: str) -> str:
     return mlflow.create_experiment(name, artifact_location=location)
 
 
-def log_run(*, experiment: str, run_name: str, params: Mapping[str, Any],
-            metrics: Mapping[str, float], artifacts: Iterable[str | os.PathLike[str]] = (),
-            tags: Mapping[str, str] | None = None, tracking_uri: str | None = None
-            ) -> dict[str, str]:
-    """Log one run; return its id, experiment id, tracking URI and artifact URI."""
+def start_tracking(experiment: str, tracking_uri: str | None = None) -> tuple[Any, str, str]:
+    """Point mlflow at ``tracking_uri`` (default: env, else sqlite in runs/); return
+    (the mlflow module, the experiment id, the URI)."""
     import mlflow
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -48,12 +46,24 @@ def log_run(*, experiment: str, run_name: str, params: Mapping[str, Any],
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
-    experiment_id = _experiment_id(mlflow, experiment, uri)
+    return mlflow, _experiment_id(mlflow, experiment, uri), uri
+
+
+def finite_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    """MLflow-safe keys; NaN means "no such playlists", so it is skipped."""
+    return {metric_key(k): float(v) for k, v in metrics.items() if v == v}
+
+
+def log_run(*, experiment: str, run_name: str, params: Mapping[str, Any],
+            metrics: Mapping[str, float], artifacts: Iterable[str | os.PathLike[str]] = (),
+            tags: Mapping[str, str] | None = None, tracking_uri: str | None = None
+            ) -> dict[str, str]:
+    """Log one run; return its id, experiment id, tracking URI and artifact URI."""
+    mlflow, experiment_id, uri = start_tracking(experiment, tracking_uri)
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
                           tags=dict(tags or {})) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
-        mlflow.log_metrics({metric_key(k): float(v) for k, v in metrics.items()
-                            if v == v})  # NaN means "no such playlists": skip it
+        mlflow.log_metrics(finite_metrics(metrics))
         for path in artifacts:
             mlflow.log_artifact(str(path))
         return {"run_id": run.info.run_id, "experiment_id": experiment_id,

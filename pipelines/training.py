@@ -1,6 +1,7 @@
-"""The training pipeline: synth → ingest → split → baselines → evaluate.
+"""The training pipeline: synth → ingest → split → {baselines, text_embed, lightgcn} →
+cold_mapper → retrieve → evaluate.
 
-Later stages (text embeddings, LightGCN, cold mapper, LLaRA, export, register, deploy)
+Later stages (LLaRA, export, register, deploy)
 join this same pipeline; there is never a second orchestration.
 """
 
@@ -8,10 +9,14 @@ from kfp import dsl
 from kfp.dsl import Dataset
 
 from components.baselines import baselines
+from components.cold_mapper import cold_mapper
 from components.evaluate import evaluate
 from components.ingest import ingest
+from components.lightgcn import lightgcn
+from components.retrieve import retrieve
 from components.split import split
 from components.synth import synth
+from components.text_embed import text_embed
 
 PIPELINE_NAME = "llarapp-training"
 
@@ -25,6 +30,10 @@ def training_pipeline(
     strict_ingest: bool = False,
     cold_fraction: float = 0.05,
     knn_similarity_alpha: float = 0.5,
+    text_encoder: str = "minilm",
+    lightgcn_dim: int = 64,
+    lightgcn_layers: int = 3,
+    lightgcn_epochs: int = 40,
     gate_metric: str = "ndcg",
     tracking_uri: str = "",
     experiment: str = "llarapp",
@@ -35,8 +44,18 @@ def training_pipeline(
     splits = split(dataset=data.outputs["dataset"], seed=seed, cold_fraction=cold_fraction)
     recs = baselines(dataset=data.outputs["dataset"], splits=splits.outputs["splits"],
                      similarity_alpha=knn_similarity_alpha)
+    texts = text_embed(dataset=data.outputs["dataset"], encoder=text_encoder)
+    graph = lightgcn(dataset=data.outputs["dataset"], splits=splits.outputs["splits"],
+                     dim=lightgcn_dim, layers=lightgcn_layers, epochs=lightgcn_epochs, seed=seed)
+    mapper = cold_mapper(dataset=data.outputs["dataset"], splits=splits.outputs["splits"],
+                         embeddings=texts.outputs["embeddings"], graph=graph.outputs["graph"],
+                         seed=seed)
+    retrieved = retrieve(dataset=data.outputs["dataset"], splits=splits.outputs["splits"],
+                         embeddings=texts.outputs["embeddings"], graph=graph.outputs["graph"],
+                         mapper=mapper.outputs["mapper"])
     evaluation = evaluate(dataset=data.outputs["dataset"], splits=splits.outputs["splits"],
                           recommendations=recs.outputs["recommendations"],
+                          retrieved=retrieved.outputs["recommendations"],
                           tracking_uri=tracking_uri, experiment=experiment,
                           gate_metric=gate_metric)
     return evaluation.outputs["evaluation"]

@@ -96,3 +96,38 @@ def s3_env(s3_server, monkeypatch):
     bucket = f"test-{uuid.uuid4().hex[:10]}"
     s3_client().make_bucket(bucket)
     return bucket
+
+
+@pytest.fixture(scope="session")
+def text_embeddings(synthetic_dataset, tmp_path_factory):
+    """MiniLM (the packaged default encoder) over the synthetic catalogue."""
+    from llarapp.models.text_embed import TextEmbedConfig, TextEmbeddings, run_text_embed
+
+    out = tmp_path_factory.mktemp("text") / "text"
+    run_text_embed(TextEmbedConfig(device="cpu"), synthetic_dataset, out)
+    return TextEmbeddings.load(out)
+
+
+FAST_GRAPH = {"dim": 32, "layers": 2, "epochs": 4, "patience": 2, "batch_size": 2048,
+              "device": "cpu", "lr": 0.01}
+
+
+@pytest.fixture(scope="session")
+def graph_embeddings(synthetic_dataset, synthetic_split, tmp_path_factory):
+    from llarapp.models.graph import GraphEmbeddings
+    from llarapp.models.lightgcn import LightGCNConfig, run_lightgcn
+
+    out = tmp_path_factory.mktemp("graph") / "graph"
+    run_lightgcn(LightGCNConfig(**FAST_GRAPH), synthetic_dataset, synthetic_split, out)
+    return GraphEmbeddings.load(out)
+
+
+@pytest.fixture(scope="session")
+def cold_mapper(synthetic_dataset, synthetic_split, text_embeddings, graph_embeddings,
+                tmp_path_factory):
+    from llarapp.models.cold_mapper import ColdMapper, ColdMapperConfig, run_cold_mapper
+
+    out = tmp_path_factory.mktemp("mapper") / "mapper"
+    run_cold_mapper(ColdMapperConfig(epochs=5, device="cpu"), synthetic_dataset,
+                    synthetic_split, text_embeddings, graph_embeddings, out)
+    return ColdMapper.load(out)

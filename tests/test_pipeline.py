@@ -19,8 +19,11 @@ def test_compiles_with_every_stage(tmp_path):
     compiler.Compiler().compile(training_pipeline, str(path))
     spec = yaml.safe_load(path.read_text())
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == {"synth", "ingest", "split", "baselines", "evaluate"}
-    assert tasks["evaluate"]["dependentTasks"] == ["baselines", "ingest", "split"]
+    assert set(tasks) == {"synth", "ingest", "split", "baselines", "text-embed", "lightgcn",
+                          "cold-mapper", "retrieve", "evaluate"}
+    assert tasks["evaluate"]["dependentTasks"] == ["baselines", "ingest", "retrieve", "split"]
+    assert set(tasks["cold-mapper"]["dependentTasks"]) == {"ingest", "split", "text-embed",
+                                                           "lightgcn"}
     assert "data_uri" in spec["root"]["inputDefinitions"]["parameters"]
 
 
@@ -37,10 +40,12 @@ def test_local_run_end_to_end(tmp_path, monkeypatch):
     result = run_locally(workdir=tmp_path / "runs", overrides=["synth_playlists=300"])
     evaluation = Path(result["evaluation"])
     metrics = json.loads((evaluation / "metrics.json").read_text())
-    assert metrics["gate"]["model"] in ("item_knn", "popularity")
+    assert {"popularity", "item_knn", "lightgcn", "text", "hybrid"} <= {
+        row["model"] for row in metrics["summary"]}
     assert (tmp_path / "runs" / "mlflow.db").is_file()
     stage_dirs = {p.name for p in evaluation.parent.parent.iterdir()}
-    assert {"synth", "ingest", "split", "baselines", "evaluate"} <= stage_dirs
+    assert {"synth", "ingest", "split", "baselines", "text-embed", "lightgcn", "cold-mapper",
+            "retrieve", "evaluate"} <= stage_dirs
 
 
 @pytest.mark.slow

@@ -14,22 +14,24 @@ popularity.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from llarapp.artifacts import write_manifest
 from llarapp.config import StageConfig, require
 from llarapp.data.dataset import Dataset, Split
-from llarapp.models.retrieval import interaction_matrix, title_tokens, top_n
-from llarapp.storage import atomic_dir
+from llarapp.models.retrieval import (
+    RecommendationLists,
+    batches_of,
+    interaction_matrix,
+    seed_matrix,
+    title_tokens,
+    top_n,
+)
 
 MODELS = ("popularity", "item_knn")
 TIE_BREAK = 1e-6
@@ -134,40 +136,20 @@ class BaselineRecommender:
         return top_n(scores + TIE_BREAK * popularity, seeds, n)
 
 
-def _batches(frame: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:
-    for start in range(0, len(frame), size):
-        yield frame.iloc[start:start + size]
-
-
-def seed_matrix(seed_lists: pd.Series, num_items: int) -> sp.csr_matrix:
-    lengths = seed_lists.map(len).to_numpy()
-    flat = np.concatenate(seed_lists.to_list()) if lengths.sum() else np.zeros(0, np.int64)
-    return interaction_matrix(np.repeat(np.arange(len(seed_lists)), lengths),
-                              flat.astype(np.int64), (len(seed_lists), num_items))
-
-
 def run_baselines(cfg: BaselinesConfig, dataset: Dataset, split: Split,
                   output: str | os.PathLike[str]) -> dict[str, Any]:
     names = dataset.playlists.set_index("pid")["name"]
     recommender = BaselineRecommender(split.train, names, dataset.num_tracks,
                                       cfg.similarity_alpha)
     heldout = split.heldout[split.heldout["split"].isin(cfg.splits)].reset_index(drop=True)
-    columns: dict[str, list] = {"model": [], "pid": [], "split": [], "recs": []}
-    batches = list(_batches(heldout, cfg.batch_size))
+    lists = RecommendationLists()
+    batches = list(batches_of(heldout, cfg.batch_size))
     with tqdm(total=len(batches) * len(cfg.models), desc="baselines", unit="batch") as bar:
         for model in cfg.models:
             for batch in batches:
                 seeds = seed_matrix(batch["seeds"], dataset.num_tracks)
-                recs = recommender.recommend(model, seeds, batch["name"].tolist(),
-                                             cfg.num_recs)
-                columns["model"] += [model] * len(batch)
-                columns["pid"] += batch["pid"].tolist()
-                columns["split"] += batch["split"].tolist()
-                columns["recs"] += list(recs.astype(np.int32))
+                lists.add(model, batch, recommender.recommend(
+                    model, seeds, batch["name"].tolist(), cfg.num_recs))
                 bar.update()
-    with atomic_dir(output) as folder:
-        pq.write_table(pa.table(columns), folder / "recommendations.parquet")
-        return write_manifest(folder, "recommendations", 1, config=cfg.to_dict(),
-                              models=cfg.models, splits=cfg.splits,
-                              split_dataset_hash=split.manifest["dataset_hash"],
-                              rows=len(columns["pid"]))
+    return lists.save(output, config=cfg.to_dict(), models=cfg.models, splits=cfg.splits,
+                      split_dataset_hash=split.manifest["dataset_hash"])

@@ -1,12 +1,23 @@
-"""Shared retrieval helpers: interaction matrices, title tokens, top-N with exclusions."""
+"""Shared retrieval helpers: interaction matrices, title tokens, top-N with exclusions, and
+the recommendations artifact every recommender writes."""
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import scipy.sparse as sp
+
+from llarapp.artifacts import write_manifest
+from llarapp.storage import atomic_dir
 
 _TOKEN = re.compile(r"\w+")
 
@@ -39,3 +50,40 @@ def top_n(scores: np.ndarray, exclude: sp.csr_matrix | None, n: int) -> np.ndarr
     order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
     best = np.take_along_axis(part, order, axis=1)
     return np.where(np.isfinite(np.take_along_axis(scores, best, axis=1)), best, -1)
+
+
+def seed_matrix(seed_lists: pd.Series, num_items: int) -> sp.csr_matrix:
+    """Binary playlists × items matrix of the seed tracks."""
+    lengths = seed_lists.map(len).to_numpy()
+    flat = np.concatenate(seed_lists.to_list()) if lengths.sum() else np.zeros(0, np.int64)
+    return interaction_matrix(np.repeat(np.arange(len(seed_lists)), lengths),
+                              flat.astype(np.int64), (len(seed_lists), num_items))
+
+
+def batches_of(frame: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:
+    for start in range(0, len(frame), size):
+        yield frame.iloc[start:start + size]
+
+
+class RecommendationLists:
+    """Collects (model, pid, split, recs) rows; saves the ``recommendations`` artifact."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list] = {"model": [], "pid": [], "split": [], "recs": []}
+
+    def add(self, model: str, batch: pd.DataFrame, recs: np.ndarray) -> None:
+        self.columns["model"] += [model] * len(batch)
+        self.columns["pid"] += batch["pid"].tolist()
+        self.columns["split"] += batch["split"].tolist()
+        self.columns["recs"] += list(recs.astype(np.int32))
+
+    def save(self, output: str | os.PathLike[str],
+             write_extra: Callable[[Path], None] | None = None, **manifest: Any
+             ) -> dict[str, Any]:
+        """``write_extra(folder)`` adds stage-specific files before the manifest."""
+        with atomic_dir(output) as folder:
+            pq.write_table(pa.table(self.columns), folder / "recommendations.parquet")
+            if write_extra is not None:
+                write_extra(folder)
+            return write_manifest(folder, "recommendations", 1, rows=len(self.columns["pid"]),
+                                  **manifest)

@@ -1,0 +1,22 @@
+"""cold_mapper: text → graph MLPs for cold tracks and title-only playlists; track tags."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model, Output
+
+from components.image import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def cold_mapper(dataset: Input[Dataset], splits: Input[Dataset], embeddings: Input[Dataset],
+                graph: Input[Model], mapper: Output[Model], seed: int = 0):
+    from llarapp.data.dataset import Dataset as LoadedDataset
+    from llarapp.data.dataset import Split
+    from llarapp.models.cold_mapper import ColdMapperConfig, run_cold_mapper
+    from llarapp.models.graph import GraphEmbeddings
+    from llarapp.models.text_embed import TextEmbeddings
+
+    manifest = run_cold_mapper(ColdMapperConfig(seed=seed), LoadedDataset.load(dataset.path),
+                               Split.load(splits.path), TextEmbeddings.load(embeddings.path),
+                               GraphEmbeddings.load(graph.path), mapper.path)
+    mapper.metadata.update({"item_mapper": manifest["item_mapper"],
+                            "title_mapper": manifest["title_mapper"]})

@@ -1,0 +1,44 @@
+"""Small figures written next to a stage's artifacts (training curves, per-tag bars)."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from llarapp.storage import atomic_write_bytes  # noqa: E402
+
+
+def save_figure(figure: plt.Figure, path: str | os.PathLike[str]) -> None:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def save_curves(history: pd.DataFrame, x: str, columns: list[str],
+                path: str | os.PathLike[str], title: str) -> None:
+    """One panel per column of ``history`` against ``x`` (e.g. loss and val recall)."""
+    figure, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3), squeeze=False)
+    for axis, column in zip(axes[0], columns, strict=True):
+        axis.plot(history[x], history[column], marker="o", markersize=3)
+        axis.set_xlabel(x)
+        axis.set_title(column)
+        axis.grid(alpha=0.3)
+    figure.suptitle(title)
+    save_figure(figure, path)
+
+
+def save_bars(values: pd.Series, path: str | os.PathLike[str], title: str, xlabel: str
+              ) -> None:
+    figure, axis = plt.subplots(figsize=(6, max(2.0, 0.22 * len(values))))
+    values.sort_values().plot.barh(ax=axis)
+    axis.set_xlabel(xlabel)
+    axis.set_title(title)
+    axis.grid(axis="x", alpha=0.3)
+    save_figure(figure, path)

@@ -1,0 +1,80 @@
+"""The lightgcn artifact and LightGCN fold-in, in numpy only (serving needs no torch).
+
+Fold-in gives a playlist that was not in the training graph a vector from its seed
+tracks. LightGCN propagates ``x_u^(l) = Σ_{i∈N(u)} x_i^(l-1) / sqrt(|N(u)|·d_i)`` and
+combines layers as ``e_u = Σ_l α_l x_u^(l)``. Joining a new playlist node ``u`` to its
+seed tracks ``S`` (warm ones, training degree ``d_i > 0``) and giving it no layer-0
+embedding of its own (``x_u^(0) = 0``) yields, exactly,
+
+    e_u = |S|^(-1/2) · Σ_{i∈S} f_i,    f_i = d_i^(-1/2) · Σ_{l=1..L} α_l x_i^(l-1)
+
+``f`` (``fold_in.npy``) is precomputed once per model, so fold-in is one sparse-dense
+product. For a training playlist, folding in its own training tracks reproduces its
+trained embedding minus ``α_0 x_u^(0)``; the tests check this identity. The new node's
+effect on the other nodes is ignored, as in every LightGCN fold-in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from llarapp.data.dataset import _Artifact
+
+
+def fold_in_weights(layer_items: list[np.ndarray], alpha: np.ndarray, degree: np.ndarray
+                    ) -> np.ndarray:
+    """``f`` above. ``layer_items[l]``: the items' layer-l embeddings, l = 0..L."""
+    num_layers = len(layer_items) - 1
+    combined = sum(alpha[layer] * layer_items[layer - 1] for layer in range(1, num_layers + 1))
+    scale = np.where(degree > 0, 1.0 / np.sqrt(np.maximum(degree, 1)), 0.0)
+    return (combined * scale[:, None]).astype(np.float32)
+
+
+def fold_in(seeds: sp.csr_matrix, weights: np.ndarray, degree: np.ndarray) -> np.ndarray:
+    """Playlist vectors for the rows of ``seeds`` (playlists × items, binary)."""
+    warm = seeds.multiply((degree > 0)[None, :].astype(np.float32)).tocsr()
+    counts = np.asarray(warm.sum(axis=1)).ravel()
+    scale = np.where(counts > 0, 1.0 / np.sqrt(np.maximum(counts, 1.0)), 0.0)
+    return (np.asarray(warm @ weights) * scale[:, None]).astype(np.float32)
+
+
+@dataclass
+class GraphEmbeddings(_Artifact):
+    """The lightgcn artifact: final item/playlist vectors and fold-in weights."""
+
+    KIND: ClassVar[str] = "lightgcn"
+
+    def _array(self, name: str) -> np.ndarray:
+        return np.load(self.folder / f"{name}.npy")
+
+    @cached_property
+    def items(self) -> np.ndarray:
+        return self._array("items")
+
+    @cached_property
+    def fold_in_weights(self) -> np.ndarray:
+        return self._array("fold_in")
+
+    @cached_property
+    def item_degree(self) -> np.ndarray:
+        return self._array("item_degree")
+
+    @cached_property
+    def playlists(self) -> pd.DataFrame:
+        """Trained playlist vectors, indexed by pid."""
+        vectors = self._array("playlists")
+        return pd.DataFrame({"vector": list(vectors)},
+                            index=pd.Index(self._array("playlist_pids"), name="pid"))
+
+    @property
+    def warm(self) -> np.ndarray:
+        return self.item_degree > 0
+
+    def fold_in(self, seeds: sp.csr_matrix) -> np.ndarray:
+        return fold_in(seeds, self.fold_in_weights, self.item_degree)

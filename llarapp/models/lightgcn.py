@@ -1,0 +1,290 @@
+"""The lightgcn stage: torch-geometric LightGCN trained with BPR on the playlist–track graph.
+
+Nodes are the training playlists (first) and every catalogue track (after them); cold
+tracks are isolated nodes. The symmetric-normalised adjacency is built once with
+``gcn_norm`` and kept as a sparse CSR tensor, so each propagation is one
+``torch.sparse.mm`` and ``LGConv`` never re-normalises (``normalize=False``). The adjacency is symmetric, so the
+backward pass reuses it (``Aᵀ = A``) instead of letting autograd transpose the CSR tensor
+on every step, which costs several times the forward pass on the CPU. Training
+samples one positive edge and ``negatives`` uniform warm tracks per step, optimises BPR
+plus L2 (``LightGCN.recommendation_loss``) with Adam, and stops early on validation
+Recall@K, computed through fold-in (see :mod:`llarapp.models.graph`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch_geometric.nn.conv import LGConv
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
+from torch_geometric.nn.models import LightGCN
+from torch_geometric.utils import to_torch_csr_tensor
+from tqdm import tqdm
+
+from llarapp.artifacts import write_manifest
+from llarapp.config import StageConfig, require
+from llarapp.data.dataset import Dataset, Split
+from llarapp.eval.metrics import recall_at_k, relevance_matrix
+from llarapp.eval.plots import save_curves
+from llarapp.models.retrieval import seed_matrix
+from llarapp.models.graph import fold_in, fold_in_weights
+from llarapp.models.retrieval import top_n
+from llarapp.models.torch_utils import DEVICES, resolve_device, seed_everything
+from llarapp.storage import atomic_dir
+
+EpochCallback = Callable[[int, float], None]
+
+
+@dataclass
+class LightGCNConfig(StageConfig):
+    dim: int = 64
+    layers: int = 3
+    lr: float = 0.005
+    reg: float = 1e-4
+    negatives: int = 1
+    batch_size: int = 8192
+    epochs: int = 40
+    patience: int = 4
+    k: int = 100  # early stopping watches validation Recall@k
+    val_playlists: int = 1000  # at most this many validation playlists are scored
+    seed: int = 0
+    device: str = "auto"
+
+    def validate(self) -> None:
+        for name in ("dim", "layers", "negatives", "batch_size", "epochs", "patience", "k",
+                     "val_playlists"):
+            require(getattr(self, name) >= 1, f"{name} must be at least 1")
+        require(self.lr > 0, "lr must be positive")
+        require(self.reg >= 0, "reg must be >= 0")
+        require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}")
+
+
+def normalized_adjacency(playlist_rows: np.ndarray, items: np.ndarray, num_playlists: int,
+                         num_items: int) -> torch.Tensor:
+    """D^-1/2 A D^-1/2 of the bipartite graph as a (nodes × nodes) sparse CSR tensor."""
+    rows = torch.as_tensor(playlist_rows, dtype=torch.long)
+    cols = torch.as_tensor(items, dtype=torch.long) + num_playlists
+    edge_index = torch.stack([torch.cat([rows, cols]), torch.cat([cols, rows])])
+    num_nodes = num_playlists + num_items
+    edge_index, weight = gcn_norm(edge_index, None, num_nodes, add_self_loops=False)
+    with warnings.catch_warnings():  # torch flags sparse CSR as beta; it is what we want
+        warnings.simplefilter("ignore", UserWarning)
+        return to_torch_csr_tensor(edge_index, weight, size=(num_nodes, num_nodes))
+
+
+class _SymmetricSpMM(torch.autograd.Function):
+    """``A @ X`` for a symmetric sparse ``A``: the gradient ``Aᵀ @ G`` is ``A @ G``."""
+
+    @staticmethod
+    def forward(ctx, adjacency: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.adjacency = adjacency
+        return torch.sparse.mm(adjacency, x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
+        return None, torch.sparse.mm(ctx.adjacency, grad)
+
+
+class SymmetricLGConv(LGConv):
+    """``LGConv`` on a pre-normalised symmetric sparse adjacency."""
+
+    def __init__(self) -> None:
+        super().__init__(normalize=False)
+
+    def message_and_aggregate(self, adj_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return _SymmetricSpMM.apply(adj_t, x)
+
+
+def build_model(num_nodes: int, dim: int, layers: int, symmetric: bool = True) -> LightGCN:
+    """PyG LightGCN for a pre-normalised adjacency; ``symmetric`` swaps in the cheap backward."""
+    model = LightGCN(num_nodes, dim, layers, normalize=False)
+    if symmetric:
+        model.convs = torch.nn.ModuleList(SymmetricLGConv() for _ in range(layers))
+    return model
+
+
+def layer_embeddings(model: LightGCN, adjacency: torch.Tensor) -> list[torch.Tensor]:
+    """x^(0) … x^(L) for every node."""
+    layers = [model.embedding.weight]
+    for conv in model.convs:
+        layers.append(conv(layers[-1], adjacency))
+    return layers
+
+
+@dataclass
+class Validation:
+    """Seeded validation playlists: early stopping scores their fold-in vectors."""
+
+    seeds: list[np.ndarray]
+    targets: list[np.ndarray]
+
+    @classmethod
+    def from_heldout(cls, heldout: pd.DataFrame, limit: int) -> Validation:
+        seeded = heldout[heldout["num_seeds"] > 0].head(limit)
+        return cls(list(seeded["seeds"]), list(seeded["targets"]))
+
+
+@dataclass
+class TrainedGraph:
+    """What training produced, as numpy arrays (items in track_idx order)."""
+
+    playlist_pids: np.ndarray
+    playlists: np.ndarray
+    items: np.ndarray
+    fold_in: np.ndarray
+    item_degree: np.ndarray
+    alpha: np.ndarray
+    state: dict[str, torch.Tensor]
+    history: pd.DataFrame
+    best_epoch: int
+    best_recall: float
+    seconds_per_epoch: float
+    device: str
+    extra: dict = field(default_factory=dict)
+
+    def recall(self, validation: Validation, k: int) -> float:
+        return validation_recall(self.items, self.fold_in, self.item_degree, validation, k)
+
+
+def validation_recall(items: np.ndarray, weights: np.ndarray, degree: np.ndarray,
+                      validation: Validation, k: int) -> float:
+    if not validation.seeds:
+        return float("nan")
+    seeds = seed_matrix(pd.Series(validation.seeds), len(items))
+    scores = fold_in(seeds, weights, degree) @ items.T
+    recs = top_n(scores, seeds, k)
+    relevance = relevance_matrix(validation.targets, len(items))
+    return float(np.nanmean(recall_at_k(recs, relevance, k)))
+
+
+class LightGCNTrainer:
+    """Owns the graph, the model and the optimiser for one training run."""
+
+    def __init__(self, cfg: LightGCNConfig, train: pd.DataFrame, num_items: int):
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.generator = seed_everything(cfg.seed)
+        self.playlist_pids, rows = np.unique(train["pid"].to_numpy(), return_inverse=True)
+        items = train["track_idx"].to_numpy().astype(np.int64)
+        self.num_playlists, self.num_items = len(self.playlist_pids), num_items
+        self.edges = torch.as_tensor(np.stack([rows, items + self.num_playlists]))
+        self.item_degree = np.bincount(items, minlength=num_items).astype(np.int64)
+        self.warm_nodes = torch.as_tensor(np.flatnonzero(self.item_degree > 0)
+                                          + self.num_playlists)
+        self.adjacency = normalized_adjacency(rows, items, self.num_playlists,
+                                              num_items).to(self.device)
+        self.model = build_model(self.num_playlists + num_items, cfg.dim,
+                                 cfg.layers).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+
+    def _batches(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(self.edges.shape[1], generator=self.generator)
+        batches = []
+        for start in range(0, len(order), self.cfg.batch_size):
+            playlist, positive = self.edges[:, order[start:start + self.cfg.batch_size]]
+            picks = torch.randint(len(self.warm_nodes), (len(playlist), self.cfg.negatives),
+                                  generator=self.generator)
+            batches.append((playlist, positive, self.warm_nodes[picks]))
+        return batches
+
+    def train_epoch(self) -> float:
+        self.model.train()
+        total, count = 0.0, 0
+        for playlist, positive, negative in self._batches():
+            playlist, positive, negative = (t.to(self.device)
+                                            for t in (playlist, positive, negative))
+            out = self.model.get_embedding(self.adjacency)
+            user = out[playlist]
+            pos_rank = (user * out[positive]).sum(-1).repeat_interleave(self.cfg.negatives)
+            neg_rank = (user.unsqueeze(1) * out[negative]).sum(-1).flatten()
+            node_id = torch.cat([playlist, positive, negative.flatten()]).unique()
+            loss = self.model.recommendation_loss(pos_rank, neg_rank, node_id=node_id,
+                                                  lambda_reg=self.cfg.reg)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total, count = total + loss.item() * len(playlist), count + len(playlist)
+        return total / max(count, 1)
+
+    @torch.no_grad()
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(playlist vectors, item vectors, item fold-in weights)."""
+        self.model.eval()
+        layers = [x.float().cpu().numpy() for x in layer_embeddings(self.model, self.adjacency)]
+        alpha = self.model.alpha.cpu().numpy()
+        final = sum(a * x for a, x in zip(alpha, layers, strict=True))
+        split = self.num_playlists
+        weights = fold_in_weights([x[split:] for x in layers], alpha, self.item_degree)
+        return final[:split], final[split:], weights
+
+    def fit(self, validation: Validation, on_epoch: EpochCallback | None = None
+            ) -> TrainedGraph:
+        cfg = self.cfg
+        history, best, best_state, best_epoch, stale = [], -math.inf, None, 0, 0
+        started = time.perf_counter()
+        bar = tqdm(range(1, cfg.epochs + 1), desc="lightgcn", unit="epoch")
+        for epoch in bar:
+            tick = time.perf_counter()
+            loss = self.train_epoch()
+            seconds = time.perf_counter() - tick
+            _, items, weights = self.snapshot()
+            recall = validation_recall(items, weights, self.item_degree, validation, cfg.k)
+            history.append({"epoch": epoch, "loss": loss, f"val_recall@{cfg.k}": recall,
+                            "seconds": seconds})
+            bar.set_postfix(loss=f"{loss:.4f}", recall=f"{recall:.4f}")
+            if on_epoch is not None:
+                on_epoch(epoch, recall)  # may raise (e.g. optuna.TrialPruned)
+            if recall > best or best_state is None:
+                best, best_epoch, stale = recall, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            else:
+                stale += 1
+                if stale >= cfg.patience:
+                    break
+        bar.close()
+        self.model.load_state_dict(best_state)
+        playlists, items, weights = self.snapshot()
+        frame = pd.DataFrame(history)
+        return TrainedGraph(
+            playlist_pids=self.playlist_pids, playlists=playlists, items=items,
+            fold_in=weights, item_degree=self.item_degree,
+            alpha=self.model.alpha.cpu().numpy(), state=best_state, history=frame,
+            best_epoch=best_epoch, best_recall=float(best),
+            seconds_per_epoch=float(frame["seconds"].mean()), device=str(self.device),
+            extra={"train_seconds": time.perf_counter() - started})
+
+
+def save_graph(result: TrainedGraph, cfg: LightGCNConfig, output: str | os.PathLike[str],
+               **manifest: Any) -> dict[str, Any]:
+    with atomic_dir(output) as folder:
+        for name in ("playlists", "playlist_pids", "items", "fold_in", "item_degree"):
+            np.save(folder / f"{name}.npy", getattr(result, name))
+        torch.save(result.state, folder / "model.pt")
+        result.history.to_csv(folder / "history.csv", index=False)
+        save_curves(result.history, "epoch", ["loss", f"val_recall@{cfg.k}", "seconds"],
+                    folder / "curves.png", "LightGCN training")
+        return write_manifest(
+            folder, "lightgcn", 1, config=cfg.to_dict(), dim=cfg.dim, layers=cfg.layers,
+            alpha=result.alpha.tolist(), best_epoch=result.best_epoch,
+            epochs_run=len(result.history), best_val_recall=result.best_recall,
+            seconds_per_epoch=result.seconds_per_epoch, device=result.device,
+            counts={"playlists": len(result.playlist_pids), "items": len(result.items),
+                    "warm_items": int((result.item_degree > 0).sum()),
+                    "edges": int(result.item_degree.sum())},
+            **result.extra, **manifest)
+
+
+def run_lightgcn(cfg: LightGCNConfig, dataset: Dataset, split: Split,
+                 output: str | os.PathLike[str]) -> dict[str, Any]:
+    trainer = LightGCNTrainer(cfg, split.train, dataset.num_tracks)
+    result = trainer.fit(Validation.from_heldout(split.heldout_for("val"), cfg.val_playlists))
+    return save_graph(result, cfg, output, dataset_hash=dataset.manifest["content_hash"])

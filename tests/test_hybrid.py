@@ -1,0 +1,83 @@
+"""Hybrid retrieval: never the seeds, covers cold tracks, λ behaves, stage output."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from llarapp.models.hybrid import HybridScorer, standardise
+from llarapp.models.retrieval import seed_matrix
+from llarapp.models.retrieve import RetrieveConfig, run_retrieve, tune_lambda
+
+
+@pytest.fixture(scope="module")
+def scorer(text_embeddings, graph_embeddings, cold_mapper):
+    return HybridScorer.from_artifacts(text_embeddings, graph_embeddings, cold_mapper)
+
+
+@pytest.fixture(scope="module")
+def heldout(synthetic_split):
+    return synthetic_split.heldout_for("test")
+
+
+def _queries(scorer, text, heldout, num_items):
+    return scorer.queries(seed_matrix(heldout["seeds"], num_items),
+                          text.titles(heldout["pid"].to_numpy()))
+
+
+@pytest.mark.parametrize("model", ["lightgcn", "text", "hybrid"])
+def test_recommendations_never_contain_seeds(model, scorer, text_embeddings, heldout,
+                                             synthetic_dataset):
+    q = _queries(scorer, text_embeddings, heldout, synthetic_dataset.num_tracks)
+    recs = scorer.recommend(q, model, 0.5, 100)
+    assert recs.shape == (len(heldout), 100) and (recs >= 0).all()
+    for row, seeds in zip(recs, heldout["seeds"], strict=True):
+        assert not set(row) & set(seeds)
+
+
+def test_hybrid_covers_cold_tracks_but_lightgcn_alone_cannot(
+        scorer, text_embeddings, heldout, synthetic_dataset, graph_embeddings):
+    cold = ~graph_embeddings.warm
+    q = _queries(scorer, text_embeddings, heldout, synthetic_dataset.num_tracks)
+    hybrid = scorer.recommend(q, "hybrid", 1.0, 500)
+    assert cold[hybrid].any()
+    assert not cold[scorer.recommend(q, "lightgcn", 0.0, 500)].any()
+
+
+def test_lambda_zero_ranks_by_graph_and_large_lambda_by_text(
+        scorer, text_embeddings, heldout, synthetic_dataset):
+    q = _queries(scorer, text_embeddings, heldout, synthetic_dataset.num_tracks)
+    graph, text = scorer.components(q)
+    np.testing.assert_array_equal(scorer.recommend(q, "hybrid", 0.0, 50, (graph, text)),
+                                  scorer.recommend(q, "hybrid", 0.0, 50, (graph, 0 * text)))
+    text_only = scorer.recommend(q, "text", 0.0, 10, (graph, text))
+    mostly_text = scorer.recommend(q, "hybrid", 1e6, 10, (graph, text))
+    assert (text_only == mostly_text).mean() > 0.95
+
+
+def test_title_only_playlists_get_a_graph_query(scorer, text_embeddings, heldout,
+                                                synthetic_dataset):
+    title_only = heldout[heldout["num_seeds"] == 0]
+    assert len(title_only)
+    q = _queries(scorer, text_embeddings, title_only, synthetic_dataset.num_tracks)
+    assert np.abs(q.graph).sum(axis=1).min() > 0
+
+
+def test_standardise_rows():
+    scores = standardise(np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]]))
+    np.testing.assert_allclose(scores[0], [-1.2247449, 0.0, 1.2247449], atol=1e-6)
+    assert np.isfinite(scores[1]).all()
+
+
+def test_stage_tunes_lambda_on_validation(synthetic_dataset, synthetic_split, text_embeddings,
+                                          graph_embeddings, cold_mapper, tmp_path, scorer):
+    cfg = RetrieveConfig(lambdas=[0.0, 0.5, 2.0])
+    manifest = run_retrieve(cfg, synthetic_dataset, synthetic_split, text_embeddings,
+                            graph_embeddings, cold_mapper, tmp_path / "recs")
+    tuning = pd.read_csv(tmp_path / "recs" / "lambda_tuning.csv")
+    assert manifest["hybrid_lambda"] == tuning.loc[tuning["ndcg"].idxmax(), "lambda"]
+    expected = tune_lambda(scorer, text_embeddings, synthetic_split.heldout_for("val"),
+                           [manifest["hybrid_lambda"]], synthetic_dataset.num_tracks, 64)
+    assert expected["ndcg"].iloc[0] == pytest.approx(tuning["ndcg"].max())
+    recs = pd.read_parquet(tmp_path / "recs" / "recommendations.parquet")
+    assert set(recs["model"]) == {"lightgcn", "text", "hybrid"}
+    assert len(recs) == 3 * len(synthetic_split.heldout)

@@ -1,0 +1,102 @@
+"""LightGCN: adjacency, the symmetric backward, fold-in, early stopping, determinism."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from llarapp.models.graph import GraphEmbeddings, fold_in
+from llarapp.models.lightgcn import (
+    LightGCNConfig,
+    LightGCNTrainer,
+    Validation,
+    build_model,
+    normalized_adjacency,
+    run_lightgcn,
+)
+from llarapp.models.retrieval import seed_matrix
+from tests.conftest import FAST_GRAPH
+
+# Playlists 10, 11, 12 over tracks 0-4; track 5 is cold (no training edges).
+TRAIN = pd.DataFrame({"pid": [10, 10, 10, 11, 11, 12, 12, 12],
+                      "track_idx": [0, 1, 2, 1, 3, 2, 3, 4]})
+NUM_ITEMS = 6
+
+
+@pytest.fixture()
+def trainer():
+    return LightGCNTrainer(LightGCNConfig(dim=8, layers=3, device="cpu", batch_size=4), TRAIN,
+                           NUM_ITEMS)
+
+
+def test_adjacency_is_symmetric_normalised():
+    adjacency = normalized_adjacency(np.array([0, 0, 1]), np.array([0, 1, 1]), 2, 2).to_dense()
+    assert torch.allclose(adjacency, adjacency.T)
+    # playlist 0 (degree 2) - item 1 (degree 2): 1 / sqrt(2 * 2)
+    assert adjacency[0, 3].item() == pytest.approx(0.5)
+    assert adjacency[1, 3].item() == pytest.approx(1 / np.sqrt(1 * 2))
+
+
+def test_symmetric_backward_matches_autograd(trainer):
+    fast, plain = build_model(8, 4, 2, symmetric=True), build_model(8, 4, 2, symmetric=False)
+    plain.load_state_dict(fast.state_dict())
+    adjacency = normalized_adjacency(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 4]), 3, 5)
+    for model in (fast, plain):
+        (model.get_embedding(adjacency) ** 2).sum().backward()
+    torch.testing.assert_close(fast.embedding.weight.grad, plain.embedding.weight.grad)
+
+
+def test_fold_in_of_a_training_playlist_reproduces_its_propagated_embedding(trainer):
+    """e_u - α_0·x_u^(0) = |S|^-1/2 Σ_i f_i for S = the playlist's training tracks."""
+    playlists, _, weights = trainer.snapshot()
+    alpha0 = trainer.model.alpha[0].item()
+    layer0 = trainer.model.embedding.weight.detach().numpy()[: trainer.num_playlists]
+    seeds = seed_matrix(TRAIN.groupby("pid")["track_idx"].apply(np.array), NUM_ITEMS)
+    folded = fold_in(seeds, weights, trainer.item_degree)
+    np.testing.assert_allclose(folded, playlists - alpha0 * layer0, atol=1e-6)
+
+
+def test_fold_in_ignores_cold_seeds_and_scales_by_root_seed_count(trainer):
+    _, _, weights = trainer.snapshot()
+    degree = trainer.item_degree
+    seeds = seed_matrix(pd.Series([[0, 1], [0, 1, 5], [5], []]), NUM_ITEMS)
+    folded = fold_in(seeds, weights, degree)
+    np.testing.assert_allclose(folded[0], (weights[0] + weights[1]) / np.sqrt(2), atol=1e-6)
+    np.testing.assert_allclose(folded[1], folded[0], atol=1e-6)
+    assert not folded[2].any() and not folded[3].any()
+
+
+def test_early_stopping_keeps_the_best_epoch(trainer):
+    validation = Validation([np.array([0])], [np.array([1, 2])])
+    seen = []
+    result = trainer.fit(validation, on_epoch=lambda epoch, recall: seen.append(recall))
+    history = result.history
+    assert result.best_recall == max(seen) == history["val_recall@100"].max()
+    assert len(history) == len(seen) <= trainer.cfg.epochs
+    assert result.best_epoch == int(history["epoch"][history["val_recall@100"].idxmax()])
+
+
+def test_stage_learns_and_is_deterministic(synthetic_dataset, synthetic_split, tmp_path):
+    cfg = LightGCNConfig(**FAST_GRAPH)
+    manifest = run_lightgcn(cfg, synthetic_dataset, synthetic_split, tmp_path / "a")
+    run_lightgcn(cfg, synthetic_dataset, synthetic_split, tmp_path / "b")
+    a, b = GraphEmbeddings.load(tmp_path / "a"), GraphEmbeddings.load(tmp_path / "b")
+    # Multi-threaded CPU scatter-adds reorder float sums: identical up to rounding.
+    np.testing.assert_allclose(a.items, b.items, atol=1e-6)
+    history = pd.read_csv(tmp_path / "a" / "history.csv")
+    again = pd.read_csv(tmp_path / "b" / "history.csv")
+    pd.testing.assert_series_equal(history["val_recall@100"], again["val_recall@100"])
+    assert history["loss"].iloc[-1] < history["loss"].iloc[0]
+    assert manifest["best_val_recall"] > 0.05
+    assert (tmp_path / "a" / "curves.png").is_file()
+    assert a.items.shape == (synthetic_dataset.num_tracks, cfg.dim)
+    assert a.warm.sum() == manifest["counts"]["warm_items"]
+
+
+@pytest.mark.parametrize("key, value", [("dim", 0), ("lr", 0.0), ("reg", -1.0),
+                                        ("device", "tpu")])
+def test_config_rejects_bad_values(key, value):
+    from llarapp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=key):
+        LightGCNConfig(**{key: value})
