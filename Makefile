@@ -7,13 +7,14 @@ STAMP := $(VENV)/.installed
 DATA ?=
 ARGS ?=
 
-.PHONY: run test lint install serve clean bench-ingest help
+.PHONY: run test lint install clean bench-ingest bench-lightgcn help
 
 help:
 	@echo "make run [DATA=folder|s3://bucket/prefix]   train the whole pipeline locally"
 	@echo "make test                                   install and run the test suite"
 	@echo "make lint                                   ruff"
 	@echo "make bench-ingest                           ingest throughput benchmark"
+	@echo "make bench-lightgcn [ARGS=--device cuda]    LightGCN epoch time and memory"
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -42,6 +43,9 @@ lint: $(STAMP)
 
 bench-ingest: $(STAMP)
 	$(PY) benchmarks/ingest.py $(ARGS)
+
+bench-lightgcn: $(STAMP)
+	$(PY) benchmarks/lightgcn.py $(ARGS)
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

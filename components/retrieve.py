@@ -21,4 +21,4 @@ def retrieve(dataset: Input[Dataset], splits: Input[Dataset], embeddings: Input[
                             GraphEmbeddings.load(graph.path), ColdMapper.load(mapper.path),
                             recommendations.path)
     recommendations.metadata.update({"models": manifest["models"],
-                                     "hybrid_lambda": manifest["hybrid_lambda"]})
+                                     "hybrid_params": manifest["hybrid_params"]})

@@ -188,7 +188,7 @@ def cold_mapper(output: OutputOpt, dataset: DatasetOpt, split_dir: SplitOpt, tex
 def retrieve(output: OutputOpt, dataset: DatasetOpt, split_dir: SplitOpt, text: TextOpt,
              graph: GraphOpt, mapper: MapperOpt, config: ConfigOpt = None,
              set_: SetOpt = None, show_config: ShowOpt = False) -> None:
-    """LightGCN, text-only and hybrid recommendations; λ tuned on validation."""
+    """LightGCN, text-only and hybrid recommendations; λ and the cold offset tuned on val."""
     from llarapp.data.dataset import Dataset, Split
     from llarapp.models.cold_mapper import ColdMapper
     from llarapp.models.graph import GraphEmbeddings
@@ -199,7 +199,10 @@ def retrieve(output: OutputOpt, dataset: DatasetOpt, split_dir: SplitOpt, text: 
     manifest = _run(lambda: run_retrieve(
         cfg, Dataset.load(dataset), Split.load(split_dir), TextEmbeddings.load(text),
         GraphEmbeddings.load(graph), ColdMapper.load(mapper), output))
-    console.print(f"λ = {manifest['hybrid_lambda']}; {manifest['rows']} lists -> {output}")
+    for query_type, chosen in manifest["hybrid_params"].items():
+        console.print(f"{query_type}: λ = {chosen['lambda']}, cold offset β = "
+                      f"{chosen['cold_offset']}")
+    console.print(f"{manifest['rows']} lists -> {output}")
 
 
 @app.command()
@@ -208,7 +211,7 @@ def tune(dataset: DatasetOpt, split_dir: SplitOpt, text: TextOpt,
          storage: Annotated[str | None, typer.Option(
              help="Optuna RDB URL shared by parallel workers; default sqlite in runs/.")] = None,
          config: ConfigOpt = None, set_: SetOpt = None, show_config: ShowOpt = False) -> None:
-    """Optuna search over LightGCN (dim, layers, lr, L2, negatives) and the hybrid λ."""
+    """Optuna search over LightGCN (dim, layers, lr, L2, negatives) and the hybrid λ, β."""
     from llarapp.data.dataset import Dataset, Split
     from llarapp.models.text_embed import TextEmbeddings
     from llarapp.models.tune import TuneConfig, run_tune, trials_table

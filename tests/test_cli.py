@@ -9,7 +9,8 @@ runner = CliRunner()
 def test_help_lists_every_stage():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("synth", "ingest", "split", "baselines", "evaluate", "pipeline"):
+    for command in ("synth", "ingest", "split", "baselines", "evaluate", "pipeline",
+                    "text-embed", "train-lightgcn", "cold-mapper", "retrieve", "tune"):
         assert command in result.output
 
 
@@ -48,3 +49,27 @@ def test_stages_chain_through_the_cli(tmp_path):
 def test_bad_inputs_exit_2_with_a_message(args, message, tmp_path):
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and message in result.output
+
+
+def test_model_stages_chain_through_the_cli(synthetic_dataset, synthetic_split,
+                                            text_embeddings, tmp_path):
+    data = ["-d", str(synthetic_dataset.folder), "--split", str(synthetic_split.folder)]
+    text = ["--text", str(text_embeddings.folder)]
+    steps = [
+        ["train-lightgcn", *data, "-o", f"{tmp_path}/graph", "--set", "epochs=1",
+         "--set", "dim=16", "--set", "device=cpu"],
+        ["cold-mapper", *data, *text, "--graph", f"{tmp_path}/graph", "-o",
+         f"{tmp_path}/mapper", "--set", "epochs=1"],
+        ["retrieve", *data, *text, "--graph", f"{tmp_path}/graph", "--mapper",
+         f"{tmp_path}/mapper", "-o", f"{tmp_path}/recs", "--set", "lambdas=0,1"],
+    ]
+    for step in steps:
+        result = runner.invoke(app, step)
+        assert result.exit_code == 0, (step, result.output)
+    assert "title_only: λ =" in result.output
+
+
+def test_missing_upstream_artifact_is_a_clean_error(synthetic_dataset, tmp_path):
+    result = runner.invoke(app, ["train-lightgcn", "-d", str(synthetic_dataset.folder),
+                                 "--split", str(tmp_path), "-o", f"{tmp_path}/graph"])
+    assert result.exit_code == 2 and "not a finished llarapp artifact" in " ".join(result.output.split())

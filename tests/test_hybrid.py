@@ -6,7 +6,7 @@ import pytest
 
 from llarapp.models.hybrid import HybridScorer, standardise
 from llarapp.models.retrieval import seed_matrix
-from llarapp.models.retrieve import RetrieveConfig, run_retrieve, tune_lambda
+from llarapp.models.retrieve import RetrieveConfig, query_types, run_retrieve, tune_lambda
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,16 @@ def test_hybrid_covers_cold_tracks_but_lightgcn_alone_cannot(
     assert not cold[scorer.recommend(q, "lightgcn", 0.0, 500)].any()
 
 
+def test_cold_offset_promotes_cold_tracks(scorer, text_embeddings, heldout, synthetic_dataset,
+                                          graph_embeddings):
+    cold = ~graph_embeddings.warm
+    q = _queries(scorer, text_embeddings, heldout, synthetic_dataset.num_tracks)
+    parts = scorer.components(q)
+    shares = [cold[scorer.recommend(q, "hybrid", 0.5, 100, parts, beta)].mean()
+              for beta in (-1.0, 0.0, 1.0, 3.0)]
+    assert shares == sorted(shares) and shares[-1] > shares[0]
+
+
 def test_lambda_zero_ranks_by_graph_and_large_lambda_by_text(
         scorer, text_embeddings, heldout, synthetic_dataset):
     q = _queries(scorer, text_embeddings, heldout, synthetic_dataset.num_tracks)
@@ -68,16 +78,36 @@ def test_standardise_rows():
     assert np.isfinite(scores[1]).all()
 
 
-def test_stage_tunes_lambda_on_validation(synthetic_dataset, synthetic_split, text_embeddings,
-                                          graph_embeddings, cold_mapper, tmp_path, scorer):
-    cfg = RetrieveConfig(lambdas=[0.0, 0.5, 2.0])
+def test_stage_tunes_lambda_and_offset_per_query_type(
+        synthetic_dataset, synthetic_split, text_embeddings, graph_embeddings, cold_mapper,
+        tmp_path, scorer):
+    cfg = RetrieveConfig(lambdas=[0.0, 0.5, 2.0], cold_offsets=[0.0, 1.0])
     manifest = run_retrieve(cfg, synthetic_dataset, synthetic_split, text_embeddings,
                             graph_embeddings, cold_mapper, tmp_path / "recs")
     tuning = pd.read_csv(tmp_path / "recs" / "lambda_tuning.csv")
-    assert manifest["hybrid_lambda"] == tuning.loc[tuning["ndcg"].idxmax(), "lambda"]
-    expected = tune_lambda(scorer, text_embeddings, synthetic_split.heldout_for("val"),
-                           [manifest["hybrid_lambda"]], synthetic_dataset.num_tracks, 64)
-    assert expected["ndcg"].iloc[0] == pytest.approx(tuning["ndcg"].max())
+    assert sorted(tuning["query_type"].unique()) == ["seeded", "title_only"]
+    val = synthetic_split.heldout_for("val")
+    for query_type, table in tuning.groupby("query_type"):
+        assert len(table) == 6
+        best = table.loc[table["balanced_ndcg"].idxmax()]
+        chosen = manifest["hybrid_params"][query_type]
+        assert (chosen["lambda"], chosen["cold_offset"]) == (best["lambda"], best["cold_offset"])
+        np.testing.assert_allclose(best["balanced_ndcg"],
+                                   (best["ndcg_warm"] + best["ndcg_cold"]) / 2)
+        subset = val[query_types(val) == query_type]
+        again = tune_lambda(scorer, text_embeddings, subset, [best["lambda"]],
+                            synthetic_dataset.num_tracks, 7, [best["cold_offset"]])
+        # float32 products round differently per batch size: near-ties may swap
+        assert again["balanced_ndcg"].iloc[0] == pytest.approx(best["balanced_ndcg"], rel=1e-4)
     recs = pd.read_parquet(tmp_path / "recs" / "recommendations.parquet")
     assert set(recs["model"]) == {"lightgcn", "text", "hybrid"}
     assert len(recs) == 3 * len(synthetic_split.heldout)
+
+
+def test_fixed_lambda_skips_tuning(synthetic_dataset, synthetic_split, text_embeddings,
+                                   graph_embeddings, cold_mapper, tmp_path):
+    cfg = RetrieveConfig(lam=0.3, cold_offset=0.2, models=["hybrid"], splits=["test"])
+    manifest = run_retrieve(cfg, synthetic_dataset, synthetic_split, text_embeddings,
+                            graph_embeddings, cold_mapper, tmp_path / "recs")
+    assert manifest["hybrid_params"]["title_only"] == {"lambda": 0.3, "cold_offset": 0.2}
+    assert not (tmp_path / "recs" / "lambda_tuning.csv").exists()

@@ -13,7 +13,8 @@ from llarapp.models.text_embed import (
 )
 from llarapp.models.text_encoder import TextEncoder, resolve_encoder
 
-TEXTS = ["Whiskey Road — Jake Stone — Dirt", "Techno Rave — DJ Neon", "Whiskey Road — Jake Stone — Dirt"]
+TEXTS = ["Whiskey Road — Jake Stone — Dirt", "Techno Rave — DJ Neon",
+         "Whiskey Road — Jake Stone — Dirt"]
 
 
 def _tiny_checkpoint(folder, architecture: str):

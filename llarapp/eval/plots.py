@@ -34,6 +34,20 @@ def save_curves(history: pd.DataFrame, x: str, columns: list[str],
     save_figure(figure, path)
 
 
+def save_grid(frame: pd.DataFrame, x: str, series: str, columns: list[str],
+              path: str | os.PathLike[str], title: str) -> None:
+    """One panel per column: ``column`` against ``x``, one line per value of ``series``."""
+    columns = list(dict.fromkeys(columns))
+    figure, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3), squeeze=False)
+    for axis, column in zip(axes[0], columns, strict=True):
+        frame.pivot_table(index=x, columns=series, values=column).plot(ax=axis, marker="o",
+                                                                         markersize=3)
+        axis.set_title(column)
+        axis.grid(alpha=0.3)
+    figure.suptitle(title)
+    save_figure(figure, path)
+
+
 def save_bars(values: pd.Series, path: str | os.PathLike[str], title: str, xlabel: str
               ) -> None:
     figure, axis = plt.subplots(figsize=(6, max(2.0, 0.22 * len(values))))

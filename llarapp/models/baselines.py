@@ -14,18 +14,19 @@ popularity.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from llarapp.config import StageConfig, require
+from llarapp.config import require
 from llarapp.data.dataset import Dataset, Split
 from llarapp.models.retrieval import (
     RecommendationLists,
+    RecommenderConfig,
     batches_of,
     interaction_matrix,
     seed_matrix,
@@ -38,20 +39,13 @@ TIE_BREAK = 1e-6
 
 
 @dataclass
-class BaselinesConfig(StageConfig):
-    models: list[str] = field(default_factory=lambda: list(MODELS))
-    splits: list[str] = field(default_factory=lambda: ["val", "test"])
-    num_recs: int = 500
+class BaselinesConfig(RecommenderConfig):
+    MODELS: ClassVar[tuple[str, ...]] = MODELS
     similarity_alpha: float = 0.5
-    batch_size: int = 256
 
     def validate(self) -> None:
-        unknown = set(self.models) - set(MODELS)
-        require(not unknown, f"unknown models {sorted(unknown)}; valid: {', '.join(MODELS)}")
-        require(set(self.splits) <= {"val", "test"}, "splits must be among val, test")
-        require(self.num_recs >= 1, "num_recs must be at least 1")
+        super().validate()
         require(0.0 <= self.similarity_alpha <= 1.0, "similarity_alpha must be in [0, 1]")
-        require(self.batch_size >= 1, "batch_size must be at least 1")
 
 
 class TitleIndex:

@@ -1,4 +1,4 @@
-"""Hybrid retrieval over the whole catalogue: score = z(graph) + λ·z(text).
+"""Hybrid retrieval over the whole catalogue: score = z(graph) + λ·z(text) (+ β on cold).
 
 Queries:
 * graph: the LightGCN fold-in of the playlist's warm seeds; a playlist without warm seeds
@@ -7,10 +7,13 @@ Queries:
 
 Item vectors: graph scores use LightGCN vectors for warm tracks and the cold mapper's
 vectors for cold ones; text scores use the item text embeddings. Each score row is
-standardised (z-score over the catalogue) before mixing, so λ means the same for a
-1-seed and a 100-seed playlist. λ is chosen on the validation split. Scoring is a
-matrix product per batch, then ``argpartition`` (:func:`~llarapp.models.retrieval.top_n`);
-seeds are excluded.
+standardised (z-scored) before mixing, so λ means the same for a 1-seed and a 100-seed
+playlist. Graph scores are standardised separately over warm and over cold tracks: the
+two come from different models (LightGCN, the mapper) whose score scales differ, and the
+mapper's regression-to-the-mean would otherwise bury every cold track. A cold offset β
+then sets how far cold tracks are promoted. λ and β are chosen on the validation split.
+Scoring is a matrix product per batch, then ``argpartition``
+(:func:`~llarapp.models.retrieval.top_n`); seeds are excluded.
 
 Three models come out of one pass: ``lightgcn`` (graph only, warm tracks only — what
 LightGCN alone can rank), ``text`` (text only) and ``hybrid``.
@@ -83,11 +86,16 @@ class HybridScorer:
 
     def components(self, q: Queries) -> tuple[np.ndarray, np.ndarray]:
         """(standardised graph scores, standardised text scores), playlists × items."""
-        return (standardise(q.graph @ self.item_graph.T),
-                standardise(q.text @ self.item_text.T))
+        graph = q.graph @ self.item_graph.T
+        for group in (self.warm, ~self.warm):
+            if group.any():
+                graph[:, group] = standardise(graph[:, group])
+        return graph, standardise(q.text @ self.item_text.T)
 
-    def recommend(self, q: Queries, model: str, lam: float, n: int,
-                  parts: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    def recommend(self, q: Queries, model: str, lam: float | np.ndarray, n: int,
+                  parts: tuple[np.ndarray, np.ndarray] | None = None,
+                  cold_offset: float | np.ndarray = 0.0) -> np.ndarray:
+        """Top ``n`` per playlist; ``lam`` and ``cold_offset`` are scalars or per-row arrays."""
         if model == "lightgcn":
             scores = q.graph @ self.lightgcn_items.T
             scores[:, ~self.warm] = -np.inf  # LightGCN alone cannot rank cold tracks
@@ -95,4 +103,7 @@ class HybridScorer:
         graph, text = parts if parts is not None else self.components(q)
         if model == "text":
             return top_n(text, q.seeds, n)
-        return top_n(graph + lam * text, q.seeds, n)
+        column = (lambda v: np.asarray(v, dtype=np.float32).reshape(-1, 1))
+        scores = graph + column(lam) * text
+        scores[:, ~self.warm] += column(cold_offset)
+        return top_n(scores, q.seeds, n)

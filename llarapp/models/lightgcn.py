@@ -3,9 +3,10 @@
 Nodes are the training playlists (first) and every catalogue track (after them); cold
 tracks are isolated nodes. The symmetric-normalised adjacency is built once with
 ``gcn_norm`` and kept as a sparse CSR tensor, so each propagation is one
-``torch.sparse.mm`` and ``LGConv`` never re-normalises (``normalize=False``). The adjacency is symmetric, so the
-backward pass reuses it (``Aᵀ = A``) instead of letting autograd transpose the CSR tensor
-on every step, which costs several times the forward pass on the CPU. Training
+``torch.sparse.mm`` and ``LGConv`` never re-normalises (``normalize=False``). The adjacency
+is symmetric, so the backward pass reuses it (``Aᵀ = A``) instead of letting autograd
+transpose the CSR tensor on every step, which costs several times the forward pass on the
+CPU. Training
 samples one positive edge and ``negatives`` uniform warm tracks per step, optimises BPR
 plus L2 (``LightGCN.recommendation_loss``) with Adam, and stops early on validation
 Recall@K, computed through fold-in (see :mod:`llarapp.models.graph`).
@@ -35,9 +36,8 @@ from llarapp.config import StageConfig, require
 from llarapp.data.dataset import Dataset, Split
 from llarapp.eval.metrics import recall_at_k, relevance_matrix
 from llarapp.eval.plots import save_curves
-from llarapp.models.retrieval import seed_matrix
 from llarapp.models.graph import fold_in, fold_in_weights
-from llarapp.models.retrieval import top_n
+from llarapp.models.retrieval import seed_matrix, top_n
 from llarapp.models.torch_utils import DEVICES, resolve_device, seed_everything
 from llarapp.storage import atomic_dir
 
@@ -151,9 +151,6 @@ class TrainedGraph:
     device: str
     extra: dict = field(default_factory=dict)
 
-    def recall(self, validation: Validation, k: int) -> float:
-        return validation_recall(self.items, self.fold_in, self.item_degree, validation, k)
-
 
 def validation_recall(items: np.ndarray, weights: np.ndarray, degree: np.ndarray,
                       validation: Validation, k: int) -> float:
@@ -243,7 +240,8 @@ class LightGCNTrainer:
             bar.set_postfix(loss=f"{loss:.4f}", recall=f"{recall:.4f}")
             if on_epoch is not None:
                 on_epoch(epoch, recall)  # may raise (e.g. optuna.TrialPruned)
-            if recall > best or best_state is None:
+            # Without seeded validation playlists (NaN) every epoch counts as the best.
+            if best_state is None or math.isnan(recall) or recall > best:
                 best, best_epoch, stale = recall, epoch, 0
                 best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             else:

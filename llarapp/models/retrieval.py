@@ -7,8 +7,9 @@ import os
 import re
 import unicodedata
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from llarapp.artifacts import write_manifest
+from llarapp.config import StageConfig, require
 from llarapp.storage import atomic_dir
 
 _TOKEN = re.compile(r"\w+")
@@ -50,6 +52,25 @@ def top_n(scores: np.ndarray, exclude: sp.csr_matrix | None, n: int) -> np.ndarr
     order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
     best = np.take_along_axis(part, order, axis=1)
     return np.where(np.isfinite(np.take_along_axis(scores, best, axis=1)), best, -1)
+
+
+@dataclass
+class RecommenderConfig(StageConfig):
+    """Fields every recommending stage shares; ``MODELS`` lists what a stage can produce."""
+
+    MODELS: ClassVar[tuple[str, ...]] = ()
+    models: list[str] = field(default_factory=list)  # empty: all of MODELS
+    splits: list[str] = field(default_factory=lambda: ["val", "test"])
+    num_recs: int = 500
+    batch_size: int = 256
+
+    def validate(self) -> None:
+        self.models = self.models or list(self.MODELS)
+        unknown = set(self.models) - set(self.MODELS)
+        require(not unknown, f"unknown models {sorted(unknown)}; valid: {', '.join(self.MODELS)}")
+        require(set(self.splits) <= {"val", "test"}, "splits must be among val, test")
+        require(self.num_recs >= 1, "num_recs must be at least 1")
+        require(self.batch_size >= 1, "batch_size must be at least 1")
 
 
 def seed_matrix(seed_lists: pd.Series, num_items: int) -> sp.csr_matrix:

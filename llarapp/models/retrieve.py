@@ -1,9 +1,14 @@
-"""The retrieve stage: LightGCN, text-only and hybrid recommendations, λ tuned on val.
+"""The retrieve stage: LightGCN, text-only and hybrid recommendations, λ and β tuned on val.
 
-See :mod:`llarapp.models.hybrid` for the scores. For every λ in the grid, the validation
-playlists' top lists are scored with the challenge NDCG; the best λ is then used for
-every split. Writes the usual ``recommendations`` artifact (one list per model and
-held-out playlist) plus the tuning table and its plot.
+See :mod:`llarapp.models.hybrid` for the scores. Every (λ, β) in the grid ranks the
+validation playlists; the pair with the best ``tune_metric`` is used for every split.
+Seeded and title-only playlists get their own pair (``per_query_type``): a title alone
+is a much weaker text query than a handful of seed tracks, so the best mix differs.
+The default, ``balanced_ndcg``, is the mean of the challenge NDCG on warm targets and on
+cold targets: this is a cold-start recommender, so reaching cold tracks counts as much
+as ranking warm ones (``ndcg`` over all targets is the alternative). Writes the usual
+``recommendations`` artifact (one list per model and held-out playlist) plus the tuning
+table and its plot.
 """
 
 from __future__ import annotations
@@ -11,42 +16,57 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from llarapp.config import StageConfig, require
+from llarapp.config import require
 from llarapp.data.dataset import Dataset, Split
 from llarapp.eval import metrics as M
-from llarapp.eval.plots import save_curves
+from llarapp.eval.plots import save_grid
 from llarapp.models.cold_mapper import ColdMapper
 from llarapp.models.graph import GraphEmbeddings
 from llarapp.models.hybrid import MODELS, HybridScorer, Queries
-from llarapp.models.retrieval import RecommendationLists, batches_of, seed_matrix
+from llarapp.models.retrieval import (
+    RecommendationLists,
+    RecommenderConfig,
+    batches_of,
+    seed_matrix,
+)
 from llarapp.models.text_embed import TextEmbeddings
 
 
 @dataclass
-class RetrieveConfig(StageConfig):
-    models: list[str] = field(default_factory=lambda: list(MODELS))
-    splits: list[str] = field(default_factory=lambda: ["val", "test"])
-    num_recs: int = 500
+class RetrieveConfig(RecommenderConfig):
+    MODELS: ClassVar[tuple[str, ...]] = MODELS
     lambdas: list[float] = field(
-        default_factory=lambda: [0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0])
-    lam: float = -1.0  # >= 0: use this λ and skip tuning
+        default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0])
+    cold_offsets: list[float] = field(default_factory=lambda: [-0.5, 0.0, 0.5, 1.0])
+    lam: float = -1.0  # >= 0: use this λ (and cold_offset) and skip tuning
+    cold_offset: float = 0.0
+    tune_metric: str = "balanced_ndcg"
+    per_query_type: bool = True
     title_weight: float = 1.0
-    batch_size: int = 256
 
     def validate(self) -> None:
-        unknown = set(self.models) - set(MODELS)
-        require(not unknown, f"unknown models {sorted(unknown)}; valid: {', '.join(MODELS)}")
-        require(set(self.splits) <= {"val", "test"}, "splits must be among val, test")
-        require(self.num_recs >= 1, "num_recs must be at least 1")
+        super().validate()
         require(bool(self.lambdas) and min(self.lambdas) >= 0, "lambdas must be >= 0")
+        require(bool(self.cold_offsets), "cold_offsets must not be empty")
+        require(self.tune_metric in TUNE_METRICS,
+                f"tune_metric must be one of {', '.join(TUNE_METRICS)}")
         require(self.title_weight >= 0, "title_weight must be >= 0")
-        require(self.batch_size >= 1, "batch_size must be at least 1")
+
+
+TUNE_COLUMNS = ["ndcg", "ndcg_warm", "ndcg_cold", "r_precision"]
+TUNE_METRICS = ("balanced_ndcg", "ndcg")
+QUERY_TYPES = ("seeded", "title_only")
+Params = dict[str, tuple[float, float]]  # query type -> (λ, β)
+
+
+def query_types(frame: pd.DataFrame) -> np.ndarray:
+    return np.where(frame["num_seeds"].to_numpy() > 0, "seeded", "title_only")
 
 
 def _queries(scorer: HybridScorer, text: TextEmbeddings, batch: pd.DataFrame,
@@ -57,21 +77,54 @@ def _queries(scorer: HybridScorer, text: TextEmbeddings, batch: pd.DataFrame,
 
 def tune_lambda(scorer: HybridScorer, text: TextEmbeddings, val: pd.DataFrame,
                 lambdas: list[float], num_items: int, batch_size: int,
-                num_recs: int = 500) -> pd.DataFrame:
-    """Mean validation challenge-NDCG (and R-precision) of the hybrid for each λ."""
-    sums = np.zeros((len(lambdas), 2))
-    counted = 0
-    for batch in tqdm(list(batches_of(val, batch_size)), desc="tune λ", unit="batch"):
+                cold_offsets: list[float] = (0.0,), num_recs: int = 500) -> pd.DataFrame:
+    """Mean validation metrics of the hybrid for every (λ, β) pair."""
+    grid = [(lam, beta) for beta in cold_offsets for lam in lambdas]
+    sums = np.zeros((len(grid), len(TUNE_COLUMNS)))
+    counts = np.zeros(len(TUNE_COLUMNS))
+    warm = scorer.warm
+    for batch in tqdm(list(batches_of(val, batch_size)), desc="tune λ, β", unit="batch"):
         q = _queries(scorer, text, batch, num_items)
         parts = scorer.components(q)
-        relevant = M.relevance_matrix(list(batch["targets"]), num_items)
-        for i, lam in enumerate(lambdas):
-            recs = scorer.recommend(q, "hybrid", lam, num_recs, parts)
-            sums[i] += [np.nansum(M.challenge_ndcg(recs, relevant)),
-                        np.nansum(M.r_precision(recs, relevant))]
-        counted += len(batch)
-    return pd.DataFrame({"lambda": lambdas, "ndcg": sums[:, 0] / max(counted, 1),
-                         "r_precision": sums[:, 1] / max(counted, 1)})
+        targets = list(batch["targets"])
+        relevant = [M.relevance_matrix(targets, num_items),
+                    M.relevance_matrix([t[warm[t]] for t in targets], num_items),
+                    M.relevance_matrix([t[~warm[t]] for t in targets], num_items)]
+        for i, (lam, beta) in enumerate(grid):
+            recs = scorer.recommend(q, "hybrid", lam, num_recs, parts, beta)
+            values = [M.challenge_ndcg(recs, r) for r in relevant]
+            values.append(M.r_precision(recs, relevant[0]))
+            sums[i] += [np.nansum(v) for v in values]
+            if i == 0:
+                counts += [np.isfinite(v).sum() for v in values]
+    means = sums / np.maximum(counts, 1)
+    table = pd.DataFrame(means, columns=TUNE_COLUMNS)
+    table.insert(0, "cold_offset", [beta for _, beta in grid])
+    table.insert(0, "lambda", [lam for lam, _ in grid])
+    table["balanced_ndcg"] = (table["ndcg_warm"] + table["ndcg_cold"]) / 2
+    return table
+
+
+def choose_params(cfg: RetrieveConfig, scorer: HybridScorer, text: TextEmbeddings,
+                  val: pd.DataFrame, num_items: int) -> tuple[Params, pd.DataFrame]:
+    """(λ, β) per query type, and the tuning table (empty when the config fixes them)."""
+    if cfg.lam >= 0:
+        return {t: (cfg.lam, cfg.cold_offset) for t in QUERY_TYPES}, pd.DataFrame()
+    groups = ({t: val[query_types(val) == t] for t in QUERY_TYPES} if cfg.per_query_type
+              else {"all": val})
+    params: Params = {}
+    frames = []
+    for name, subset in groups.items():
+        if not len(subset):
+            continue
+        table = tune_lambda(scorer, text, subset, cfg.lambdas, num_items, cfg.batch_size,
+                            cfg.cold_offsets, cfg.num_recs)
+        best = table.loc[table[cfg.tune_metric].idxmax()]
+        params[name] = (float(best["lambda"]), float(best["cold_offset"]))
+        frames.append(table.assign(query_type=name))
+    require(bool(params), "no validation playlists to tune λ on; set lam >= 0 instead")
+    fallback = params.get("all", next(iter(params.values())))
+    return {t: params.get(t, fallback) for t in QUERY_TYPES}, pd.concat(frames)
 
 
 def run_retrieve(cfg: RetrieveConfig, dataset: Dataset, split: Split, text: TextEmbeddings,
@@ -79,29 +132,29 @@ def run_retrieve(cfg: RetrieveConfig, dataset: Dataset, split: Split, text: Text
                  output: str | os.PathLike[str]) -> dict[str, Any]:
     scorer = HybridScorer.from_artifacts(text, graph, mapper, cfg.title_weight)
     num_items = dataset.num_tracks
-    tuning = pd.DataFrame()
-    if cfg.lam >= 0:
-        lam = cfg.lam
-    else:
-        tuning = tune_lambda(scorer, text, split.heldout_for("val"), cfg.lambdas, num_items,
-                             cfg.batch_size, cfg.num_recs)
-        lam = float(tuning.loc[tuning["ndcg"].idxmax(), "lambda"])
+    params, tuning = choose_params(cfg, scorer, text, split.heldout_for("val"), num_items)
     heldout = split.heldout[split.heldout["split"].isin(cfg.splits)].reset_index(drop=True)
     lists = RecommendationLists()
     for batch in tqdm(list(batches_of(heldout, cfg.batch_size)), desc="retrieve",
                       unit="batch"):
         q = _queries(scorer, text, batch, num_items)
         parts = scorer.components(q) if set(cfg.models) - {"lightgcn"} else None
+        lam, beta = np.array([params[t] for t in query_types(batch)]).reshape(-1, 2).T
         for model in cfg.models:
-            lists.add(model, batch, scorer.recommend(q, model, lam, cfg.num_recs, parts))
+            lists.add(model, batch, scorer.recommend(q, model, lam, cfg.num_recs, parts, beta))
 
     def write_tuning(folder: Path) -> None:
         if len(tuning):
             tuning.to_csv(folder / "lambda_tuning.csv", index=False)
-            save_curves(tuning, "lambda", ["ndcg", "r_precision"], folder / "lambda_tuning.png",
-                        "hybrid: validation metrics by λ")
+            for name, table in tuning.groupby("query_type"):
+                save_grid(table, "lambda", "cold_offset",
+                          ["ndcg", "ndcg_cold", cfg.tune_metric],
+                          folder / f"lambda_tuning_{name}.png",
+                          f"hybrid on validation ({name}): by λ, one line per β")
 
     return lists.save(output, write_extra=write_tuning, config=cfg.to_dict(),
-                      models=cfg.models, splits=cfg.splits, hybrid_lambda=lam,
+                      models=cfg.models, splits=cfg.splits, tune_metric=cfg.tune_metric,
+                      hybrid_params={t: {"lambda": lam, "cold_offset": beta}
+                                     for t, (lam, beta) in params.items()},
                       lambda_tuning=tuning.to_dict(orient="records"),
                       split_dataset_hash=split.manifest["dataset_hash"])

@@ -24,9 +24,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed python, numpy and torch; return a CPU generator for sampling."""
+def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
+    """Seed python, numpy and torch; return a CPU generator for sampling.
+
+    ``deterministic`` makes torch pick reproducible kernels (e.g. sorted scatter-adds for
+    embedding gradients), so the same seed gives bit-identical weights and metrics.
+    """
     random.seed(seed)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

@@ -1,6 +1,7 @@
 """``llarapp tune``: Optuna search over LightGCN and the hybrid's λ.
 
-Each trial trains LightGCN with sampled dim, layers, lr, L2 and negatives, reporting
+Each trial trains LightGCN with sampled dim, layers, lr, L2 and negatives (and samples
+the hybrid's λ and cold offset β), reporting
 validation Recall@K after every epoch so ``MedianPruner`` can stop weak trials early;
 then it fits the cold mappers on the trial's graph and returns the hybrid's validation
 NDCG at the sampled λ. The study lives in an RDB: sqlite by default, or any SQLAlchemy
@@ -23,7 +24,7 @@ from llarapp.models.graph import GraphEmbeddings
 from llarapp.models.hybrid import HybridScorer
 from llarapp.models.lightgcn import LightGCNConfig, LightGCNTrainer, Validation, save_graph
 from llarapp.models.mlp import predict
-from llarapp.models.retrieve import tune_lambda
+from llarapp.models.retrieve import TUNE_METRICS, tune_lambda
 from llarapp.models.text_embed import TextEmbeddings
 from llarapp.models.torch_utils import resolve_device
 from llarapp.tracking import DEFAULT_WORKDIR, finite_metrics, start_tracking
@@ -44,6 +45,8 @@ class TuneConfig(StageConfig):
     reg_range: list[float] = field(default_factory=lambda: [1e-6, 1e-2])
     negatives: list[int] = field(default_factory=lambda: [1, 2, 4])
     lambda_range: list[float] = field(default_factory=lambda: [0.0, 3.0])
+    cold_offset_range: list[float] = field(default_factory=lambda: [-0.5, 1.0])
+    metric: str = "ndcg"  # or balanced_ndcg (mean of warm- and cold-target NDCG)
     pruner_warmup_epochs: int = 2
     mapper_epochs: int = 15
     experiment: str = "llarapp-tune"
@@ -59,6 +62,10 @@ class TuneConfig(StageConfig):
                     f"{name} must be [low, high] with 0 <= low <= high")
         require(self.lr_range[0] > 0 and self.reg_range[0] > 0,
                 "lr_range and reg_range are log-scaled and must start above 0")
+        require(self.metric in TUNE_METRICS, f"metric must be one of {', '.join(TUNE_METRICS)}")
+        require(len(self.cold_offset_range) == 2
+                and self.cold_offset_range[0] <= self.cold_offset_range[1],
+                "cold_offset_range must be [low, high]")
         require(bool(self.dims) and bool(self.layers) and bool(self.negatives),
                 "dims, layers and negatives must not be empty")
 
@@ -78,6 +85,7 @@ def sample_params(trial: Any, cfg: TuneConfig) -> dict[str, Any]:
         "reg": trial.suggest_float("reg", *cfg.reg_range, log=True),
         "negatives": trial.suggest_categorical("negatives", cfg.negatives),
         "lam": trial.suggest_float("lam", *cfg.lambda_range),
+        "cold_offset": trial.suggest_float("cold_offset", *cfg.cold_offset_range),
     }
 
 
@@ -85,9 +93,9 @@ class Objective:
     """Validation NDCG of the hybrid recommender for one trial's parameters."""
 
     def __init__(self, cfg: TuneConfig, dataset: Dataset, split: Split, text: TextEmbeddings,
-                 mlflow: Any = None):
+                 mlflow: Any = None, parent_run: Any = None):
         self.cfg, self.dataset, self.split, self.text = cfg, dataset, split, text
-        self.mlflow = mlflow
+        self.mlflow, self.parent_run = mlflow, parent_run
         self.val = split.heldout_for("val")
         self.validation = Validation.from_heldout(self.val, len(self.val))
 
@@ -98,8 +106,12 @@ class Objective:
         graph_cfg = LightGCNConfig(
             dim=params["dim"], layers=params["layers"], lr=params["lr"], reg=params["reg"],
             negatives=params["negatives"], epochs=self.cfg.epochs, seed=self.cfg.seed)
-        run = (self.mlflow.start_run(run_name=f"trial-{trial.number}", nested=True)
-               if self.mlflow else None)
+        run = None
+        if self.mlflow:
+            run = self.mlflow.start_run(
+                run_name=f"trial-{trial.number}", nested=True,
+                experiment_id=self.parent_run.info.experiment_id,
+                parent_run_id=self.parent_run.info.run_id, tags={"stage": "tune-trial"})
         try:
             if run:
                 self.mlflow.log_params({**params, "trial": trial.number})
@@ -113,10 +125,10 @@ class Objective:
 
             trainer = LightGCNTrainer(graph_cfg, self.split.train, self.dataset.num_tracks)
             trained = trainer.fit(self.validation, on_epoch=report)
-            ndcg = self._hybrid_ndcg(trained, graph_cfg, params["lam"])
+            ndcg = self._hybrid_ndcg(trained, graph_cfg, params["lam"], params["cold_offset"])
             if run:
                 self.mlflow.log_metrics(finite_metrics(
-                    {"val_ndcg": ndcg, "best_val_recall": trained.best_recall,
+                    {f"val_{self.cfg.metric}": ndcg, "best_val_recall": trained.best_recall,
                      "best_epoch": trained.best_epoch,
                      "seconds_per_epoch": trained.seconds_per_epoch}))
                 self.mlflow.set_tag("state", "complete")
@@ -129,7 +141,8 @@ class Objective:
             if run:
                 self.mlflow.end_run()
 
-    def _hybrid_ndcg(self, trained: Any, graph_cfg: LightGCNConfig, lam: float) -> float:
+    def _hybrid_ndcg(self, trained: Any, graph_cfg: LightGCNConfig, lam: float,
+                     cold_offset: float) -> float:
         mapper_cfg = ColdMapperConfig(epochs=self.cfg.mapper_epochs, seed=self.cfg.seed)
         device = resolve_device(mapper_cfg.device)
         with tempfile.TemporaryDirectory() as tmp:
@@ -142,8 +155,8 @@ class Objective:
                 self.text, graph, graph_vectors_for_all(mappers, self.text, graph, device),
                 lambda titles: predict(mappers.title.model, titles, device))
             table = tune_lambda(scorer, self.text, self.val, [lam], self.dataset.num_tracks,
-                                batch_size=256)
-        return float(table["ndcg"].iloc[0])
+                                batch_size=256, cold_offsets=[cold_offset])
+        return float(table[self.cfg.metric].iloc[0])
 
 
 def run_tune(cfg: TuneConfig, dataset: Dataset, split: Split, text: TextEmbeddings
@@ -163,7 +176,7 @@ def run_tune(cfg: TuneConfig, dataset: Dataset, split: Split, text: TextEmbeddin
                                   tags={"stage": "tune"})
         mlflow.log_params({k: str(v)[:500] for k, v in cfg.to_dict().items()})
     try:
-        study.optimize(Objective(cfg, dataset, split, text, mlflow), n_trials=cfg.trials,
+        study.optimize(Objective(cfg, dataset, split, text, mlflow, parent), n_trials=cfg.trials,
                        timeout=cfg.timeout_s or None, gc_after_trial=True,
                        show_progress_bar=True)
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
