@@ -72,4 +72,5 @@ def test_model_stages_chain_through_the_cli(synthetic_dataset, synthetic_split,
 def test_missing_upstream_artifact_is_a_clean_error(synthetic_dataset, tmp_path):
     result = runner.invoke(app, ["train-lightgcn", "-d", str(synthetic_dataset.folder),
                                  "--split", str(tmp_path), "-o", f"{tmp_path}/graph"])
-    assert result.exit_code == 2 and "not a finished llarapp artifact" in " ".join(result.output.split())
+    output = " ".join(result.output.split())  # rich wraps long lines
+    assert result.exit_code == 2 and "not a finished llarapp artifact" in output

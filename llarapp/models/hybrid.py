@@ -48,6 +48,11 @@ def normalise_rows(vectors: np.ndarray) -> np.ndarray:
     return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
 
 
+def _per_row(value: float | np.ndarray) -> np.ndarray:
+    """A scalar or one value per playlist, as a column that broadcasts over items."""
+    return np.asarray(value, dtype=np.float32).reshape(-1, 1)
+
+
 @dataclass
 class Queries:
     graph: np.ndarray  # playlists × graph dim
@@ -103,7 +108,6 @@ class HybridScorer:
         graph, text = parts if parts is not None else self.components(q)
         if model == "text":
             return top_n(text, q.seeds, n)
-        column = (lambda v: np.asarray(v, dtype=np.float32).reshape(-1, 1))
-        scores = graph + column(lam) * text
-        scores[:, ~self.warm] += column(cold_offset)
+        scores = graph + _per_row(lam) * text
+        scores[:, ~self.warm] += _per_row(cold_offset)
         return top_n(scores, q.seeds, n)
