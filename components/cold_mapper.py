@@ -18,5 +18,5 @@ def cold_mapper(dataset: Input[Dataset], splits: Input[Dataset], embeddings: Inp
     manifest = run_cold_mapper(ColdMapperConfig(seed=seed), LoadedDataset.load(dataset.path),
                                Split.load(splits.path), TextEmbeddings.load(embeddings.path),
                                GraphEmbeddings.load(graph.path), mapper.path)
-    mapper.metadata.update({"item_mapper": manifest["item_mapper"],
-                            "title_mapper": manifest["title_mapper"]})
+    mapper.metadata.update({"title_query": manifest["title_query"],
+                            "holdout_cosine": manifest["holdout_cosine"]})

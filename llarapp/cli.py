@@ -181,7 +181,7 @@ def cold_mapper(output: OutputOpt, dataset: DatasetOpt, split_dir: SplitOpt, tex
     manifest = _run(lambda: run_cold_mapper(
         cfg, Dataset.load(dataset), Split.load(split_dir), TextEmbeddings.load(text),
         GraphEmbeddings.load(graph), output))
-    console.print_json(data={k: manifest[k] for k in ("item_mapper", "title_mapper", "counts")})
+    console.print_json(data={k: manifest[k] for k in ("title_query", "holdout_cosine", "counts")})
 
 
 @app.command()

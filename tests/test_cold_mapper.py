@@ -23,8 +23,10 @@ def test_mappers_shapes_and_determinism(synthetic_dataset, text_embeddings, grap
     assert items.shape == (synthetic_dataset.num_tracks, graph_dim)
     assert titles.shape == (2, graph_dim)
     np.testing.assert_array_equal(items, predict(second.item.model, text_embeddings.items, CPU))
-    assert first.item_holdout_cosine == second.item_holdout_cosine
-    assert first.item_holdout_cosine > 0.0  # learnt something transferable to unseen tracks
+    assert first.holdout_cosine == second.holdout_cosine
+    assert first.holdout_cosine["item_mlp"] > 0.0  # learnt something for unseen tracks
+    assert first.title_vectors(text_embeddings.titles(np.array([0, 1])), CPU).shape == (
+        2, graph_dim)
 
 
 def test_stage_gives_every_track_a_graph_vector_and_tags(cold_mapper, graph_embeddings,
@@ -41,6 +43,19 @@ def test_stage_gives_every_track_a_graph_vector_and_tags(cold_mapper, graph_embe
     assert {"tag", "precision", "base_rate", "heldout_tracks"} <= set(report.columns)
     vocab = set(cold_mapper.manifest["tags"]["vocab"])
     assert all(set(tags) <= vocab for tags in catalogue["tags"])
+
+
+def test_title_neighbours_weight_similar_titles():
+    from llarapp.models.graph import TitleNeighbours
+
+    titles = np.eye(3, dtype=np.float32)  # three training playlists, orthogonal titles
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]], dtype=np.float32)
+    knn = TitleNeighbours(titles, vectors, k=2, temperature=0.05)
+    exact = knn.query(np.array([[1.0, 0.0, 0.0]], dtype=np.float32))[0]
+    np.testing.assert_allclose(exact, [1.0, 0.0], atol=1e-6)  # an exact title match wins
+    between = knn.query(np.array([[0.6, 0.6, 0.0]], dtype=np.float32))[0]
+    np.testing.assert_allclose(between, [0.5, 0.5], atol=1e-6)  # ties share the weight
+    assert TitleNeighbours(titles, vectors, k=10).query(titles).shape == (3, 2)  # k > n
 
 
 def test_numpy_forward_matches_torch():

@@ -34,6 +34,10 @@ def test_pipeline_arguments_reject_unknown_parameters(tmp_path):
         pipeline_arguments(None, tmp_path, ["bogus=1"])
 
 
+# The data-plumbing tests need the stages to run, not to train well.
+FAST_MODELS = ["lightgcn_epochs=2", "lightgcn_dim=16"]
+
+
 @pytest.mark.slow
 def test_local_run_end_to_end(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -51,7 +55,8 @@ def test_local_run_end_to_end(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_local_run_on_a_data_folder(tmp_path, synthetic_slices, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    result = run_locally(data=str(synthetic_slices), workdir=tmp_path / "runs")
+    result = run_locally(data=str(synthetic_slices), workdir=tmp_path / "runs",
+                         overrides=FAST_MODELS)
     root = Path(result["evaluation"]).parent.parent
     pointer = json.loads((root / "synth" / "slices" / "manifest.json").read_text())
     assert pointer["kind"] == "mpd-source" and pointer["uri"] == str(synthetic_slices)
@@ -66,7 +71,8 @@ def test_local_run_on_an_s3_prefix(tmp_path, synthetic_slices, s3_env, monkeypat
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     upload_dir(synthetic_slices, f"s3://{s3_env}/mpd")
-    result = run_locally(data=f"s3://{s3_env}/mpd", workdir=tmp_path / "runs")
+    result = run_locally(data=f"s3://{s3_env}/mpd", workdir=tmp_path / "runs",
+                         overrides=FAST_MODELS)
     root = Path(result["evaluation"]).parent.parent
     ingested = json.loads((root / "ingest" / "dataset" / "manifest.json").read_text())
     assert ingested["counts"]["playlists"] == 600

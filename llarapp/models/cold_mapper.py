@@ -3,8 +3,11 @@
 * Item mapper: a warm track's text embedding → its LightGCN vector. Cold tracks (no
   training interactions) get their graph vector from it, so graph scoring covers the
   whole catalogue.
-* Title mapper: a training playlist's title embedding → its LightGCN playlist vector,
-  giving title-only playlists a graph query.
+* Title query for title-only playlists, either ``knn`` (default: the weighted mean of
+  the LightGCN vectors of the training playlists with the most similar titles, see
+  :class:`~llarapp.models.graph.TitleNeighbours`) or ``mlp`` (a regression from the title
+  embedding to the playlist vector). Both are fitted; the manifest compares them on
+  held-out training playlists.
 * Tags (:mod:`llarapp.models.tags`) are predicted for every track and stored in
   ``catalogue.parquet``, which later explains recommendations.
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import partial
 from functools import cached_property
 from typing import Any, ClassVar
 
@@ -28,7 +32,7 @@ from llarapp.artifacts import write_json, write_manifest
 from llarapp.config import StageConfig, require
 from llarapp.data.dataset import Dataset, Split, _Artifact
 from llarapp.eval.plots import save_bars, save_curves
-from llarapp.models.graph import GraphEmbeddings
+from llarapp.models.graph import GraphEmbeddings, TitleNeighbours
 from llarapp.models.mlp import FitConfig, Fitted, apply_numpy, fit_mlp, predict, to_numpy_weights
 from llarapp.models.tags import fit_tagger, top_tags, weak_labels
 from llarapp.models.text_embed import TextEmbeddings
@@ -51,6 +55,9 @@ class ColdMapperConfig(StageConfig):
     tag_min_count: int = 1
     tag_threshold: float = 0.5
     tags_per_track: int = 3
+    title_query: str = "knn"  # or "mlp"
+    title_neighbours: int = 100
+    title_temperature: float = 0.1
     seed: int = 0
     device: str = "auto"
 
@@ -62,6 +69,9 @@ class ColdMapperConfig(StageConfig):
         require(0 < self.tag_min_share <= 1, "tag_min_share must be in (0, 1]")
         require(0 < self.tag_threshold < 1, "tag_threshold must be in (0, 1)")
         require(self.lr > 0, "lr must be positive")
+        require(self.title_query in ("knn", "mlp"), "title_query must be knn or mlp")
+        require(self.title_neighbours >= 1 and self.title_temperature > 0,
+                "title_neighbours must be >= 1 and title_temperature > 0")
         require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}")
 
     def fit_config(self, seed_offset: int) -> FitConfig:
@@ -87,8 +97,14 @@ def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
 class Mappers:
     item: Fitted
     title: Fitted
-    item_holdout_cosine: float
-    title_holdout_cosine: float
+    title_knn: TitleNeighbours
+    title_query: str
+    holdout_cosine: dict[str, float]
+
+    def title_vectors(self, title_embeddings: np.ndarray, device: torch.device) -> np.ndarray:
+        if self.title_query == "knn":
+            return self.title_knn.query(title_embeddings)
+        return predict(self.title.model, title_embeddings, device)
 
 
 def fit_mappers(cfg: ColdMapperConfig, text: TextEmbeddings, graph: GraphEmbeddings,
@@ -101,12 +117,15 @@ def fit_mappers(cfg: ColdMapperConfig, text: TextEmbeddings, graph: GraphEmbeddi
     title_holdout = holdout_mask(len(pids), cfg.holdout_fraction, cfg.seed + 1)
     title = fit_mlp(titles, targets, title_holdout, _mse, cfg.fit_config(1), device,
                     desc="title mapper")
+    knn = partial(TitleNeighbours, k=cfg.title_neighbours, temperature=cfg.title_temperature)
+    knn_without_holdout = knn(titles[~title_holdout], targets[~title_holdout])
     item_val = warm[item_holdout[warm]]
-    return Mappers(
-        item, title,
-        mean_cosine(predict(item.model, text.items[item_val], device), graph.items[item_val]),
-        mean_cosine(predict(title.model, titles[title_holdout], device),
-                    targets[title_holdout]))
+    held_titles, held_targets = titles[title_holdout], targets[title_holdout]
+    return Mappers(item, title, knn(titles, targets), cfg.title_query, {
+        "item_mlp": mean_cosine(predict(item.model, text.items[item_val], device),
+                                graph.items[item_val]),
+        "title_mlp": mean_cosine(predict(title.model, held_titles, device), held_targets),
+        "title_knn": mean_cosine(knn_without_holdout.query(held_titles), held_targets)})
 
 
 def graph_vectors_for_all(mappers: Mappers, text: TextEmbeddings, graph: GraphEmbeddings,
@@ -134,10 +153,20 @@ class ColdMapper(_Artifact):
         return dict(np.load(self.folder / "title_mapper.npz"))
 
     @cached_property
+    def title_knn(self) -> TitleNeighbours:
+        cfg = self.manifest["config"]
+        return TitleNeighbours(np.load(self.folder / "title_index.npy"),
+                               np.load(self.folder / "title_targets.npy"),
+                               cfg["title_neighbours"], cfg["title_temperature"])
+
+    @cached_property
     def catalogue(self) -> pd.DataFrame:
         return pd.read_parquet(self.folder / "catalogue.parquet")
 
     def title_vectors(self, title_embeddings: np.ndarray) -> np.ndarray:
+        """Graph queries for title-only playlists (the configured ``title_query``)."""
+        if self.manifest["config"]["title_query"] == "knn":
+            return self.title_knn.query(title_embeddings)
         return apply_numpy(self.title_weights, title_embeddings)
 
 
@@ -162,6 +191,8 @@ def run_cold_mapper(cfg: ColdMapperConfig, dataset: Dataset, split: Split,
     report = tagger.report
     with atomic_dir(output) as folder:
         np.save(folder / "item_graph.npy", item_graph)
+        np.save(folder / "title_index.npy", mappers.title_knn.titles)
+        np.save(folder / "title_targets.npy", mappers.title_knn.vectors)
         for name, fitted in (("item_mapper", mappers.item), ("title_mapper", mappers.title),
                              ("tagger", tagger.fitted)):
             torch.save(fitted.model.state_dict(), folder / f"{name}.pt")
@@ -181,10 +212,9 @@ def run_cold_mapper(cfg: ColdMapperConfig, dataset: Dataset, split: Split,
         return write_manifest(
             folder, "cold-mapper", 1, config=cfg.to_dict(), device=str(device),
             graph_dim=int(graph.items.shape[1]), text_dim=text.dim,
-            item_mapper={"best_epoch": mappers.item.best_epoch,
-                         "holdout_cosine": mappers.item_holdout_cosine},
-            title_mapper={"best_epoch": mappers.title.best_epoch,
-                          "holdout_cosine": mappers.title_holdout_cosine},
+            item_mapper={"best_epoch": mappers.item.best_epoch},
+            title_mapper={"best_epoch": mappers.title.best_epoch},
+            title_query=cfg.title_query, holdout_cosine=mappers.holdout_cosine,
             tags={"vocab": tagger.vocab, "threshold": cfg.tag_threshold,
                   "mean_precision": float(report["precision"].mean()),
                   "tracks_tagged": int(catalogue["tags"].map(len).gt(0).sum())},

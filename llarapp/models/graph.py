@@ -45,6 +45,33 @@ def fold_in(seeds: sp.csr_matrix, weights: np.ndarray, degree: np.ndarray) -> np
 
 
 @dataclass
+class TitleNeighbours:
+    """A graph query for a title-only playlist: the softmax(cos/τ)-weighted mean of the
+    LightGCN vectors of the ``k`` training playlists with the most similar titles.
+
+    A non-parametric title mapper: titles often repeat exactly ("Country", an artist's
+    name), and an exact match should win, which a regression smooths away."""
+
+    titles: np.ndarray  # training playlists × text dim, unit rows
+    vectors: np.ndarray  # training playlists × graph dim
+    k: int = 100
+    temperature: float = 0.1
+
+    def query(self, title_embeddings: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        out = np.zeros((len(title_embeddings), self.vectors.shape[1]), dtype=np.float32)
+        k = min(self.k, len(self.titles))
+        for start in range(0, len(title_embeddings), batch_size):
+            similarity = title_embeddings[start:start + batch_size] @ self.titles.T
+            nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+            top = np.take_along_axis(similarity, nearest, axis=1)
+            weights = np.exp((top - top.max(axis=1, keepdims=True)) / self.temperature)
+            weights /= weights.sum(axis=1, keepdims=True)
+            out[start:start + batch_size] = np.einsum("bk,bkd->bd", weights,
+                                                      self.vectors[nearest])
+        return out
+
+
+@dataclass
 class GraphEmbeddings(_Artifact):
     """The lightgcn artifact: final item/playlist vectors and fold-in weights."""
 

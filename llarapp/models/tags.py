@@ -102,6 +102,7 @@ def fit_tagger(text: np.ndarray, weak: WeakLabels, holdout: np.ndarray, threshol
                             out=np.full(len(weak.vocab), np.nan), where=truth.sum(axis=0) > 0),
         "base_rate": truth.mean(axis=0) if len(truth) else np.nan,
     })
+    report["lift"] = report["precision"] / report["base_rate"].where(report["base_rate"] > 0)
     return TagModel(weak.vocab, fitted, report)
 
 

@@ -23,7 +23,6 @@ from llarapp.models.cold_mapper import holdout_mask as item_holdout_mask
 from llarapp.models.graph import GraphEmbeddings
 from llarapp.models.hybrid import HybridScorer
 from llarapp.models.lightgcn import LightGCNConfig, LightGCNTrainer, Validation, save_graph
-from llarapp.models.mlp import predict
 from llarapp.models.retrieve import TUNE_METRICS, tune_lambda
 from llarapp.models.text_embed import TextEmbeddings
 from llarapp.models.torch_utils import resolve_device
@@ -153,7 +152,7 @@ class Objective:
             mappers = fit_mappers(mapper_cfg, self.text, graph, holdout, device)
             scorer = HybridScorer(
                 self.text, graph, graph_vectors_for_all(mappers, self.text, graph, device),
-                lambda titles: predict(mappers.title.model, titles, device))
+                lambda titles: mappers.title_vectors(titles, device))
             table = tune_lambda(scorer, self.text, self.val, [lam], self.dataset.num_tracks,
                                 batch_size=256, cold_offsets=[cold_offset])
         return float(table[self.cfg.metric].iloc[0])
