@@ -184,13 +184,14 @@ def main() -> None:
                         f"batch {args.batch_size})")
     for column in ("graph", "edges", "variant", "s/epoch", "× ours", "peak RSS MB",
                    "peak GPU MB"):
-        table.add_column(column, justify="left" if column in ("graph", "variant") else "right")
+        table.add_column(column, no_wrap=True,
+                         justify="left" if column in ("graph", "variant") else "right")
     for row in rows:
         gpu = f"{row['peak_gpu_mb']:.0f}" if row["peak_gpu_mb"] is not None else "-"
         table.add_row(row["graph"], f"{row['edges']:,}", row["variant"],
                       f"{row['s_per_epoch']:.2f}", f"{row['time_vs_ours']:.2f}",
                       f"{row['peak_rss_mb']:.0f}", gpu)
-    Console().print(table)
+    Console(width=120).print(table)
     output = args.output or REPO / "benchmarks" / "results" / f"lightgcn-{args.device}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps({

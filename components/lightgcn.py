@@ -8,7 +8,7 @@ from components.image import BASE_IMAGE
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def lightgcn(dataset: Input[Dataset], splits: Input[Dataset], graph: Output[Model],
-             dim: int = 64, layers: int = 3, epochs: int = 40, seed: int = 0):
+             dim: int = 64, layers: int = 3, epochs: int = 30, seed: int = 0):
     from llarapp.data.dataset import Dataset as LoadedDataset
     from llarapp.data.dataset import Split
     from llarapp.models.lightgcn import LightGCNConfig, run_lightgcn

@@ -33,7 +33,7 @@ def training_pipeline(
     text_encoder: str = "minilm",
     lightgcn_dim: int = 64,
     lightgcn_layers: int = 3,
-    lightgcn_epochs: int = 40,
+    lightgcn_epochs: int = 30,
     gate_metric: str = "ndcg",
     tracking_uri: str = "",
     experiment: str = "llarapp",

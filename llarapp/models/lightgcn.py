@@ -48,12 +48,12 @@ EpochCallback = Callable[[int, float], None]
 class LightGCNConfig(StageConfig):
     dim: int = 64
     layers: int = 3
-    lr: float = 0.005
+    lr: float = 0.01
     reg: float = 1e-4
     negatives: int = 1
-    batch_size: int = 8192
-    epochs: int = 40
-    patience: int = 4
+    batch_size: int = 16384  # each step propagates the whole graph: fewer, larger steps
+    epochs: int = 30
+    patience: int = 3
     k: int = 100  # early stopping watches validation Recall@k
     val_playlists: int = 1000  # at most this many validation playlists are scored
     seed: int = 0
