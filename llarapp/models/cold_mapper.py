@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import partial
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, ClassVar
 
 import numpy as np

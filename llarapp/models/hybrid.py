@@ -2,7 +2,8 @@
 
 Queries:
 * graph: the LightGCN fold-in of the playlist's warm seeds; a playlist without warm seeds
-  (title-only, or only cold seeds) gets the title mapper's vector instead.
+  (title-only, or only cold seeds) gets the cold mapper's title query instead (the
+  nearest training titles' playlist vectors, by default).
 * text: the normalised sum of the seeds' item text vectors (mean) and the title vector.
 
 Item vectors: graph scores use LightGCN vectors for warm tracks and the cold mapper's
@@ -35,11 +36,10 @@ from llarapp.models.text_embed import TextEmbeddings
 MODELS = ("lightgcn", "text", "hybrid")
 
 
-def standardise(scores: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-    """Row-wise z-score, computed over the ``valid`` columns."""
-    sample = scores if valid is None else scores[:, valid]
-    mean = sample.mean(axis=1, keepdims=True)
-    std = sample.std(axis=1, keepdims=True)
+def standardise(scores: np.ndarray) -> np.ndarray:
+    """Row-wise z-score."""
+    mean = scores.mean(axis=1, keepdims=True)
+    std = scores.std(axis=1, keepdims=True)
     return (scores - mean) / np.maximum(std, 1e-6)
 
 
@@ -62,7 +62,7 @@ class Queries:
 
 class HybridScorer:
     """``item_graph``: graph vectors of every track (cold ones mapped from text);
-    ``title_to_graph``: the title mapper."""
+    ``title_to_graph``: title embeddings → graph queries (the cold mapper's title query)."""
 
     def __init__(self, text: TextEmbeddings, graph: GraphEmbeddings, item_graph: np.ndarray,
                  title_to_graph: Callable[[np.ndarray], np.ndarray], title_weight: float = 1.0):
