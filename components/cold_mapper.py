@@ -17,6 +17,6 @@ def cold_mapper(dataset: Input[Dataset], splits: Input[Dataset], embeddings: Inp
 
     manifest = run_cold_mapper(ColdMapperConfig(seed=seed), LoadedDataset.load(dataset.path),
                                Split.load(splits.path), TextEmbeddings.load(embeddings.path),
-                               GraphEmbeddings.load(graph.path), mapper.path)
+                               GraphEmbeddings.load(graph.path).vectors, mapper.path)
     mapper.metadata.update({"title_query": manifest["title_query"],
                             "holdout_cosine": manifest["holdout_cosine"]})

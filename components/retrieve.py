@@ -18,7 +18,7 @@ def retrieve(dataset: Input[Dataset], splits: Input[Dataset], embeddings: Input[
 
     manifest = run_retrieve(RetrieveConfig(), LoadedDataset.load(dataset.path),
                             Split.load(splits.path), TextEmbeddings.load(embeddings.path),
-                            GraphEmbeddings.load(graph.path), ColdMapper.load(mapper.path),
-                            recommendations.path)
+                            GraphEmbeddings.load(graph.path).vectors,
+                            ColdMapper.load(mapper.path), recommendations.path)
     recommendations.metadata.update({"models": manifest["models"],
                                      "hybrid_params": manifest["hybrid_params"]})

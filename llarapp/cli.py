@@ -180,7 +180,7 @@ def cold_mapper(output: OutputOpt, dataset: DatasetOpt, split_dir: SplitOpt, tex
     cfg = _config(ColdMapperConfig, config, set_, show_config)
     manifest = _run(lambda: run_cold_mapper(
         cfg, Dataset.load(dataset), Split.load(split_dir), TextEmbeddings.load(text),
-        GraphEmbeddings.load(graph), output))
+        GraphEmbeddings.load(graph).vectors, output))
     console.print_json(data={k: manifest[k] for k in ("title_query", "holdout_cosine", "counts")})
 
 
@@ -198,7 +198,7 @@ def retrieve(output: OutputOpt, dataset: DatasetOpt, split_dir: SplitOpt, text: 
     cfg = _config(RetrieveConfig, config, set_, show_config)
     manifest = _run(lambda: run_retrieve(
         cfg, Dataset.load(dataset), Split.load(split_dir), TextEmbeddings.load(text),
-        GraphEmbeddings.load(graph), ColdMapper.load(mapper), output))
+        GraphEmbeddings.load(graph).vectors, ColdMapper.load(mapper), output))
     for query_type, chosen in manifest["hybrid_params"].items():
         console.print(f"{query_type}: λ = {chosen['lambda']}, cold offset β = "
                       f"{chosen['cold_offset']}")

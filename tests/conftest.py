@@ -119,7 +119,7 @@ def graph_embeddings(synthetic_dataset, synthetic_split, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("graph") / "graph"
     run_lightgcn(LightGCNConfig(**FAST_GRAPH), synthetic_dataset, synthetic_split, out)
-    return GraphEmbeddings.load(out)
+    return GraphEmbeddings.load(out).vectors
 
 
 @pytest.fixture(scope="session")

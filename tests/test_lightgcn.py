@@ -37,7 +37,7 @@ def test_adjacency_is_symmetric_normalised():
     assert adjacency[1, 3].item() == pytest.approx(1 / np.sqrt(1 * 2))
 
 
-def test_symmetric_backward_matches_autograd(trainer):
+def test_symmetric_backward_matches_autograd():
     fast, plain = build_model(8, 4, 2, symmetric=True), build_model(8, 4, 2, symmetric=False)
     plain.load_state_dict(fast.state_dict())
     adjacency = normalized_adjacency(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 4]), 3, 5)
@@ -48,16 +48,16 @@ def test_symmetric_backward_matches_autograd(trainer):
 
 def test_fold_in_of_a_training_playlist_reproduces_its_propagated_embedding(trainer):
     """e_u - α_0·x_u^(0) = |S|^-1/2 Σ_i f_i for S = the playlist's training tracks."""
-    playlists, _, weights = trainer.snapshot()
+    vectors = trainer.snapshot()
     alpha0 = trainer.model.alpha[0].item()
     layer0 = trainer.model.embedding.weight.detach().numpy()[: trainer.num_playlists]
     seeds = seed_matrix(TRAIN.groupby("pid")["track_idx"].apply(np.array), NUM_ITEMS)
-    folded = fold_in(seeds, weights, trainer.item_degree)
-    np.testing.assert_allclose(folded, playlists - alpha0 * layer0, atol=1e-6)
+    folded = fold_in(seeds, vectors.fold_in_weights, trainer.item_degree)
+    np.testing.assert_allclose(folded, vectors.playlists - alpha0 * layer0, atol=1e-6)
 
 
 def test_fold_in_ignores_cold_seeds_and_scales_by_root_seed_count(trainer):
-    _, _, weights = trainer.snapshot()
+    weights = trainer.snapshot().fold_in_weights
     degree = trainer.item_degree
     seeds = seed_matrix(pd.Series([[0, 1], [0, 1, 5], [5], []]), NUM_ITEMS)
     folded = fold_in(seeds, weights, degree)
@@ -80,7 +80,7 @@ def test_stage_learns_and_is_deterministic(synthetic_dataset, synthetic_split, t
     cfg = LightGCNConfig(**FAST_GRAPH)
     manifest = run_lightgcn(cfg, synthetic_dataset, synthetic_split, tmp_path / "a")
     run_lightgcn(cfg, synthetic_dataset, synthetic_split, tmp_path / "b")
-    a, b = GraphEmbeddings.load(tmp_path / "a"), GraphEmbeddings.load(tmp_path / "b")
+    a, b = (GraphEmbeddings.load(tmp_path / name).vectors for name in ("a", "b"))
     np.testing.assert_array_equal(a.items, b.items)
     history = pd.read_csv(tmp_path / "a" / "history.csv")
     again = pd.read_csv(tmp_path / "b" / "history.csv")

@@ -15,7 +15,7 @@ from tests.conftest import FAST_GRAPH
 def _metrics(root, seed, dataset, split, text) -> dict:
     run_lightgcn(LightGCNConfig(**{**FAST_GRAPH, "epochs": 2, "seed": seed}), dataset, split,
                  root / "graph")
-    graph = GraphEmbeddings.load(root / "graph")
+    graph = GraphEmbeddings.load(root / "graph").vectors
     run_cold_mapper(ColdMapperConfig(epochs=2, seed=seed, device="cpu"), dataset, split, text,
                     graph, root / "mapper")
     run_retrieve(RetrieveConfig(lambdas=[0.0, 1.0]), dataset, split, text, graph,

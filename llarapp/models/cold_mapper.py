@@ -27,11 +27,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from llarapp.artifacts import write_json, write_manifest
+from llarapp.artifacts import write_manifest
 from llarapp.config import StageConfig, require
 from llarapp.data.dataset import Dataset, Split, _Artifact
 from llarapp.eval.plots import save_bars, save_curves
-from llarapp.models.graph import GraphEmbeddings, TitleNeighbours
+from llarapp.models.graph import GraphVectors, TitleNeighbours
 from llarapp.models.mlp import FitConfig, Fitted, apply_numpy, fit_mlp, predict, to_numpy_weights
 from llarapp.models.tags import fit_tagger, top_tags, weak_labels
 from llarapp.models.text_embed import TextEmbeddings
@@ -78,10 +78,6 @@ class ColdMapperConfig(StageConfig):
                          self.batch_size, self.seed + seed_offset)
 
 
-def _mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(prediction, target)
-
-
 def holdout_mask(count: int, fraction: float, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.random(count) < fraction
@@ -106,15 +102,14 @@ class Mappers:
         return predict(self.title.model, title_embeddings, device)
 
 
-def fit_mappers(cfg: ColdMapperConfig, text: TextEmbeddings, graph: GraphEmbeddings,
+def fit_mappers(cfg: ColdMapperConfig, text: TextEmbeddings, graph: GraphVectors,
                 item_holdout: np.ndarray, device: torch.device) -> Mappers:
     warm = np.flatnonzero(graph.warm)
-    item = fit_mlp(text.items[warm], graph.items[warm], item_holdout[warm], _mse,
+    item = fit_mlp(text.items[warm], graph.items[warm], item_holdout[warm], F.mse_loss,
                    cfg.fit_config(0), device, desc="item mapper")
-    pids = graph.playlists.index.to_numpy()
-    titles, targets = text.titles(pids), np.stack(graph.playlists["vector"].to_numpy())
-    title_holdout = holdout_mask(len(pids), cfg.holdout_fraction, cfg.seed + 1)
-    title = fit_mlp(titles, targets, title_holdout, _mse, cfg.fit_config(1), device,
+    titles, targets = text.titles(graph.playlist_pids), graph.playlists
+    title_holdout = holdout_mask(len(targets), cfg.holdout_fraction, cfg.seed + 1)
+    title = fit_mlp(titles, targets, title_holdout, F.mse_loss, cfg.fit_config(1), device,
                     desc="title mapper")
     knn = partial(TitleNeighbours, k=cfg.title_neighbours, temperature=cfg.title_temperature)
     knn_without_holdout = knn(titles[~title_holdout], targets[~title_holdout])
@@ -127,7 +122,7 @@ def fit_mappers(cfg: ColdMapperConfig, text: TextEmbeddings, graph: GraphEmbeddi
         "title_knn": mean_cosine(knn_without_holdout.query(held_titles), held_targets)})
 
 
-def graph_vectors_for_all(mappers: Mappers, text: TextEmbeddings, graph: GraphEmbeddings,
+def graph_vectors_for_all(mappers: Mappers, text: TextEmbeddings, graph: GraphVectors,
                           device: torch.device) -> np.ndarray:
     """LightGCN vectors for warm tracks, the item mapper's for cold ones."""
     item_graph = graph.items.copy()
@@ -170,7 +165,7 @@ class ColdMapper(_Artifact):
 
 
 def run_cold_mapper(cfg: ColdMapperConfig, dataset: Dataset, split: Split,
-                    text: TextEmbeddings, graph: GraphEmbeddings,
+                    text: TextEmbeddings, graph: GraphVectors,
                     output: str | os.PathLike[str]) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     item_holdout = holdout_mask(dataset.num_tracks, cfg.holdout_fraction, cfg.seed)
@@ -182,7 +177,7 @@ def run_cold_mapper(cfg: ColdMapperConfig, dataset: Dataset, split: Split,
                        cfg.tag_min_share, cfg.tag_min_count)
     tagger = fit_tagger(text.items, weak, item_holdout, cfg.tag_threshold, cfg.fit_config(2),
                         device)
-    probs = 1.0 / (1.0 + np.exp(-predict(tagger.fitted.model, text.items, device)))
+    probs = tagger.probabilities(text.items, device)
     catalogue = dataset.tracks[CATALOGUE_COLUMNS].copy()
     catalogue["warm"] = graph.warm
     catalogue["tags"], catalogue["tag_scores"] = top_tags(probs, tagger.vocab,
@@ -207,7 +202,6 @@ def run_cold_mapper(cfg: ColdMapperConfig, dataset: Dataset, split: Split,
         if report["precision"].notna().any():
             save_bars(report.set_index("tag")["precision"].dropna(), folder / "tag_precision.png",
                       "tag precision (held-out warm tracks)", "precision")
-        write_json(folder / "tag_vocab.json", tagger.vocab)
         return write_manifest(
             folder, "cold-mapper", 1, config=cfg.to_dict(), device=str(device),
             graph_dim=int(graph.items.shape[1]), text_dim=text.dim,

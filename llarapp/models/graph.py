@@ -8,7 +8,7 @@ embedding of its own (``x_u^(0) = 0``) yields, exactly,
 
     e_u = |S|^(-1/2) · Σ_{i∈S} f_i,    f_i = d_i^(-1/2) · Σ_{l=1..L} α_l x_i^(l-1)
 
-``f`` (``fold_in.npy``) is precomputed once per model, so fold-in is one sparse-dense
+``f`` (``fold_in_weights.npy``) is precomputed once per model, so fold-in is one sparse-dense
 product. For a training playlist, folding in its own training tracks reproduces its
 trained embedding minus ``α_0 x_u^(0)``; the tests check this identity. The new node's
 effect on the other nodes is ignored, as in every LightGCN fold-in.
@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from llarapp.data.dataset import _Artifact
@@ -72,32 +72,16 @@ class TitleNeighbours:
 
 
 @dataclass
-class GraphEmbeddings(_Artifact):
-    """The lightgcn artifact: final item/playlist vectors and fold-in weights."""
+class GraphVectors:
+    """LightGCN's output in numpy: what fold-in, the mappers and retrieval need."""
 
-    KIND: ClassVar[str] = "lightgcn"
-
-    def _array(self, name: str) -> np.ndarray:
-        return np.load(self.folder / f"{name}.npy")
-
-    @cached_property
-    def items(self) -> np.ndarray:
-        return self._array("items")
-
-    @cached_property
-    def fold_in_weights(self) -> np.ndarray:
-        return self._array("fold_in")
-
-    @cached_property
-    def item_degree(self) -> np.ndarray:
-        return self._array("item_degree")
-
-    @cached_property
-    def playlists(self) -> pd.DataFrame:
-        """Trained playlist vectors, indexed by pid."""
-        vectors = self._array("playlists")
-        return pd.DataFrame({"vector": list(vectors)},
-                            index=pd.Index(self._array("playlist_pids"), name="pid"))
+    FILES: ClassVar[tuple[str, ...]] = ("playlist_pids", "playlists", "items",
+                                        "fold_in_weights", "item_degree")
+    playlist_pids: np.ndarray  # training playlists, in row order
+    playlists: np.ndarray  # their trained vectors
+    items: np.ndarray  # final item vectors, track_idx order
+    fold_in_weights: np.ndarray  # f above
+    item_degree: np.ndarray  # training degree; 0 for cold tracks
 
     @property
     def warm(self) -> np.ndarray:
@@ -105,3 +89,19 @@ class GraphEmbeddings(_Artifact):
 
     def fold_in(self, seeds: sp.csr_matrix) -> np.ndarray:
         return fold_in(seeds, self.fold_in_weights, self.item_degree)
+
+    def save(self, folder: Path) -> None:
+        for name in self.FILES:
+            np.save(folder / f"{name}.npy", getattr(self, name))
+
+
+@dataclass
+class GraphEmbeddings(_Artifact):
+    """The lightgcn artifact: its :class:`GraphVectors`, weights, curves."""
+
+    KIND: ClassVar[str] = "lightgcn"
+
+    @cached_property
+    def vectors(self) -> GraphVectors:
+        return GraphVectors(**{name: np.load(self.folder / f"{name}.npy")
+                               for name in GraphVectors.FILES})

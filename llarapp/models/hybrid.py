@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from llarapp.models.cold_mapper import ColdMapper
-from llarapp.models.graph import GraphEmbeddings
+from llarapp.models.graph import GraphVectors
 from llarapp.models.retrieval import top_n
 from llarapp.models.text_embed import TextEmbeddings
 
@@ -64,7 +64,7 @@ class HybridScorer:
     """``item_graph``: graph vectors of every track (cold ones mapped from text);
     ``title_to_graph``: title embeddings → graph queries (the cold mapper's title query)."""
 
-    def __init__(self, text: TextEmbeddings, graph: GraphEmbeddings, item_graph: np.ndarray,
+    def __init__(self, text: TextEmbeddings, graph: GraphVectors, item_graph: np.ndarray,
                  title_to_graph: Callable[[np.ndarray], np.ndarray], title_weight: float = 1.0):
         self.item_text = text.items
         self.item_graph = item_graph
@@ -75,7 +75,7 @@ class HybridScorer:
         self.title_weight = title_weight
 
     @classmethod
-    def from_artifacts(cls, text: TextEmbeddings, graph: GraphEmbeddings, mapper: ColdMapper,
+    def from_artifacts(cls, text: TextEmbeddings, graph: GraphVectors, mapper: ColdMapper,
                        title_weight: float = 1.0) -> HybridScorer:
         return cls(text, graph, mapper.item_graph, mapper.title_vectors, title_weight)
 

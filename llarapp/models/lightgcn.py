@@ -36,9 +36,9 @@ from llarapp.config import StageConfig, require
 from llarapp.data.dataset import Dataset, Split
 from llarapp.eval.metrics import recall_at_k, relevance_matrix
 from llarapp.eval.plots import save_curves
-from llarapp.models.graph import fold_in, fold_in_weights
+from llarapp.models.graph import GraphVectors, fold_in_weights
 from llarapp.models.retrieval import seed_matrix, top_n
-from llarapp.models.torch_utils import DEVICES, resolve_device, seed_everything
+from llarapp.models.torch_utils import DEVICES, resolve_device, seed_everything, state_copy
 from llarapp.storage import atomic_dir
 
 EpochCallback = Callable[[int, float], None]
@@ -135,13 +135,9 @@ class Validation:
 
 @dataclass
 class TrainedGraph:
-    """What training produced, as numpy arrays (items in track_idx order)."""
+    """What training produced: the best epoch's vectors, weights and history."""
 
-    playlist_pids: np.ndarray
-    playlists: np.ndarray
-    items: np.ndarray
-    fold_in: np.ndarray
-    item_degree: np.ndarray
+    vectors: GraphVectors
     alpha: np.ndarray
     state: dict[str, torch.Tensor]
     history: pd.DataFrame
@@ -152,14 +148,13 @@ class TrainedGraph:
     extra: dict = field(default_factory=dict)
 
 
-def validation_recall(items: np.ndarray, weights: np.ndarray, degree: np.ndarray,
-                      validation: Validation, k: int) -> float:
+def validation_recall(vectors: GraphVectors, validation: Validation, k: int) -> float:
     if not validation.seeds:
         return float("nan")
-    seeds = seed_matrix(pd.Series(validation.seeds), len(items))
-    scores = fold_in(seeds, weights, degree) @ items.T
-    recs = top_n(scores, seeds, k)
-    relevance = relevance_matrix(validation.targets, len(items))
+    num_items = len(vectors.items)
+    seeds = seed_matrix(pd.Series(validation.seeds), num_items)
+    recs = top_n(vectors.fold_in(seeds) @ vectors.items.T, seeds, k)
+    relevance = relevance_matrix(validation.targets, num_items)
     return float(np.nanmean(recall_at_k(recs, relevance, k)))
 
 
@@ -213,15 +208,17 @@ class LightGCNTrainer:
         return total / max(count, 1)
 
     @torch.no_grad()
-    def snapshot(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(playlist vectors, item vectors, item fold-in weights)."""
+    def snapshot(self) -> GraphVectors:
         self.model.eval()
         layers = [x.float().cpu().numpy() for x in layer_embeddings(self.model, self.adjacency)]
         alpha = self.model.alpha.cpu().numpy()
         final = sum(a * x for a, x in zip(alpha, layers, strict=True))
         split = self.num_playlists
-        weights = fold_in_weights([x[split:] for x in layers], alpha, self.item_degree)
-        return final[:split], final[split:], weights
+        return GraphVectors(
+            playlist_pids=self.playlist_pids, playlists=final[:split], items=final[split:],
+            fold_in_weights=fold_in_weights([x[split:] for x in layers], alpha,
+                                            self.item_degree),
+            item_degree=self.item_degree)
 
     def fit(self, validation: Validation, on_epoch: EpochCallback | None = None
             ) -> TrainedGraph:
@@ -233,8 +230,8 @@ class LightGCNTrainer:
             tick = time.perf_counter()
             loss = self.train_epoch()
             seconds = time.perf_counter() - tick
-            _, items, weights = self.snapshot()
-            recall = validation_recall(items, weights, self.item_degree, validation, cfg.k)
+            vectors = self.snapshot()
+            recall = validation_recall(vectors, validation, cfg.k)
             history.append({"epoch": epoch, "loss": loss, f"val_recall@{cfg.k}": recall,
                             "seconds": seconds})
             bar.set_postfix(loss=f"{loss:.4f}", recall=f"{recall:.4f}")
@@ -243,20 +240,17 @@ class LightGCNTrainer:
             # Without seeded validation playlists (NaN) every epoch counts as the best.
             if best_state is None or math.isnan(recall) or recall > best:
                 best, best_epoch, stale = recall, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                best_state, best_vectors = state_copy(self.model), vectors
             else:
                 stale += 1
                 if stale >= cfg.patience:
                     break
         bar.close()
         self.model.load_state_dict(best_state)
-        playlists, items, weights = self.snapshot()
         frame = pd.DataFrame(history)
         return TrainedGraph(
-            playlist_pids=self.playlist_pids, playlists=playlists, items=items,
-            fold_in=weights, item_degree=self.item_degree,
-            alpha=self.model.alpha.cpu().numpy(), state=best_state, history=frame,
-            best_epoch=best_epoch, best_recall=float(best),
+            vectors=best_vectors, alpha=self.model.alpha.cpu().numpy(), state=best_state,
+            history=frame, best_epoch=best_epoch, best_recall=float(best),
             seconds_per_epoch=float(frame["seconds"].mean()), device=str(self.device),
             extra={"train_seconds": time.perf_counter() - started})
 
@@ -264,8 +258,7 @@ class LightGCNTrainer:
 def save_graph(result: TrainedGraph, cfg: LightGCNConfig, output: str | os.PathLike[str],
                **manifest: Any) -> dict[str, Any]:
     with atomic_dir(output) as folder:
-        for name in ("playlists", "playlist_pids", "items", "fold_in", "item_degree"):
-            np.save(folder / f"{name}.npy", getattr(result, name))
+        result.vectors.save(folder)
         torch.save(result.state, folder / "model.pt")
         result.history.to_csv(folder / "history.csv", index=False)
         save_curves(result.history, "epoch", ["loss", f"val_recall@{cfg.k}", "seconds"],
@@ -275,9 +268,10 @@ def save_graph(result: TrainedGraph, cfg: LightGCNConfig, output: str | os.PathL
             alpha=result.alpha.tolist(), best_epoch=result.best_epoch,
             epochs_run=len(result.history), best_val_recall=result.best_recall,
             seconds_per_epoch=result.seconds_per_epoch, device=result.device,
-            counts={"playlists": len(result.playlist_pids), "items": len(result.items),
-                    "warm_items": int((result.item_degree > 0).sum()),
-                    "edges": int(result.item_degree.sum())},
+            counts={"playlists": len(result.vectors.playlist_pids),
+                    "items": len(result.vectors.items),
+                    "warm_items": int(result.vectors.warm.sum()),
+                    "edges": int(result.vectors.item_degree.sum())},
             **result.extra, **manifest)
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from llarapp.models.torch_utils import seed_everything
+from llarapp.models.torch_utils import seed_everything, state_copy
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -85,7 +85,7 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, val: np.ndarray, loss_fn: Loss, cfg: F
         watched = val_loss if len(val_x) else train_loss
         if best_state is None or watched < best:
             best, best_epoch = watched, epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = state_copy(model)
     model.load_state_dict(best_state)
     return Fitted(model.eval(), pd.DataFrame(history), best_epoch)
 

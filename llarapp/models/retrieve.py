@@ -27,7 +27,7 @@ from llarapp.data.dataset import Dataset, Split
 from llarapp.eval import metrics as M
 from llarapp.eval.plots import save_grid
 from llarapp.models.cold_mapper import ColdMapper
-from llarapp.models.graph import GraphEmbeddings
+from llarapp.models.graph import GraphVectors
 from llarapp.models.hybrid import MODELS, HybridScorer, Queries
 from llarapp.models.retrieval import (
     RecommendationLists,
@@ -128,7 +128,7 @@ def choose_params(cfg: RetrieveConfig, scorer: HybridScorer, text: TextEmbedding
 
 
 def run_retrieve(cfg: RetrieveConfig, dataset: Dataset, split: Split, text: TextEmbeddings,
-                 graph: GraphEmbeddings, mapper: ColdMapper,
+                 graph: GraphVectors, mapper: ColdMapper,
                  output: str | os.PathLike[str]) -> dict[str, Any]:
     scorer = HybridScorer.from_artifacts(text, graph, mapper, cfg.title_weight)
     num_items = dataset.num_tracks

@@ -18,6 +18,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
+from scipy.special import expit
 
 from llarapp.models.mlp import FitConfig, Fitted, fit_mlp, predict
 from llarapp.models.retrieval import interaction_matrix, title_tokens
@@ -77,6 +78,9 @@ class TagModel:
     fitted: Fitted
     report: pd.DataFrame  # per-tag precision on held-out warm tracks
 
+    def probabilities(self, text: np.ndarray, device: torch.device) -> np.ndarray:
+        return expit(predict(self.fitted.model, text, device))
+
 
 def fit_tagger(text: np.ndarray, weak: WeakLabels, holdout: np.ndarray, threshold: float,
                cfg: FitConfig, device: torch.device) -> TagModel:
@@ -86,7 +90,7 @@ def fit_tagger(text: np.ndarray, weak: WeakLabels, holdout: np.ndarray, threshol
     val = holdout[rows]
     fitted = fit_mlp(text[rows], labels, val, balanced_bce(labels[~val]), cfg, device,
                      desc="tag classifier")
-    probs = 1.0 / (1.0 + np.exp(-predict(fitted.model, text[rows][val], device)))
+    probs = expit(predict(fitted.model, text[rows][val], device))
     truth = labels[val] > 0
     predicted = probs >= threshold
     true_positives = (predicted & truth).sum(axis=0)

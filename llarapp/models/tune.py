@@ -11,7 +11,6 @@ Each trial is a nested MLflow run under one parent run per ``tune`` invocation.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,8 @@ from llarapp.config import StageConfig, require
 from llarapp.data.dataset import Dataset, Split
 from llarapp.models.cold_mapper import ColdMapperConfig, fit_mappers, graph_vectors_for_all
 from llarapp.models.cold_mapper import holdout_mask as item_holdout_mask
-from llarapp.models.graph import GraphEmbeddings
 from llarapp.models.hybrid import HybridScorer
-from llarapp.models.lightgcn import LightGCNConfig, LightGCNTrainer, Validation, save_graph
+from llarapp.models.lightgcn import LightGCNConfig, LightGCNTrainer, TrainedGraph, Validation
 from llarapp.models.retrieve import TUNE_METRICS, tune_lambda
 from llarapp.models.text_embed import TextEmbeddings
 from llarapp.models.torch_utils import resolve_device
@@ -124,7 +122,7 @@ class Objective:
 
             trainer = LightGCNTrainer(graph_cfg, self.split.train, self.dataset.num_tracks)
             trained = trainer.fit(self.validation, on_epoch=report)
-            ndcg = self._hybrid_ndcg(trained, graph_cfg, params["lam"], params["cold_offset"])
+            ndcg = self._hybrid_ndcg(trained, params["lam"], params["cold_offset"])
             if run:
                 self.mlflow.log_metrics(finite_metrics(
                     {f"val_{self.cfg.metric}": ndcg, "best_val_recall": trained.best_recall,
@@ -140,21 +138,19 @@ class Objective:
             if run:
                 self.mlflow.end_run()
 
-    def _hybrid_ndcg(self, trained: Any, graph_cfg: LightGCNConfig, lam: float,
+    def _hybrid_ndcg(self, trained: TrainedGraph, lam: float,
                      cold_offset: float) -> float:
         mapper_cfg = ColdMapperConfig(epochs=self.cfg.mapper_epochs, seed=self.cfg.seed)
         device = resolve_device(mapper_cfg.device)
-        with tempfile.TemporaryDirectory() as tmp:
-            save_graph(trained, graph_cfg, Path(tmp) / "graph")
-            graph = GraphEmbeddings.load(Path(tmp) / "graph")
-            holdout = item_holdout_mask(self.dataset.num_tracks, mapper_cfg.holdout_fraction,
-                                        mapper_cfg.seed)
-            mappers = fit_mappers(mapper_cfg, self.text, graph, holdout, device)
-            scorer = HybridScorer(
-                self.text, graph, graph_vectors_for_all(mappers, self.text, graph, device),
-                lambda titles: mappers.title_vectors(titles, device))
-            table = tune_lambda(scorer, self.text, self.val, [lam], self.dataset.num_tracks,
-                                batch_size=256, cold_offsets=[cold_offset])
+        graph = trained.vectors
+        holdout = item_holdout_mask(self.dataset.num_tracks, mapper_cfg.holdout_fraction,
+                                    mapper_cfg.seed)
+        mappers = fit_mappers(mapper_cfg, self.text, graph, holdout, device)
+        scorer = HybridScorer(
+            self.text, graph, graph_vectors_for_all(mappers, self.text, graph, device),
+            lambda titles: mappers.title_vectors(titles, device))
+        table = tune_lambda(scorer, self.text, self.val, [lam], self.dataset.num_tracks,
+                            batch_size=256, cold_offsets=[cold_offset])
         return float(table[self.cfg.metric].iloc[0])
 
 
