@@ -34,6 +34,7 @@ SplitOpt = Annotated[Path, typer.Option("--split", help="Split artifact.")]
 TextOpt = Annotated[Path, typer.Option("--text", help="text_embed artifact.")]
 GraphOpt = Annotated[Path, typer.Option("--graph", help="lightgcn artifact.")]
 MapperOpt = Annotated[Path, typer.Option("--mapper", help="cold_mapper artifact.")]
+RetrievedOpt = Annotated[Path, typer.Option("--retrieved", help="retrieve artifact.")]
 
 
 def _run(action: Callable[[], Any]) -> Any:
@@ -203,6 +204,41 @@ def retrieve(output: OutputOpt, dataset: DatasetOpt, split_dir: SplitOpt, text: 
         console.print(f"{query_type}: λ = {chosen['lambda']}, cold offset β = "
                       f"{chosen['cold_offset']}")
     console.print(f"{manifest['rows']} lists -> {output}")
+
+
+@app.command("train-llara")
+def train_llara(output: OutputOpt, dataset: DatasetOpt, split_dir: SplitOpt, text: TextOpt,
+                graph: GraphOpt, mapper: MapperOpt, retrieved: RetrievedOpt,
+                config: ConfigOpt = None, set_: SetOpt = None,
+                show_config: ShowOpt = False) -> None:
+    """Domain pre-training, then curriculum prompt tuning of LLaRA with LoRA."""
+    from llarapp.llara.config import LlaraConfig
+    from llarapp.llara.examples import Sources
+    from llarapp.llara.train import run_train_llara
+
+    cfg = _config(LlaraConfig, config, set_, show_config)
+    manifest = _run(lambda: run_train_llara(
+        cfg, Sources.load(dataset, split_dir, text, graph, mapper, retrieved), output))
+    summary = manifest["summary"]
+    console.print(f"LLaRA ({cfg.schedule}): {summary['steps']} steps, final loss "
+                  f"{summary['final_loss']:.3f}, {summary['seconds']} s -> {output}")
+
+
+@app.command("eval-llara")
+def eval_llara(output: OutputOpt,
+               model: Annotated[Path, typer.Option("--model", help="train-llara artifact.")],
+               dataset: DatasetOpt, split_dir: SplitOpt, text: TextOpt, graph: GraphOpt,
+               mapper: MapperOpt, retrieved: RetrievedOpt, config: ConfigOpt = None,
+               set_: SetOpt = None, show_config: ShowOpt = False) -> None:
+    """LLaRA vs LightGCN and the hybrid on the same candidates; position bias; reranking."""
+    from llarapp.llara.artifact import LlaraArtifact
+    from llarapp.llara.evaluate import LlaraEvalConfig, evaluate_llara
+    from llarapp.llara.examples import Sources
+
+    cfg = _config(LlaraEvalConfig, config, set_, show_config)
+    _run(lambda: evaluate_llara(cfg, LlaraArtifact.load(model), Sources.load(
+        dataset, split_dir, text, graph, mapper, retrieved), output))
+    console.print((Path(output) / "metrics.md").read_text())
 
 
 @app.command()

@@ -154,3 +154,12 @@ def require(condition: bool, message: str) -> None:
     """Raise :class:`ConfigError` with ``message`` unless ``condition`` holds."""
     if not condition:
         raise ConfigError(message)
+
+
+@dataclasses.dataclass
+class TrackedConfig(StageConfig):
+    """A stage that logs an MLflow run."""
+
+    experiment: str = "llarapp"
+    tracking_uri: str = ""  # empty: MLFLOW_TRACKING_URI, else sqlite in runs/
+    track: bool = True

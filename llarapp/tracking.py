@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -56,9 +57,11 @@ def finite_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
 
 def log_run(*, experiment: str, run_name: str, params: Mapping[str, Any],
             metrics: Mapping[str, float], artifacts: Iterable[str | os.PathLike[str]] = (),
-            tags: Mapping[str, str] | None = None, tracking_uri: str | None = None
-            ) -> dict[str, str]:
-    """Log one run; return its id, experiment id, tracking URI and artifact URI."""
+            tags: Mapping[str, str] | None = None, tracking_uri: str | None = None,
+            history: Any = None) -> dict[str, str]:
+    """Log one run; return its id, experiment id, tracking URI and artifact URI.
+
+    ``history`` (a DataFrame with a ``step`` column) becomes per-step metric series."""
     mlflow, experiment_id, uri = start_tracking(experiment, tracking_uri)
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
                           tags=dict(tags or {})) as run:
@@ -66,5 +69,21 @@ def log_run(*, experiment: str, run_name: str, params: Mapping[str, Any],
         mlflow.log_metrics(finite_metrics(metrics))
         for path in artifacts:
             mlflow.log_artifact(str(path))
+        if history is not None:
+            log_history(mlflow, run.info.run_id, history)
         return {"run_id": run.info.run_id, "experiment_id": experiment_id,
                 "tracking_uri": uri, "artifact_uri": run.info.artifact_uri}
+
+
+def log_history(mlflow: Any, run_id: str, history: Any, chunk: int = 1000) -> None:
+    """Every numeric column of ``history`` as a metric series over its ``step`` column."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(metric_key(column), float(value), now, int(step))
+               for column in history.columns if column != "step"
+               for step, value in zip(history["step"], history[column], strict=True)
+               if value == value]
+    client = mlflow.MlflowClient()
+    for start in range(0, len(metrics), chunk):
+        client.log_batch(run_id, metrics=metrics[start:start + chunk])

@@ -131,3 +131,31 @@ def cold_mapper(synthetic_dataset, synthetic_split, text_embeddings, graph_embed
     run_cold_mapper(ColdMapperConfig(epochs=5, device="cpu"), synthetic_dataset,
                     synthetic_split, text_embeddings, graph_embeddings, out)
     return ColdMapper.load(out)
+
+
+HYBRID_PARAMS = {"seeded": {"lambda": 0.5, "cold_offset": 0.0},
+                 "title_only": {"lambda": 0.5, "cold_offset": 0.0}}
+TINY_LLARA = {"steps": 6, "batch_size": 4, "history_len": 3, "num_candidates": 6,
+              "hard_negatives": 2, "hard_pool": 5, "item_tokens": 4, "pretrain_steps": 2,
+              "pretrain_batch_size": 2, "pretrain_max_length": 24, "warmup_steps": 0,
+              "device": "cpu", "track": False, "eval_batch_size": 8}
+
+
+@pytest.fixture(scope="session")
+def llara_sources(synthetic_dataset, synthetic_split, text_embeddings, graph_embeddings,
+                  cold_mapper):
+    from llarapp.llara.examples import Sources
+
+    return Sources(synthetic_dataset, synthetic_split, text_embeddings, graph_embeddings,
+                   cold_mapper, HYBRID_PARAMS)
+
+
+@pytest.fixture(scope="session")
+def trained_llara(llara_sources, tmp_path_factory):
+    """A tiny LLaRA trained for a few steps (LoRA, curriculum), saved as an artifact."""
+    from llarapp.llara.config import LlaraConfig
+    from llarapp.llara.train import run_train_llara
+
+    out = tmp_path_factory.mktemp("llara") / "llara"
+    run_train_llara(LlaraConfig(**TINY_LLARA), llara_sources, out)
+    return out

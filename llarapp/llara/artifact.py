@@ -1,0 +1,36 @@
+"""Loading a trained ``llara`` artifact back into a ranker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from llarapp.data.dataset import _Artifact
+from llarapp.llara.backbone import Backbone, _load_tokenizer, load_pretrained
+from llarapp.llara.config import LlaraConfig
+from llarapp.llara.lora import load_adapter
+from llarapp.llara.model import LlaraRanker
+
+
+@dataclass
+class LlaraArtifact(_Artifact):
+    KIND: ClassVar[str] = "llara"
+
+    @property
+    def config(self) -> LlaraConfig:
+        return LlaraConfig.from_dict(self.manifest["config"])
+
+    def ranker(self) -> LlaraRanker:
+        """The trained ranker on the CPU, in eval mode, adapter attached (not merged)."""
+        tokenizer = _load_tokenizer(self.folder / "backbone")
+        backbone = Backbone(load_pretrained(self.folder / "backbone", len(tokenizer)), tokenizer,
+                            self.manifest["backbone"])
+        if (self.folder / "adapter").is_dir():
+            load_adapter(backbone, self.folder / "adapter")
+        saved = torch.load(self.folder / "projector.pt", map_location="cpu", weights_only=True)
+        ranker = LlaraRanker(backbone, int(self.manifest["graph_dim"]),
+                             self.config.projector_hidden, float(saved["graph_scale"]))
+        ranker.projector.load_state_dict(saved["state"])
+        return ranker.eval()

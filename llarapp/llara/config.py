@@ -1,0 +1,78 @@
+"""The llara stage config: backbone, prompts, candidates, pre-training, curriculum, LoRA."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from llarapp.config import TrackedConfig, require
+from llarapp.models.torch_utils import DEVICES
+
+SCRATCH = "scratch"
+SCHEDULES = ("curriculum", "text", "hybrid", "two_stage")
+FINETUNE = ("lora", "full")
+MAX_CANDIDATES = 26  # labels (A) … (Z)
+
+
+@dataclass
+class LlaraConfig(TrackedConfig):
+    # Backbone: "scratch" builds the small Llama in scratch_llama.json with the MiniLM
+    # WordPiece tokenizer; anything else is a save_pretrained folder or s3:// prefix.
+    backbone: str = SCRATCH
+    tokenizer: str = "minilm"  # used by the scratch backbone; pretrained ones bring theirs
+    # Prompts
+    history_len: int = 5
+    item_tokens: int = 8  # wordpieces of "track by artist" per item
+    num_candidates: int = 20
+    hard_negatives: int = 9  # of num_candidates - 1; the rest are uniform random
+    hard_pool: int = 50  # hard negatives are drawn from the hybrid retrieval's top hard_pool
+    playlist_slot: bool = True  # one extra slot after the title: the playlist's graph query
+    # Domain pre-training (causal LM on "title: track by artist, …"); None = on for scratch
+    pretrain: bool | None = None
+    pretrain_steps: int = 150
+    pretrain_batch_size: int = 16
+    pretrain_max_length: int = 96
+    pretrain_lr: float = 1e-3
+    # Curriculum prompt tuning
+    schedule: str = "curriculum"
+    steps: int = 300
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 20
+    projector_hidden: int = 256
+    finetune: str = "lora"
+    lora_r: int = 8
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    lora_targets: list[str] = field(default_factory=lambda: ["all-linear"])
+    num_workers: int = 0
+    # Evaluation
+    eval_split: str = "test"
+    eval_batch_size: int = 32
+    device: str = "auto"
+    bf16: bool = True  # only on a GPU that supports it
+    seed: int = 0
+
+    def validate(self) -> None:
+        require(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}")
+        require(self.finetune in FINETUNE, f"finetune must be one of {', '.join(FINETUNE)}")
+        require(2 <= self.num_candidates <= MAX_CANDIDATES,
+                f"num_candidates must be in 2..{MAX_CANDIDATES} (one label token each)")
+        require(0 <= self.hard_negatives < self.num_candidates,
+                "hard_negatives must be in 0..num_candidates-1")
+        require(self.hard_pool >= self.hard_negatives, "hard_pool must be >= hard_negatives")
+        for name in ("history_len", "item_tokens", "pretrain_steps", "pretrain_batch_size",
+                     "pretrain_max_length", "lora_r", "lora_alpha", "projector_hidden",
+                     "num_workers", "warmup_steps"):
+            require(getattr(self, name) >= 0, f"{name} must be >= 0")
+        for name in ("steps", "batch_size", "eval_batch_size", "item_tokens"):
+            require(getattr(self, name) > 0, f"{name} must be > 0")
+        require(0 <= self.lora_dropout < 1, "lora_dropout must be in [0, 1)")
+        require(self.lr > 0 and self.pretrain_lr > 0, "learning rates must be > 0")
+        require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}")
+        require(self.eval_split in ("val", "test"), "eval_split must be val or test")
+        require(bool(self.lora_targets), "lora_targets must name at least one module")
+
+    @property
+    def domain_pretraining(self) -> bool:
+        return self.backbone == SCRATCH if self.pretrain is None else self.pretrain

@@ -1,0 +1,162 @@
+"""Ranking questions for training and evaluation, built from the upstream artifacts.
+
+* Training: next-track rows of training playlists. Candidates are the true next track,
+  ``hard_negatives`` drawn from the hybrid retrieval's top ``hard_pool`` for the history,
+  and uniform random tracks; the order is shuffled.
+* Evaluation, protocol (a), LLaRA's: the first held-out track of each test playlist plus
+  ``K-1`` uniform random negatives. Protocol (b): the hybrid retrieval's top K as is.
+
+The playlist vector (for the playlist slot) is the hybrid retrieval's graph query: the
+LightGCN fold-in of the history, or the title query when no seed is warm.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from llarapp.artifacts import read_manifest
+from llarapp.config import require
+from llarapp.data.dataset import Dataset, Split
+from llarapp.llara.prompts import Example
+from llarapp.models.cold_mapper import ColdMapper
+from llarapp.models.graph import GraphEmbeddings, GraphVectors
+from llarapp.models.hybrid import HybridScorer, Queries
+from llarapp.models.retrieval import batches_of, seed_matrix
+from llarapp.models.text_embed import TextEmbeddings
+
+
+def track_by_artist(tracks: pd.DataFrame) -> list[str]:
+    return (tracks["track_name"].fillna("").str.strip() + " by "
+            + tracks["artist_name"].fillna("").str.strip()).tolist()
+
+
+@dataclass
+class Sources:
+    """The upstream artifacts LLaRA reads, and the hybrid's tuned (λ, β) per query type."""
+
+    dataset: Dataset
+    split: Split
+    text: TextEmbeddings
+    graph: GraphVectors
+    mapper: ColdMapper
+    hybrid_params: dict[str, dict[str, float]]
+
+    @classmethod
+    def load(cls, dataset: str | os.PathLike[str], split: str | os.PathLike[str],
+             text: str | os.PathLike[str], graph: str | os.PathLike[str],
+             mapper: str | os.PathLike[str], retrieved: str | os.PathLike[str]) -> Sources:
+        """From artifact folders; ``retrieved`` (the retrieve stage) gives the tuned (λ, β)."""
+        params = read_manifest(retrieved, "recommendations").get("hybrid_params")
+        require(bool(params), f"{retrieved} has no hybrid_params; pass the retrieve stage's "
+                "output, not the baselines'")
+        return cls(Dataset.load(dataset), Split.load(split), TextEmbeddings.load(text),
+                   GraphEmbeddings.load(graph).vectors, ColdMapper.load(mapper), params)
+
+    @cached_property
+    def scorer(self) -> HybridScorer:
+        return HybridScorer.from_artifacts(self.text, self.graph, self.mapper)
+
+    @cached_property
+    def item_texts(self) -> list[str]:
+        return track_by_artist(self.dataset.tracks)
+
+    @cached_property
+    def item_vectors(self) -> np.ndarray:
+        """Graph vector of every track; cold ones come from the cold mapper."""
+        return self.mapper.item_graph.astype(np.float32)
+
+    @cached_property
+    def titles(self) -> pd.Series:
+        playlists = self.dataset.playlists
+        return pd.Series(playlists["name"].fillna("").to_numpy(), index=playlists["pid"])
+
+    @property
+    def num_items(self) -> int:
+        return self.dataset.num_tracks
+
+    def queries(self, seeds: list[np.ndarray], pids: np.ndarray) -> Queries:
+        return self.scorer.queries(seed_matrix(pd.Series(seeds), self.num_items),
+                                   self.text.titles(pids))
+
+    def hybrid_top(self, seeds: list[np.ndarray], pids: np.ndarray, n: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """(hybrid top ``n`` excluding the seeds, graph queries) per playlist."""
+        q = self.queries(seeds, pids)
+        kinds = np.where([len(s) > 0 for s in seeds], "seeded", "title_only")
+        lam = np.array([self.hybrid_params[k]["lambda"] for k in kinds])
+        beta = np.array([self.hybrid_params[k]["cold_offset"] for k in kinds])
+        return self.scorer.recommend(q, "hybrid", lam, n, cold_offset=beta), q.graph
+
+
+class ExampleFactory:
+    def __init__(self, sources: Sources, num_candidates: int, history_len: int, seed: int,
+                 batch_size: int = 256):
+        self.sources = sources
+        self.num_candidates = num_candidates
+        self.history_len = history_len
+        self.rng = np.random.default_rng(seed)
+        self.batch_size = batch_size
+
+    def random_negatives(self, exclude: np.ndarray, count: int) -> np.ndarray:
+        """``count`` distinct uniform tracks outside ``exclude``."""
+        taken = set(exclude.tolist())
+        out: list[int] = []
+        while len(out) < count:
+            for item in self.rng.integers(self.sources.num_items, size=2 * count).tolist():
+                if item not in taken:
+                    taken.add(item)
+                    out.append(item)
+                    if len(out) == count:
+                        break
+        return np.asarray(out, dtype=np.int64)
+
+    def _example(self, pid: int, seeds: np.ndarray, target: int, negatives: np.ndarray,
+                 playlist_vector: np.ndarray) -> Example:
+        candidates = np.r_[target, negatives].astype(np.int64)
+        order = self.rng.permutation(len(candidates))
+        return Example(str(self.sources.titles.get(pid, "")), seeds[-self.history_len:],
+                       candidates[order], int(np.argmax(order == 0)), playlist_vector)
+
+    def training(self, count: int, hard_negatives: int, hard_pool: int) -> list[Example]:
+        rows = self.sources.split.next_track
+        rows = rows[rows["split"] == "train"]
+        rows = rows.iloc[self.rng.choice(len(rows), size=min(count, len(rows)), replace=False)]
+        examples = []
+        for batch in tqdm(list(batches_of(rows, self.batch_size)), desc="llara examples",
+                          unit="batch"):
+            history = [np.asarray(h, dtype=np.int64) for h in batch["history"]]
+            pids = batch["pid"].to_numpy()
+            pools, graph_q = self.sources.hybrid_top(history, pids, hard_pool + 1)
+            for i, (seeds, target) in enumerate(zip(history, batch["target"], strict=True)):
+                pool = pools[i][pools[i] != target]
+                hard = self.rng.choice(pool, size=min(hard_negatives, len(pool)), replace=False)
+                rand = self.random_negatives(np.r_[seeds, target, hard],
+                                             self.num_candidates - 1 - len(hard))
+                examples.append(self._example(int(pids[i]), seeds, int(target),
+                                              np.r_[hard, rand], graph_q[i]))
+        return examples
+
+    def random_candidates(self, heldout: pd.DataFrame) -> list[Example]:
+        """Protocol (a): the first held-out track plus K-1 uniform random negatives."""
+        seeds = [np.asarray(s, dtype=np.int64) for s in heldout["seeds"]]
+        q = self.sources.queries(seeds, heldout["pid"].to_numpy())
+        examples = []
+        for i, (pid, targets) in enumerate(zip(heldout["pid"], heldout["targets"], strict=True)):
+            negatives = self.random_negatives(np.r_[seeds[i], targets], self.num_candidates - 1)
+            examples.append(self._example(int(pid), seeds[i], int(targets[0]), negatives,
+                                          q.graph[i]))
+        return examples
+
+    def retrieved_candidates(self, heldout: pd.DataFrame) -> list[Example]:
+        """Protocol (b): the hybrid retrieval's top K, in retrieval order, label unknown."""
+        seeds = [np.asarray(s, dtype=np.int64) for s in heldout["seeds"]]
+        pids = heldout["pid"].to_numpy()
+        top, graph_q = self.sources.hybrid_top(seeds, pids, self.num_candidates)
+        return [Example(str(self.sources.titles.get(pid, "")), s[-self.history_len:], top[i],
+                        -1, graph_q[i]) for i, (pid, s) in enumerate(zip(pids, seeds, strict=True))]

@@ -1,0 +1,161 @@
+"""``llarapp train-llara``: domain pre-training, then curriculum prompt tuning with LoRA.
+
+The artifact (kind ``llara``) holds ``backbone/`` (the base weights after domain
+pre-training; with ``finetune: full`` the tuned weights), ``tokenizer/``, ``adapter/``
+(peft LoRA), ``projector.pt``, ``curriculum.csv`` (global step, p, hybrid?, loss),
+``pretrain.csv`` and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from llarapp.artifacts import write_manifest
+from llarapp.eval.plots import save_curves
+from llarapp.llara.backbone import Backbone
+from llarapp.llara.config import LlaraConfig
+from llarapp.llara.curriculum import Curriculum
+from llarapp.llara.examples import ExampleFactory, Sources
+from llarapp.llara.lora import attach_lora
+from llarapp.llara.model import LlaraRanker
+from llarapp.llara.pretrain import autocast, domain_pretrain, make_optimizer, playlist_documents
+from llarapp.llara.prompts import Collator, Example, PromptBuilder
+from llarapp.models.torch_utils import resolve_device, seed_everything
+from llarapp.storage import atomic_dir
+
+KIND = "llara"
+
+
+def graph_scale(vectors: np.ndarray) -> float:
+    """Per-coordinate RMS of the catalogue's graph vectors."""
+    return float(np.sqrt(np.mean(np.square(vectors)))) or 1.0
+
+
+def make_collator(backbone: Backbone, sources: Sources, cfg: LlaraConfig) -> Collator:
+    builder = PromptBuilder(backbone.tokenizer, backbone.ids, sources.item_texts,
+                            cfg.item_tokens, cfg.playlist_slot)
+    return Collator(builder, sources.item_vectors, backbone.tokenizer.pad_token_id)
+
+
+def train_ranker(ranker: LlaraRanker, examples: list[Example], collator: Collator,
+                 cfg: LlaraConfig, device: torch.device) -> pd.DataFrame:
+    """Curriculum prompt tuning over ``cfg.steps`` global steps (epochs cycle as needed)."""
+    loader = DataLoader(examples, batch_size=cfg.batch_size, shuffle=True, drop_last=False,
+                        collate_fn=collator, num_workers=cfg.num_workers,
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    curriculum = Curriculum(cfg.schedule, cfg.steps, cfg.seed)
+    params = [p for p in ranker.parameters() if p.requires_grad]
+    optimizer, schedule = make_optimizer(params, cfg.lr, cfg.weight_decay, cfg.warmup_steps,
+                                         cfg.steps)
+    ranker.to(device).train()
+    rows: list[dict[str, Any]] = []
+    progress = tqdm(total=cfg.steps, desc=f"llara ({cfg.schedule})", unit="step")
+    epoch = 0
+    while len(rows) < cfg.steps:
+        for batch in loader:
+            step = len(rows)
+            if step >= cfg.steps:
+                break
+            p, hybrid = curriculum.draw(step)
+            batch = batch.to(device)
+            with autocast(device, cfg.bf16):
+                logits = ranker(batch, hybrid)
+            loss = F.cross_entropy(logits, batch.labels)
+            optimizer.zero_grad(set_to_none=True)  # no grad → AdamW skips the projector
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            schedule.step()
+            accuracy = float((logits.argmax(dim=1) == batch.labels).float().mean())
+            rows.append({"step": step, "epoch": epoch, "p_hybrid": p, "hybrid": int(hybrid),
+                         "loss": loss.item(), "train_hr1": accuracy})
+            progress.update(1)
+            progress.set_postfix(loss=f"{rows[-1]['loss']:.3f}", p=f"{p:.2f}")
+        epoch += 1
+    progress.close()
+    return pd.DataFrame(rows)
+
+
+def build_ranker(cfg: LlaraConfig, sources: Sources, folder: Path | None, device: torch.device
+                 ) -> tuple[LlaraRanker, Collator, list[float]]:
+    """Backbone (+ domain pre-training, saved to ``folder``), LoRA and the projector."""
+    backbone = Backbone.load(cfg.backbone, cfg.tokenizer)
+    losses: list[float] = []
+    if cfg.domain_pretraining and cfg.pretrain_steps:
+        docs = playlist_documents(sources.split.train, sources.titles, sources.item_texts)
+        losses = domain_pretrain(backbone, docs, cfg.pretrain_steps, cfg.pretrain_batch_size,
+                                 cfg.pretrain_max_length, cfg.pretrain_lr, device, cfg.bf16,
+                                 cfg.seed)
+    if folder is not None:
+        backbone.save(folder)
+    if cfg.finetune == "lora":
+        attach_lora(backbone, cfg)
+    ranker = LlaraRanker(backbone, sources.item_vectors.shape[1], cfg.projector_hidden,
+                         graph_scale(sources.item_vectors))
+    return ranker, make_collator(backbone, sources, cfg), losses
+
+
+def save_ranker(ranker: LlaraRanker, folder: Path) -> None:
+    backbone = ranker.backbone
+    if backbone.peft is not None:
+        backbone.peft.save_pretrained(folder / "adapter")
+    else:
+        backbone.save(folder)
+    torch.save({"state": ranker.projector.state_dict(), "graph_scale": ranker.graph_scale},
+               folder / "projector.pt")
+
+
+def run_train_llara(cfg: LlaraConfig, sources: Sources, output: str | os.PathLike[str]
+                    ) -> dict[str, Any]:
+    seed_everything(cfg.seed, deterministic=False)
+    device = resolve_device(cfg.device)
+    started = time.perf_counter()
+    with atomic_dir(output) as folder:
+        ranker, collator, pretrain_losses = build_ranker(cfg, sources, folder, device)
+        factory = ExampleFactory(sources, cfg.num_candidates, cfg.history_len, cfg.seed)
+        examples = factory.training(cfg.steps * cfg.batch_size, cfg.hard_negatives,
+                                    cfg.hard_pool)
+        history = train_ranker(ranker, examples, collator, cfg, device)
+        save_ranker(ranker, folder)
+        history.to_csv(folder / "curriculum.csv", index=False)
+        pretrain = pd.DataFrame({"step": range(len(pretrain_losses)),
+                                 "pretrain_loss": pretrain_losses})
+        pretrain.to_csv(folder / "pretrain.csv", index=False)
+        smooth = history.assign(loss=history["loss"].rolling(20, min_periods=1).mean(),
+                                train_hr1=history["train_hr1"].rolling(20, min_periods=1).mean())
+        save_curves(smooth, "step", ["p_hybrid", "loss", "train_hr1"], folder / "curves.png",
+                    f"LLaRA {cfg.schedule} prompt tuning (loss, HR@1 over 20 steps)")
+        trainable = sum(p.numel() for p in ranker.parameters() if p.requires_grad)
+        summary = {"steps": len(history), "examples": len(examples),
+                   "final_loss": float(history["loss"].tail(20).mean()),
+                   "hybrid_steps": int(history["hybrid"].sum()),
+                   "trainable_parameters": int(trainable),
+                   "seconds": round(time.perf_counter() - started, 1), "device": str(device)}
+        mlflow_run = None
+        if cfg.track:
+            from llarapp.tracking import log_run
+
+            mlflow_run = log_run(
+                experiment=cfg.experiment, run_name=f"llara-{cfg.schedule}",
+                params=cfg.to_dict(), metrics=summary | {"pretrain_final_loss": float(
+                    np.mean(pretrain_losses[-20:])) if pretrain_losses else float("nan")},
+                artifacts=[folder / "curves.png", folder / "curriculum.csv"],
+                tags={"stage": "llara"}, tracking_uri=cfg.tracking_uri or None,
+                history=pd.concat([history[["step", "p_hybrid", "loss", "train_hr1"]],
+                                   pretrain]))
+        return write_manifest(folder, KIND, 1, config=cfg.to_dict(),
+                              backbone=ranker.backbone.source,
+                              special_tokens=ranker.backbone.ids.all,
+                              graph_dim=int(sources.item_vectors.shape[1]),
+                              graph_scale=ranker.graph_scale, summary=summary, mlflow=mlflow_run,
+                              split_dataset_hash=sources.split.manifest["dataset_hash"])
