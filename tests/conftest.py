@@ -138,7 +138,7 @@ HYBRID_PARAMS = {"seeded": {"lambda": 0.5, "cold_offset": 0.0},
 TINY_LLARA = {"steps": 6, "batch_size": 4, "history_len": 3, "num_candidates": 6,
               "hard_negatives": 2, "hard_pool": 5, "item_tokens": 4, "pretrain_steps": 2,
               "pretrain_batch_size": 2, "pretrain_max_length": 24, "warmup_steps": 0,
-              "device": "cpu", "track": False, "eval_batch_size": 8}
+              "device": "cpu", "track": False}
 
 
 @pytest.fixture(scope="session")

@@ -17,14 +17,36 @@ def test_compiles_with_every_stage(tmp_path):
 
     path = tmp_path / "pipeline.yaml"
     compiler.Compiler().compile(training_pipeline, str(path))
-    spec = yaml.safe_load(path.read_text())
+    spec = next(yaml.safe_load_all(path.read_text()))
     tasks = spec["root"]["dag"]["tasks"]
     assert set(tasks) == {"synth", "ingest", "split", "baselines", "text-embed", "lightgcn",
-                          "cold-mapper", "retrieve", "evaluate"}
+                          "cold-mapper", "retrieve", "evaluate", "llara", "eval-llara"}
+    assert set(tasks["llara"]["dependentTasks"]) == {"ingest", "split", "text-embed",
+                                                     "lightgcn", "cold-mapper", "retrieve"}
+    assert "llara" in tasks["eval-llara"]["dependentTasks"]
     assert tasks["evaluate"]["dependentTasks"] == ["baselines", "ingest", "retrieve", "split"]
     assert set(tasks["cold-mapper"]["dependentTasks"]) == {"ingest", "split", "text-embed",
                                                            "lightgcn"}
     assert "data_uri" in spec["root"]["inputDefinitions"]["parameters"]
+
+
+def test_gpu_stages_request_an_mi100(tmp_path):
+    from kfp import compiler
+
+    from pipelines.training import training_pipeline
+
+    path = tmp_path / "pipeline.yaml"
+    compiler.Compiler().compile(training_pipeline, str(path))
+    pipeline, platform = yaml.safe_load_all(path.read_text())
+    executors = pipeline["deploymentSpec"]["executors"]
+    kube = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for stage in ("lightgcn", "llara", "eval-llara"):
+        resources = executors[f"exec-{stage}"]["container"]["resources"]
+        assert resources["accelerator"]["resourceType"] == "amd.com/gpu"
+        assert kube[f"exec-{stage}"]["nodeSelector"]["labels"] == {
+            "amd.com/gpu.product-name": "AMD_Instinct_MI100"}
+        assert kube[f"exec-{stage}"]["tolerations"][0]["key"] == "amd.com/gpu"
+    assert "exec-ingest" not in kube
 
 
 def test_pipeline_arguments_reject_unknown_parameters(tmp_path):
@@ -35,13 +57,16 @@ def test_pipeline_arguments_reject_unknown_parameters(tmp_path):
 
 
 # The data-plumbing tests need the stages to run, not to train well.
-FAST_MODELS = ["lightgcn_epochs=2", "lightgcn_dim=16"]
+FAST_MODELS = ["lightgcn_epochs=2", "lightgcn_dim=16", "llara_steps=3",
+               "llara_pretrain_steps=2"]
 
 
 @pytest.mark.slow
 def test_local_run_end_to_end(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    result = run_locally(workdir=tmp_path / "runs", overrides=["synth_playlists=300"])
+    result = run_locally(workdir=tmp_path / "runs",
+                         overrides=["synth_playlists=300", "llara_steps=6",
+                                    "llara_pretrain_steps=3"])
     evaluation = Path(result["evaluation"])
     metrics = json.loads((evaluation / "metrics.json").read_text())
     assert {"popularity", "item_knn", "lightgcn", "text", "hybrid"} <= {
@@ -49,7 +74,11 @@ def test_local_run_end_to_end(tmp_path, monkeypatch):
     assert (tmp_path / "runs" / "mlflow.db").is_file()
     stage_dirs = {p.name for p in evaluation.parent.parent.iterdir()}
     assert {"synth", "ingest", "split", "baselines", "text-embed", "lightgcn", "cold-mapper",
-            "retrieve", "evaluate"} <= stage_dirs
+            "retrieve", "evaluate", "llara", "eval-llara"} <= stage_dirs
+    root = evaluation.parent.parent
+    llara = json.loads((root / "eval-llara" / "evaluation" / "metrics.json").read_text())
+    assert {r["model"] for r in llara["candidates"]} == {"llara", "lightgcn", "hybrid"}
+    assert (root / "llara" / "model" / "adapter" / "adapter_config.json").is_file()
 
 
 @pytest.mark.slow

@@ -28,13 +28,13 @@ class LlaraConfig(TrackedConfig):
     playlist_slot: bool = True  # one extra slot after the title: the playlist's graph query
     # Domain pre-training (causal LM on "title: track by artist, …"); None = on for scratch
     pretrain: bool | None = None
-    pretrain_steps: int = 150
+    pretrain_steps: int = 60
     pretrain_batch_size: int = 16
-    pretrain_max_length: int = 96
+    pretrain_max_length: int = 64
     pretrain_lr: float = 1e-3
     # Curriculum prompt tuning
     schedule: str = "curriculum"
-    steps: int = 300
+    steps: int = 150
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -46,9 +46,6 @@ class LlaraConfig(TrackedConfig):
     lora_dropout: float = 0.1
     lora_targets: list[str] = field(default_factory=lambda: ["all-linear"])
     num_workers: int = 0
-    # Evaluation
-    eval_split: str = "test"
-    eval_batch_size: int = 32
     device: str = "auto"
     bf16: bool = True  # only on a GPU that supports it
     seed: int = 0
@@ -65,12 +62,11 @@ class LlaraConfig(TrackedConfig):
                      "pretrain_max_length", "lora_r", "lora_alpha", "projector_hidden",
                      "num_workers", "warmup_steps"):
             require(getattr(self, name) >= 0, f"{name} must be >= 0")
-        for name in ("steps", "batch_size", "eval_batch_size", "item_tokens"):
+        for name in ("steps", "batch_size", "item_tokens"):
             require(getattr(self, name) > 0, f"{name} must be > 0")
         require(0 <= self.lora_dropout < 1, "lora_dropout must be in [0, 1)")
         require(self.lr > 0 and self.pretrain_lr > 0, "learning rates must be > 0")
         require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}")
-        require(self.eval_split in ("val", "test"), "eval_split must be val or test")
         require(bool(self.lora_targets), "lora_targets must name at least one module")
 
     @property
