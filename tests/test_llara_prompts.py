@@ -91,15 +91,36 @@ def test_mixed_batch_overwrites_per_row(scratch):
 def test_scores_rank_all_candidates_in_one_pass(scratch):
     ranker = LlaraRanker(scratch, GRAPH.shape[1], 16).eval()
     _, batch = collate(scratch, [example(candidates=(0, 1, 2)), example(candidates=(3, 4, 5))])
+    labels = list(scratch.ids.labels[:3])
     with torch.no_grad():
         logits = ranker(batch, hybrid=True)
-        # the label logits are the LM head's logits of (A), (B), (C) at the answer position
+        # the scores are the LM head's logits of (A), (B), (C) at the answer position
         hidden = scratch.body(inputs_embeds=ranker.prompt_embeddings(
             batch, torch.tensor([True, True])), attention_mask=batch.attention_mask)
-        answer = hidden.last_hidden_state[torch.arange(2), batch.answer_index]
-        full = scratch.model.get_output_embeddings()(answer)
+        hidden = hidden.last_hidden_state
+        head = scratch.model.get_output_embeddings()
+        answer = ranker.pointer(hidden[torch.arange(2), batch.answer_index],
+                                hidden[torch.arange(2)[:, None], batch.label_positions],
+                                head.weight[labels])
+        full = head(answer)
     assert logits.shape == (2, 3)
-    torch.testing.assert_close(logits, full[:, list(scratch.ids.labels[:3])])
+    torch.testing.assert_close(logits, full[:, labels])
+
+
+def test_label_pointer_adds_attention_weights_to_label_logits():
+    from llarapp.llara.model import LabelPointer
+
+    torch.manual_seed(0)
+    pointer = LabelPointer(hidden=8, head_dim=4)
+    rows = 2 * torch.eye(8)[:3]  # orthogonal label rows, norm 2
+    answer, labels = torch.randn(5, 8), torch.randn(5, 3, 8)
+    with torch.no_grad():
+        pointer.gain.fill_(6.0)
+        out = pointer(answer, labels, rows)
+        weights = torch.softmax(torch.einsum("bkh,bh->bk", pointer.key(labels),
+                                             pointer.query(answer)) / 2, dim=1)
+    torch.testing.assert_close(out @ rows.T, answer @ rows.T + 6.0 * weights)
+    assert torch.equal(out[:, 3:], answer[:, 3:])  # nothing outside the label directions
 
 
 def tiny_causal_lm(kind, tokenizer, folder):
@@ -174,3 +195,29 @@ def test_config_rejects_bad_values(overrides, message):
 def test_scratch_backbone_pretrains_by_default():
     assert LlaraConfig().domain_pretraining
     assert not LlaraConfig(pretrain=False).domain_pretraining
+
+
+def test_text_that_looks_like_a_label_stays_text(scratch):
+    texts = [*ITEM_TEXTS[:-1], "intro (a) by [CAN] band"]
+    builder = PromptBuilder(scratch.tokenizer, scratch.ids, texts, 8)
+    ex = example(title="mix (A) [HIS]", candidates=(5, 1, 2, 3))
+    prompt = builder.build(ex)
+    ids = torch.tensor(prompt.input_ids)
+    assert int(torch.isin(ids, torch.tensor(scratch.ids.labels)).sum()) == 4
+    assert int((ids == scratch.ids.candidate_slot).sum()) == 4
+    assert int((ids == scratch.ids.history_slot).sum()) == 2
+    assert [prompt.input_ids[p] for p in prompt.label_positions] == list(scratch.ids.labels[:4])
+    # each label follows its candidate's slot
+    assert [p - 1 for p in prompt.label_positions] == prompt.slot_positions[-4:]
+
+
+def test_slot_context_feeds_the_playlist_product(scratch):
+    ranker = LlaraRanker(scratch, GRAPH.shape[1], 16, graph_scale=2.0, slot_context=True)
+    _, batch = collate(scratch, [example()])
+    features = ranker.slot_features(batch)
+    v = batch.slot_vectors / 2.0
+    torch.testing.assert_close(features, torch.cat([v, v * batch.slot_context / 2.0], dim=1))
+    assert ranker.projector.net[0].in_features == 2 * GRAPH.shape[1]
+    with torch.no_grad():
+        scores, aux = ranker(batch, hybrid=True, aux=True)
+    assert scores.shape == aux.shape == (1, 4)

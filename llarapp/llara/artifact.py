@@ -31,6 +31,9 @@ class LlaraArtifact(_Artifact):
             load_adapter(backbone, self.folder / "adapter")
         saved = torch.load(self.folder / "projector.pt", map_location="cpu", weights_only=True)
         ranker = LlaraRanker(backbone, int(self.manifest["graph_dim"]),
-                             self.config.projector_hidden, float(saved["graph_scale"]))
+                             self.config.projector_hidden, float(saved["graph_scale"]),
+                             self.config.slot_context)
         ranker.projector.load_state_dict(saved["state"])
+        ranker.aux_head.load_state_dict(saved["aux_head"])
+        ranker.pointer.load_state_dict(saved["pointer"])
         return ranker.eval()

@@ -23,9 +23,11 @@ class LlaraConfig(TrackedConfig):
     history_len: int = 5
     item_tokens: int = 8  # wordpieces of "track by artist" per item
     num_candidates: int = 20
-    hard_negatives: int = 9  # of num_candidates - 1; the rest are uniform random
-    hard_pool: int = 50  # hard negatives are drawn from the hybrid retrieval's top hard_pool
+    hard_negatives: int = 2  # of num_candidates - 1; the rest are uniform random
+    hard_pool: int = 200  # hard negatives are drawn from the hybrid retrieval's top hard_pool
     playlist_slot: bool = True  # one extra slot after the title: the playlist's graph query
+    slot_context: bool = True  # projector input [v, v * playlist query], not just v
+    aux_weight: float = 1.0  # auxiliary listwise loss at the label positions (training only)
     # Domain pre-training (causal LM on "title: track by artist, …"); None = on for scratch
     pretrain: bool | None = None
     pretrain_steps: int = 60
@@ -65,6 +67,7 @@ class LlaraConfig(TrackedConfig):
         for name in ("steps", "batch_size", "item_tokens"):
             require(getattr(self, name) > 0, f"{name} must be > 0")
         require(0 <= self.lora_dropout < 1, "lora_dropout must be in [0, 1)")
+        require(self.aux_weight >= 0, "aux_weight must be >= 0")
         require(self.lr > 0 and self.pretrain_lr > 0, "learning rates must be > 0")
         require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}")
         require(bool(self.lora_targets), "lora_targets must name at least one module")

@@ -2,9 +2,24 @@
 
 1. Embed the prompt's tokens with the backbone's input embeddings.
 2. Overwrite the slot positions, and nothing else: hybrid rows get SR2LLM(graph vector),
-   text-only rows get the ``[PH]`` placeholder's embedding.
+   text-only rows get the ``[PH]`` placeholder's embedding. With ``slot_context`` the
+   projector also sees the item vector times the playlist's graph query, so the
+   behaviour score of an item for this playlist is linear in its token.
 3. Run the decoder body once and take the hidden state at the answer position.
-4. Score the K candidates by the LM-head logits of their label tokens (A), (B), …
+4. The label pointer (one attention head from the answer state to the K label states)
+   adds the attended labels' LM-head rows to the answer state.
+5. Score the K candidates by the LM-head logits of their label tokens (A), (B), …
+
+Why the pointer: choosing "(C)" means the answer position must attend to the most
+relevant candidate and copy its label, a copy (induction) circuit that pretrained LLMs
+carry but a small scratch model does not form in a CPU-sized budget: with the plain head
+the answer loss stayed at chance (ln 20) for 500 steps while the label positions had
+already learned relevance. The pointer supplies that circuit; the logits are still the
+LM head's logits of the label tokens at the answer position.
+
+Training may add an auxiliary listwise loss on a linear read-out of each candidate's
+label position (``aux_head``). It gives every candidate a gradient, which breaks the long
+plateau before the answer position learns to point; scoring never uses it.
 
 Ranking all K in one forward pass needs no generation, so every output is a valid ranking.
 """
@@ -30,13 +45,34 @@ class SR2LLM(nn.Module):
         return self.net(vectors)
 
 
+class LabelPointer(nn.Module):
+    def __init__(self, hidden: int, head_dim: int = 64):
+        super().__init__()
+        self.query = nn.Linear(hidden, head_dim)
+        self.key = nn.Linear(hidden, head_dim)
+        # Adam moves a parameter ~lr per step, so start the gain where a sharp choice needs it.
+        self.gain = nn.Parameter(torch.tensor(10.0))
+
+    def forward(self, answer: torch.Tensor, labels: torch.Tensor, label_rows: torch.Tensor
+                ) -> torch.Tensor:
+        """answer (B, d), labels (B, K, d) hidden states, label_rows (K, d) LM-head rows."""
+        weights = torch.einsum("bkh,bh->bk", self.key(labels), self.query(answer))
+        weights = torch.softmax(weights / self.query.out_features ** 0.5, dim=1)
+        scale = label_rows.norm(dim=1, keepdim=True).pow(2).clamp_min(1e-6)
+        return answer + self.gain * weights @ (label_rows / scale)
+
+
 class LlaraRanker(nn.Module):
     def __init__(self, backbone: Backbone, graph_dim: int, projector_hidden: int,
-                 graph_scale: float = 1.0):
+                 graph_scale: float = 1.0, slot_context: bool = False):
         super().__init__()
         self.backbone = backbone
         self.model = backbone.model  # registered so .to(), .train() and state_dict see it
-        self.projector = SR2LLM(graph_dim, projector_hidden, backbone.hidden_size)
+        self.slot_context = slot_context
+        self.projector = SR2LLM(graph_dim * (2 if slot_context else 1), projector_hidden,
+                                backbone.hidden_size)
+        self.aux_head = nn.Linear(backbone.hidden_size, 1)
+        self.pointer = LabelPointer(backbone.hidden_size)
         # Graph vectors are divided by their catalogue RMS so the projector sees O(1) inputs.
         self.graph_scale = float(graph_scale)
 
@@ -47,6 +83,12 @@ class LlaraRanker(nn.Module):
         self.model = merge_lora(self.backbone)
         return self
 
+    def slot_features(self, batch: Batch) -> torch.Tensor:
+        vectors = batch.slot_vectors / self.graph_scale
+        if not self.slot_context:
+            return vectors
+        return torch.cat([vectors, vectors * batch.slot_context / self.graph_scale], dim=1)
+
     def prompt_embeddings(self, batch: Batch, hybrid: torch.Tensor) -> torch.Tensor:
         """Token embeddings with the slots overwritten; ``hybrid`` is a (B,) bool mask."""
         embeds = self.backbone.embed(batch.input_ids)
@@ -56,21 +98,28 @@ class LlaraRanker(nn.Module):
             torch.tensor([self.backbone.ids.placeholder], device=embeds.device))
         slots = placeholder.expand(len(slot_rows), -1)
         if slot_is_hybrid.any():  # text-only batches leave the projector out of the graph
-            projected = self.projector(batch.slot_vectors / self.graph_scale).to(embeds.dtype)
+            projected = self.projector(self.slot_features(batch)).to(embeds.dtype)
             slots = torch.where(slot_is_hybrid[:, None], projected, slots)
         embeds = embeds.clone()
         embeds[batch.slot_mask] = slots
         return embeds
 
-    def forward(self, batch: Batch, hybrid: bool | torch.Tensor = True) -> torch.Tensor:
-        """Label logits (B, K): higher means the LM prefers that candidate."""
+    def forward(self, batch: Batch, hybrid: bool | torch.Tensor = True,
+                aux: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Label logits (B, K): higher means the LM prefers that candidate. With ``aux``
+        also the auxiliary read-out at the K label positions (B, K)."""
         if isinstance(hybrid, bool):
             hybrid = torch.full((len(batch.input_ids),), hybrid, device=batch.input_ids.device)
         embeds = self.prompt_embeddings(batch, hybrid)
         hidden = self.backbone.body(inputs_embeds=embeds,
                                     attention_mask=batch.attention_mask).last_hidden_state
-        answer = hidden[torch.arange(len(hidden), device=hidden.device), batch.answer_index]
-        logits = self.backbone.model.get_output_embeddings()(answer)
-        labels = torch.tensor(self.backbone.ids.labels[:batch.candidates.shape[1]],
-                              device=logits.device)
-        return logits[:, labels].float()
+        rows = torch.arange(len(hidden), device=hidden.device)
+        k = batch.candidates.shape[1]
+        labels = torch.tensor(self.backbone.ids.labels[:k], device=hidden.device)
+        head = self.backbone.model.get_output_embeddings()
+        per_label = hidden[rows[:, None], batch.label_positions]
+        answer = self.pointer(hidden[rows, batch.answer_index], per_label, head.weight[labels])
+        scores = head(answer)[:, labels].float()
+        if not aux:
+            return scores
+        return scores, self.aux_head(per_label).squeeze(-1).float()

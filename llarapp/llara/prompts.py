@@ -3,10 +3,12 @@
 Layout (one line here, one sequence in the model)::
 
     playlist: <title> [USR] history: <item> [HIS] <item> [HIS] … candidates:
-    (A) <item> [CAN] (B) <item> [CAN] … answer:
+    <item> [CAN] (A) <item> [CAN] (B) … answer:
 
 ``<item>`` is the first ``item_tokens`` wordpieces of "track by artist". Each ``[HIS]``
 /``[CAN]`` slot belongs to the item before it, ``[USR]`` (optional) to the playlist.
+A label follows its candidate's slot, so the label position sees the whole candidate
+(attention is causal) and the answer position can point back at it.
 The model overwrites slot embeddings: with the projected graph vector in the hybrid form,
 with the ``[PH]`` placeholder's embedding in the text-only form. The token ids are the
 same for both forms, so one collated batch serves either. The answer is read at the last
@@ -43,6 +45,7 @@ class Prompt:
     input_ids: list[int]
     slot_positions: list[int]
     slot_items: list[int]  # item index per slot, PLAYLIST_SLOT for the playlist slot
+    label_positions: list[int]
 
 
 @dataclass
@@ -51,7 +54,9 @@ class Batch:
     attention_mask: torch.Tensor  # (B, T)
     slot_mask: torch.Tensor  # (B, T) bool
     slot_vectors: torch.Tensor  # (number of slots, graph dim), row-major slot order
+    slot_context: torch.Tensor  # (number of slots, graph dim): the slot's playlist vector
     answer_index: torch.Tensor  # (B,) last real position
+    label_positions: torch.Tensor  # (B, K) position of each candidate's label token
     labels: torch.Tensor  # (B,)
     candidates: torch.Tensor  # (B, K) item indices
 
@@ -71,8 +76,10 @@ class ItemTokens:
     def __call__(self, items: Sequence[int]) -> list[list[int]]:
         missing = sorted({int(i) for i in items} - self.cache.keys())
         if missing:
+            # split_special_tokens: a title such as "Intro (A)" must not become a label token
             encoded = self.tokenizer([self.texts[i] for i in missing], add_special_tokens=False,
-                                     truncation=True, max_length=self.max_tokens)["input_ids"]
+                                     truncation=True, max_length=self.max_tokens,
+                                     split_special_tokens=True)["input_ids"]
             self.cache.update(zip(missing, encoded, strict=True))
         return [self.cache[int(i)] for i in items]
 
@@ -90,10 +97,10 @@ class PromptBuilder:
 
     def _encode(self, text: str, limit: int | None = None) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False, truncation=limit is not None,
-                              max_length=limit)["input_ids"]
+                              max_length=limit, split_special_tokens=True)["input_ids"]
 
     def build(self, example: Example) -> Prompt:
-        ids, positions, owners = [], [], []
+        ids, positions, owners, labels = [], [], [], []
 
         def slot(token: int, owner: int) -> None:
             positions.append(len(ids))
@@ -110,10 +117,12 @@ class PromptBuilder:
         ids += self.words["candidates:"]
         for k, (item, tokens) in enumerate(zip(example.candidates,
                                                self.items(example.candidates), strict=True)):
-            ids += [self.ids.labels[k], *tokens]
+            ids += tokens
             slot(self.ids.candidate_slot, int(item))
+            labels.append(len(ids))
+            ids.append(self.ids.labels[k])
         ids += self.words["answer:"]
-        return Prompt(ids, positions, owners)
+        return Prompt(ids, positions, owners, labels)
 
 
 class Collator:
@@ -131,7 +140,7 @@ class Collator:
         input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
         attention = torch.zeros((len(prompts), width), dtype=torch.long)
         slot_mask = torch.zeros((len(prompts), width), dtype=torch.bool)
-        vectors = []
+        vectors, context = [], []
         for row, (prompt, example) in enumerate(zip(prompts, examples, strict=True)):
             input_ids[row, :len(prompt.input_ids)] = torch.tensor(prompt.input_ids)
             attention[row, :len(prompt.input_ids)] = 1
@@ -140,8 +149,11 @@ class Collator:
             rows = self.item_vectors[np.maximum(owners, 0)]
             rows[owners == PLAYLIST_SLOT] = example.playlist_vector
             vectors.append(rows)
+            context.append(np.broadcast_to(example.playlist_vector, rows.shape))
         return Batch(input_ids, attention, slot_mask,
                      torch.from_numpy(np.concatenate(vectors).astype(np.float32)),
+                     torch.from_numpy(np.concatenate(context).astype(np.float32)),
                      attention.sum(dim=1) - 1,
+                     torch.tensor([p.label_positions for p in prompts], dtype=torch.long),
                      torch.tensor([e.label for e in examples], dtype=torch.long),
                      torch.from_numpy(np.stack([e.candidates for e in examples]).astype(np.int64)))

@@ -69,8 +69,10 @@ def train_ranker(ranker: LlaraRanker, examples: list[Example], collator: Collato
             p, hybrid = curriculum.draw(step)
             batch = batch.to(device)
             with autocast(device, cfg.bf16):
-                logits = ranker(batch, hybrid)
-            loss = F.cross_entropy(logits, batch.labels)
+                logits, aux = ranker(batch, hybrid, aux=True)
+            answer_loss = F.cross_entropy(logits, batch.labels)
+            aux_loss = F.cross_entropy(aux, batch.labels)
+            loss = answer_loss + cfg.aux_weight * aux_loss if cfg.aux_weight else answer_loss
             optimizer.zero_grad(set_to_none=True)  # no grad → AdamW skips the projector
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -78,7 +80,8 @@ def train_ranker(ranker: LlaraRanker, examples: list[Example], collator: Collato
             schedule.step()
             accuracy = float((logits.argmax(dim=1) == batch.labels).float().mean())
             rows.append({"step": step, "epoch": epoch, "p_hybrid": p, "hybrid": int(hybrid),
-                         "loss": loss.item(), "train_hr1": accuracy})
+                         "loss": answer_loss.item(), "aux_loss": aux_loss.item(),
+                         "train_hr1": accuracy})
             progress.update(1)
             progress.set_postfix(loss=f"{rows[-1]['loss']:.3f}", p=f"{p:.2f}")
         epoch += 1
@@ -101,7 +104,7 @@ def build_ranker(cfg: LlaraConfig, sources: Sources, folder: Path | None, device
     if cfg.finetune == "lora":
         attach_lora(backbone, cfg)
     ranker = LlaraRanker(backbone, sources.item_vectors.shape[1], cfg.projector_hidden,
-                         graph_scale(sources.item_vectors))
+                         graph_scale(sources.item_vectors), cfg.slot_context)
     return ranker, make_collator(backbone, sources, cfg), losses
 
 
@@ -111,7 +114,8 @@ def save_ranker(ranker: LlaraRanker, folder: Path) -> None:
         backbone.peft.save_pretrained(folder / "adapter")
     else:
         backbone.save(folder)
-    torch.save({"state": ranker.projector.state_dict(), "graph_scale": ranker.graph_scale},
+    torch.save({"state": ranker.projector.state_dict(), "aux_head": ranker.aux_head.state_dict(),
+                "pointer": ranker.pointer.state_dict(), "graph_scale": ranker.graph_scale},
                folder / "projector.pt")
 
 
