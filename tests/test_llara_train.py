@@ -88,7 +88,8 @@ def test_lora_trains_only_adapters_tokens_and_projector(llara_sources):
     names = [n for n, p in ranker.named_parameters() if p.requires_grad]
     assert any("q_proj.lora_A" in n for n in names) and any("v_proj.lora_B" in n for n in names)
     assert not any("k_proj.lora" in n or "mlp" in n for n in names)
-    other = [n for n in names if "lora_" not in n and not n.startswith(("projector.", "aux_head.", "pointer."))]
+    heads = ("projector.", "aux_head.", "pointer.")
+    other = [n for n in names if "lora_" not in n and not n.startswith(heads)]
     assert other and all("trainable_tokens" in n for n in other), other
     frozen = sum(p.numel() for p in ranker.parameters() if not p.requires_grad)
     assert frozen > 10 * sum(p.numel() for p in ranker.parameters() if p.requires_grad)
