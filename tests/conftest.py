@@ -156,6 +156,8 @@ def trained_llara(llara_sources, tmp_path_factory):
     from llarapp.llara.config import LlaraConfig
     from llarapp.llara.train import run_train_llara
 
-    out = tmp_path_factory.mktemp("llara") / "llara"
-    run_train_llara(LlaraConfig(**TINY_LLARA), llara_sources, out)
-    return out
+    root = tmp_path_factory.mktemp("llara")
+    cfg = LlaraConfig(**{**TINY_LLARA, "track": True,
+                         "tracking_uri": f"sqlite:///{root / 'mlflow.db'}"})
+    run_train_llara(cfg, llara_sources, root / "llara")
+    return root / "llara"

@@ -138,6 +138,19 @@ def test_training_artifact_records_the_curriculum(trained_llara):
     assert len(pretrain) == TINY_LLARA["pretrain_steps"]
 
 
+def test_training_run_is_tracked_in_mlflow(trained_llara):
+    import mlflow
+
+    run = LlaraArtifact.load(trained_llara).manifest["mlflow"]
+    mlflow.set_tracking_uri(run["tracking_uri"])
+    client = mlflow.MlflowClient()
+    curve = client.get_metric_history(run["run_id"], "p_hybrid")
+    assert [m.value for m in sorted(curve, key=lambda m: m.step)] == pytest.approx(
+        [s / 6 for s in range(6)])
+    assert len(client.get_metric_history(run["run_id"], "pretrain_loss")) == 2
+    assert client.get_run(run["run_id"]).data.params["device"] == "cpu"
+
+
 def test_move_target(eval_examples):
     for position in (0, -1):
         for before, after in zip(eval_examples, move_target(eval_examples, position),
@@ -150,7 +163,8 @@ def test_move_target(eval_examples):
 
 
 def test_eval_llara_reports_both_protocols(trained_llara, llara_sources, tmp_path):
-    result = evaluate_llara(LlaraEvalConfig(track=False, device="cpu"),
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = evaluate_llara(LlaraEvalConfig(device="cpu", tracking_uri=tracking),
                             LlaraArtifact.load(trained_llara), llara_sources, tmp_path / "eval")
     rows = {(r["model"], r["segment"]): r for r in result["candidates"]}
     for model in ("llara", "lightgcn", "hybrid"):
@@ -163,3 +177,4 @@ def test_eval_llara_reports_both_protocols(trained_llara, llara_sources, tmp_pat
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["candidates"] == json.loads(json.dumps(result["candidates"]))
     assert (tmp_path / "eval" / "hr_by_segment.png").is_file()
+    assert result["mlflow"]["tracking_uri"] == tracking

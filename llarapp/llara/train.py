@@ -151,7 +151,9 @@ def run_train_llara(cfg: LlaraConfig, sources: Sources, output: str | os.PathLik
 
             mlflow_run = log_run(
                 experiment=cfg.experiment, run_name=f"llara-{cfg.schedule}",
-                params=cfg.to_dict(), metrics=summary | {"pretrain_final_loss": float(
+                params=cfg.to_dict() | {"device": str(device)},
+                metrics={k: v for k, v in summary.items() if k != "device"} | {
+                    "pretrain_final_loss": float(
                     np.mean(pretrain_losses[-20:])) if pretrain_losses else float("nan")},
                 artifacts=[folder / "curves.png", folder / "curriculum.csv"],
                 tags={"stage": "llara"}, tracking_uri=cfg.tracking_uri or None,
