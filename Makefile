@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DATA ?=
 ARGS ?=
 
-.PHONY: run test lint install clean bench-ingest bench-lightgcn help
+.PHONY: run test lint install clean bench-ingest bench-lightgcn bench-llara help
 
 help:
 	@echo "make run [DATA=folder|s3://bucket/prefix]   train the whole pipeline locally"
@@ -15,6 +15,7 @@ help:
 	@echo "make lint                                   ruff"
 	@echo "make bench-ingest                           ingest throughput benchmark"
 	@echo "make bench-lightgcn [ARGS=--device cuda]    LightGCN epoch time and memory"
+	@echo "make bench-llara [ARGS=--run RUN_DIR]       LLaRA ablations on a pipeline run's artifacts"
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -46,6 +47,9 @@ bench-ingest: $(STAMP)
 
 bench-lightgcn: $(STAMP)
 	$(PY) benchmarks/lightgcn.py $(ARGS)
+
+bench-llara: $(STAMP)
+	$(PY) benchmarks/llara_ablations.py $(ARGS)
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

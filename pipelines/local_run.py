@@ -67,6 +67,9 @@ def run_locally(data: str | None = None, workdir: Path = Path("runs"),
 
     print_table(metrics_table(pd.DataFrame(result["summary"])), f"{result['split']} split",
                 console)
+    llara = evaluation.parent.parent / "eval-llara" / "evaluation" / "metrics.md"
+    if llara.is_file():
+        console.print(llara.read_text())
     console.print(f"gate: {result['gate']['metric']} of {result['gate']['model']} = "
                   f"{result['gate']['value']:.4f}")
     console.print(f"artifacts: {evaluation.parent.parent}")
