@@ -231,14 +231,17 @@ def eval_llara(output: OutputOpt,
                mapper: MapperOpt, retrieved: RetrievedOpt, config: ConfigOpt = None,
                set_: SetOpt = None, show_config: ShowOpt = False) -> None:
     """LLaRA vs LightGCN and the hybrid on the same candidates; position bias; reranking."""
+    import pandas as pd
+
     from llarapp.llara.artifact import LlaraArtifact
     from llarapp.llara.evaluate import LlaraEvalConfig, evaluate_llara
     from llarapp.llara.examples import Sources
 
     cfg = _config(LlaraEvalConfig, config, set_, show_config)
-    _run(lambda: evaluate_llara(cfg, LlaraArtifact.load(model), Sources.load(
+    result = _run(lambda: evaluate_llara(cfg, LlaraArtifact.load(model), Sources.load(
         dataset, split_dir, text, graph, mapper, retrieved), output))
-    console.print((Path(output) / "metrics.md").read_text())
+    console.print(pd.DataFrame(result["candidates"]).to_markdown(index=False, floatfmt=".4f"))
+    console.print(result["position_bias"] | result["rerank"])
 
 
 @app.command()

@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 
 from llarapp.data.dataset import _Artifact
-from llarapp.llara.backbone import Backbone, _load_tokenizer, load_pretrained
+from llarapp.llara.backbone import Backbone, load_pretrained, load_tokenizer
 from llarapp.llara.config import LlaraConfig
 from llarapp.llara.lora import load_adapter
 from llarapp.llara.model import LlaraRanker
@@ -24,8 +24,8 @@ class LlaraArtifact(_Artifact):
 
     def ranker(self) -> LlaraRanker:
         """The trained ranker on the CPU, in eval mode, adapter attached (not merged)."""
-        tokenizer = _load_tokenizer(self.folder / "backbone")
-        backbone = Backbone(load_pretrained(self.folder / "backbone", len(tokenizer)), tokenizer,
+        tokenizer = load_tokenizer(self.folder / "backbone")
+        backbone = Backbone(load_pretrained(self.folder / "backbone"), tokenizer,
                             self.manifest["backbone"])
         if (self.folder / "adapter").is_dir():
             load_adapter(backbone, self.folder / "adapter")

@@ -5,9 +5,8 @@
 * Otherwise any ``AutoModelForCausalLM`` folder or s3:// prefix (Llama, Qwen, GPT-2, …)
   with the tokenizer saved beside it (or the configured one when it has none).
 
-Scoring needs only the hidden state at the answer position and the output rows of the K
-label tokens, so :class:`Backbone` exposes the decoder body and those rows and never
-computes logits over the whole vocabulary.
+Scoring needs only the hidden state at the answer position, so :class:`Backbone` exposes
+the decoder body and the LM head is applied to that one position per prompt.
 """
 
 from __future__ import annotations
@@ -56,7 +55,7 @@ def add_special_tokens(tokenizer) -> SpecialIds:
     return SpecialIds(*ids[:4], labels=tuple(ids[4:]))
 
 
-def _load_tokenizer(folder: Path):
+def load_tokenizer(folder: Path):
     from transformers import AutoTokenizer
 
     try:
@@ -81,7 +80,7 @@ def build_scratch(tokenizer) -> nn.Module:
     return LlamaForCausalLM(config)
 
 
-def load_pretrained(folder: Path, tokenizer_len: int) -> nn.Module:
+def load_pretrained(folder: Path) -> nn.Module:
     from transformers import AutoModelForCausalLM
 
     try:
@@ -90,8 +89,6 @@ def load_pretrained(folder: Path, tokenizer_len: int) -> nn.Module:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{folder} is not a causal LM that transformers can load "
                           f"(AutoModelForCausalLM): {exc}") from exc
-    if model.get_input_embeddings().num_embeddings < tokenizer_len:
-        model.resize_token_embeddings(tokenizer_len, mean_resizing=False)
     return model
 
 
@@ -111,13 +108,13 @@ class Backbone:
     def load(cls, name: str = SCRATCH, tokenizer: str = "minilm") -> Backbone:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         if name == SCRATCH:
-            tok = _load_tokenizer(resolve_encoder(tokenizer))
+            tok = load_tokenizer(resolve_encoder(tokenizer))
             add_special_tokens(tok)
             return cls(build_scratch(tok), tok, SCRATCH)
         folder = local_model_folder(name, "LLM backbone")
-        tok = _load_tokenizer(folder if _has_tokenizer(folder) else resolve_encoder(tokenizer))
+        tok = load_tokenizer(folder if _has_tokenizer(folder) else resolve_encoder(tokenizer))
         add_special_tokens(tok)
-        return cls(load_pretrained(folder, len(tok)), tok, name)
+        return cls(load_pretrained(folder), tok, name)
 
     @property
     def body(self) -> nn.Module:

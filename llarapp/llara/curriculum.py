@@ -45,8 +45,3 @@ class Curriculum:
         """(p, whether this step is hybrid)."""
         p = self.probability(step)
         return p, bool(self.rng.random() < p)
-
-    @property
-    def evaluates_hybrid(self) -> bool:
-        """Text-only training has an untrained projector, so it is evaluated text-only."""
-        return self.schedule != "text"

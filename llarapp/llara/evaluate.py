@@ -23,7 +23,7 @@ from llarapp.config import TrackedConfig, require
 from llarapp.eval import metrics as M
 from llarapp.eval.plots import save_grid
 from llarapp.llara.artifact import LlaraArtifact
-from llarapp.llara.examples import ExampleFactory, Sources
+from llarapp.llara.examples import ExampleFactory, Retrieval, Sources
 from llarapp.llara.model import LlaraRanker
 from llarapp.llara.prompts import Collator, Example
 from llarapp.llara.train import make_collator
@@ -70,20 +70,13 @@ def move_target(examples: list[Example], position: int) -> list[Example]:
     return moved
 
 
-def baseline_scores(sources: Sources, heldout: pd.DataFrame, candidates: np.ndarray
+def baseline_scores(sources: Sources, retrieval: Retrieval, candidates: np.ndarray
                     ) -> dict[str, np.ndarray]:
     """LightGCN (fold-in or title query · LightGCN item vectors) and the tuned hybrid."""
-    seeds = [np.asarray(s, dtype=np.int64) for s in heldout["seeds"]]
-    q = sources.queries(seeds, heldout["pid"].to_numpy())
     rows = np.arange(len(candidates))[:, None]
-    lightgcn = np.einsum("bd,bkd->bk", q.graph, sources.graph.items[candidates])
-    graph, text = sources.scorer.components(q)
-    kinds = np.where(heldout["num_seeds"].to_numpy() > 0, "seeded", "title_only")
-    lam = np.array([sources.hybrid_params[k]["lambda"] for k in kinds])[:, None]
-    beta = np.array([sources.hybrid_params[k]["cold_offset"] for k in kinds])[:, None]
-    hybrid = graph[rows, candidates] + lam * text[rows, candidates]
-    hybrid += beta * ~sources.scorer.warm[candidates]
-    return {"lightgcn": lightgcn, "hybrid": hybrid}
+    lightgcn = np.einsum("bd,bkd->bk", retrieval.queries.graph,
+                         sources.graph.items[candidates])
+    return {"lightgcn": lightgcn, "hybrid": retrieval.scores[rows, candidates]}
 
 
 def candidate_table(scores: dict[str, np.ndarray], labels: np.ndarray,
@@ -122,11 +115,13 @@ def evaluate_llara(cfg: LlaraEvalConfig, model: LlaraArtifact, sources: Sources,
     collator = make_collator(ranker.backbone, sources, trained)
     heldout = sources.split.heldout_for(cfg.split)
     factory = ExampleFactory(sources, trained.num_candidates, trained.history_len, cfg.seed)
-    examples = factory.random_candidates(heldout)
+    retrieval = sources.retrieval([np.asarray(s, dtype=np.int64) for s in heldout["seeds"]],
+                                  heldout["pid"].to_numpy())
+    examples = factory.random_candidates(heldout, retrieval.queries.graph)
     labels = np.array([e.label for e in examples])
     candidates = np.stack([e.candidates for e in examples])
     scores = {"llara": score_examples(ranker, collator, examples, hybrid, cfg.batch_size, device)}
-    scores |= baseline_scores(sources, heldout, candidates)
+    scores |= baseline_scores(sources, retrieval, candidates)
     target_warm = sources.scorer.warm[candidates[np.arange(len(labels)), labels]]
     segments = {"all": np.ones(len(labels), bool), "warm_target": target_warm,
                 "cold_target": ~target_warm,
@@ -139,7 +134,7 @@ def evaluate_llara(cfg: LlaraEvalConfig, model: LlaraArtifact, sources: Sources,
                                       desc=f"position bias ({name})")
         bias[f"hr@1_target_{name}"] = float(M.candidate_metrics(
             moved_scores, np.array([e.label for e in moved]), ks=(1,))["hit_ratio@1"].mean())
-    retrieved = factory.retrieved_candidates(heldout)
+    retrieved = factory.retrieved_candidates(heldout, retrieval)
     rerank = rerank_metrics(retrieved, score_examples(ranker, collator, retrieved, hybrid,
                                                       cfg.batch_size, device, desc="rerank"),
                             heldout, sources.num_items, cfg.rerank_k)

@@ -27,7 +27,7 @@ from llarapp.llara.prompts import Example
 from llarapp.models.cold_mapper import ColdMapper
 from llarapp.models.graph import GraphEmbeddings, GraphVectors
 from llarapp.models.hybrid import HybridScorer, Queries
-from llarapp.models.retrieval import batches_of, seed_matrix
+from llarapp.models.retrieval import batches_of, seed_matrix, top_n
 from llarapp.models.text_embed import TextEmbeddings
 
 
@@ -80,18 +80,26 @@ class Sources:
     def num_items(self) -> int:
         return self.dataset.num_tracks
 
-    def queries(self, seeds: list[np.ndarray], pids: np.ndarray) -> Queries:
-        return self.scorer.queries(seed_matrix(pd.Series(seeds), self.num_items),
-                                   self.text.titles(pids))
-
-    def hybrid_top(self, seeds: list[np.ndarray], pids: np.ndarray, n: int
-                   ) -> tuple[np.ndarray, np.ndarray]:
-        """(hybrid top ``n`` excluding the seeds, graph queries) per playlist."""
-        q = self.queries(seeds, pids)
+    def retrieval(self, seeds: list[np.ndarray], pids: np.ndarray) -> Retrieval:
+        """The tuned hybrid retrieval's state for these playlists, computed once."""
+        q = self.scorer.queries(seed_matrix(pd.Series(seeds), self.num_items),
+                                self.text.titles(pids))
         kinds = np.where([len(s) > 0 for s in seeds], "seeded", "title_only")
         lam = np.array([self.hybrid_params[k]["lambda"] for k in kinds])
         beta = np.array([self.hybrid_params[k]["cold_offset"] for k in kinds])
-        return self.scorer.recommend(q, "hybrid", lam, n, cold_offset=beta), q.graph
+        return Retrieval(q, self.scorer.hybrid_scores(self.scorer.components(q), lam, beta))
+
+
+@dataclass
+class Retrieval:
+    """Graph queries and hybrid scores (playlists × catalogue) of a batch of playlists."""
+
+    queries: Queries
+    scores: np.ndarray
+
+    def top(self, n: int) -> np.ndarray:
+        """The hybrid's top ``n`` per playlist, seeds excluded."""
+        return top_n(self.scores, self.queries.seeds, n)
 
 
 class ExampleFactory:
@@ -132,7 +140,8 @@ class ExampleFactory:
                           unit="batch"):
             history = [np.asarray(h, dtype=np.int64) for h in batch["history"]]
             pids = batch["pid"].to_numpy()
-            pools, graph_q = self.sources.hybrid_top(history, pids, hard_pool + 1)
+            retrieval = self.sources.retrieval(history, pids)
+            pools, graph_q = retrieval.top(hard_pool + 1), retrieval.queries.graph
             for i, (seeds, target) in enumerate(zip(history, batch["target"], strict=True)):
                 pool = pools[i][pools[i] != target]
                 hard = self.rng.choice(pool, size=min(hard_negatives, len(pool)), replace=False)
@@ -142,21 +151,23 @@ class ExampleFactory:
                                               np.r_[hard, rand], graph_q[i]))
         return examples
 
-    def random_candidates(self, heldout: pd.DataFrame) -> list[Example]:
+    def random_candidates(self, heldout: pd.DataFrame, graph_queries: np.ndarray
+                          ) -> list[Example]:
         """Protocol (a): the first held-out track plus K-1 uniform random negatives."""
         seeds = [np.asarray(s, dtype=np.int64) for s in heldout["seeds"]]
-        q = self.sources.queries(seeds, heldout["pid"].to_numpy())
         examples = []
         for i, (pid, targets) in enumerate(zip(heldout["pid"], heldout["targets"], strict=True)):
             negatives = self.random_negatives(np.r_[seeds[i], targets], self.num_candidates - 1)
             examples.append(self._example(int(pid), seeds[i], int(targets[0]), negatives,
-                                          q.graph[i]))
+                                          graph_queries[i]))
         return examples
 
-    def retrieved_candidates(self, heldout: pd.DataFrame) -> list[Example]:
+    def retrieved_candidates(self, heldout: pd.DataFrame, retrieval: Retrieval
+                             ) -> list[Example]:
         """Protocol (b): the hybrid retrieval's top K, in retrieval order, label unknown."""
-        seeds = [np.asarray(s, dtype=np.int64) for s in heldout["seeds"]]
-        pids = heldout["pid"].to_numpy()
-        top, graph_q = self.sources.hybrid_top(seeds, pids, self.num_candidates)
-        return [Example(str(self.sources.titles.get(pid, "")), s[-self.history_len:], top[i],
-                        -1, graph_q[i]) for i, (pid, s) in enumerate(zip(pids, seeds, strict=True))]
+        top = retrieval.top(self.num_candidates)
+        return [Example(str(self.sources.titles.get(pid, "")),
+                        np.asarray(seeds, dtype=np.int64)[-self.history_len:], top[i], -1,
+                        retrieval.queries.graph[i])
+                for i, (pid, seeds) in enumerate(zip(heldout["pid"], heldout["seeds"],
+                                                     strict=True))]

@@ -1,7 +1,7 @@
 """``llarapp train-llara``: domain pre-training, then curriculum prompt tuning with LoRA.
 
 The artifact (kind ``llara``) holds ``backbone/`` (the base weights after domain
-pre-training; with ``finetune: full`` the tuned weights), ``tokenizer/``, ``adapter/``
+pre-training, or with ``finetune: full`` the tuned weights, and the tokenizer), ``adapter/``
 (peft LoRA), ``projector.pt``, ``curriculum.csv`` (global step, p, hybrid?, loss),
 ``pretrain.csv`` and ``curves.png``.
 """

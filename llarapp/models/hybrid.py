@@ -105,9 +105,15 @@ class HybridScorer:
             scores = q.graph @ self.lightgcn_items.T
             scores[:, ~self.warm] = -np.inf  # LightGCN alone cannot rank cold tracks
             return top_n(scores, q.seeds, n)
-        graph, text = parts if parts is not None else self.components(q)
+        parts = parts if parts is not None else self.components(q)
         if model == "text":
-            return top_n(text, q.seeds, n)
+            return top_n(parts[1], q.seeds, n)
+        return top_n(self.hybrid_scores(parts, lam, cold_offset), q.seeds, n)
+
+    def hybrid_scores(self, parts: tuple[np.ndarray, np.ndarray], lam: float | np.ndarray,
+                      cold_offset: float | np.ndarray = 0.0) -> np.ndarray:
+        """z(graph) + λ·z(text), plus β on cold tracks: playlists × items."""
+        graph, text = parts
         scores = graph + _per_row(lam) * text
         scores[:, ~self.warm] += _per_row(cold_offset)
-        return top_n(scores, q.seeds, n)
+        return scores
