@@ -5,10 +5,11 @@ import pytest
 import torch
 
 from llarapp.errors import ConfigError
-from llarapp.llara.backbone import LABELS, Backbone
+from llarapp.llara.backbone import Backbone
 from llarapp.llara.config import LlaraConfig
 from llarapp.llara.model import LlaraRanker
 from llarapp.llara.prompts import PLAYLIST_SLOT, Collator, Example, PromptBuilder
+from llarapp.llara.tokens import LABELS
 
 ITEM_TEXTS = ["mr brightside by the killers", "yellow by coldplay", "hey ya by outkast",
               "toxic by britney spears", "one by u2", "creep by radiohead"]
@@ -214,9 +215,11 @@ def test_text_that_looks_like_a_label_stays_text(scratch):
 def test_slot_context_feeds_the_playlist_product(scratch):
     ranker = LlaraRanker(scratch, GRAPH.shape[1], 16, graph_scale=2.0, slot_context=True)
     _, batch = collate(scratch, [example()])
-    features = ranker.slot_features(batch)
     v = batch.slot_vectors / 2.0
-    torch.testing.assert_close(features, torch.cat([v, v * batch.slot_context / 2.0], dim=1))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            ranker.project(batch.slot_vectors, batch.slot_context),
+            ranker.projector(torch.cat([v, v * batch.slot_context / 2.0], dim=1)))
     assert ranker.projector.net[0].in_features == 2 * GRAPH.shape[1]
     with torch.no_grad():
         scores, aux = ranker(batch, hybrid=True, aux=True)

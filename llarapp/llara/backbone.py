@@ -13,37 +13,17 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from llarapp.errors import ConfigError
-from llarapp.llara.config import MAX_CANDIDATES, SCRATCH
+from llarapp.llara.config import SCRATCH
+from llarapp.llara.tokens import SPECIAL_TOKENS, SpecialIds
 from llarapp.models.text_encoder import local_model_folder, resolve_encoder
 
 SCRATCH_CONFIG = Path(__file__).with_name("scratch_llama.json")
-HISTORY_SLOT, CANDIDATE_SLOT, PLAYLIST_SLOT, PLACEHOLDER = "[HIS]", "[CAN]", "[USR]", "[PH]"
-LABELS = tuple(f"({chr(ord('A') + i)})" for i in range(MAX_CANDIDATES))
-SPECIAL_TOKENS = (HISTORY_SLOT, CANDIDATE_SLOT, PLAYLIST_SLOT, PLACEHOLDER, *LABELS)
-
-
-@dataclass(frozen=True)
-class SpecialIds:
-    history_slot: int
-    candidate_slot: int
-    playlist_slot: int
-    placeholder: int
-    labels: tuple[int, ...]
-
-    @property
-    def slots(self) -> tuple[int, int, int]:
-        return self.history_slot, self.candidate_slot, self.playlist_slot
-
-    @property
-    def all(self) -> list[int]:
-        return [*self.slots, self.placeholder, *self.labels]
 
 
 def add_special_tokens(tokenizer) -> SpecialIds:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from llarapp.config import TrackedConfig, require
+from llarapp.llara.tokens import MAX_CANDIDATES
 from llarapp.models.torch_utils import DEVICES
 
 SCRATCH = "scratch"
 SCHEDULES = ("curriculum", "text", "hybrid", "two_stage")
 FINETUNE = ("lora", "full")
-MAX_CANDIDATES = 26  # labels (A) … (Z)
 
 
 @dataclass

@@ -83,11 +83,12 @@ class LlaraRanker(nn.Module):
         self.model = merge_lora(self.backbone)
         return self
 
-    def slot_features(self, batch: Batch) -> torch.Tensor:
-        vectors = batch.slot_vectors / self.graph_scale
-        if not self.slot_context:
-            return vectors
-        return torch.cat([vectors, vectors * batch.slot_context / self.graph_scale], dim=1)
+    def project(self, vectors: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """SR2LLM of raw graph vectors (..., G); ``context`` is each slot's playlist vector."""
+        vectors = vectors / self.graph_scale
+        if self.slot_context:
+            vectors = torch.cat([vectors, vectors * context / self.graph_scale], dim=-1)
+        return self.projector(vectors)
 
     def prompt_embeddings(self, batch: Batch, hybrid: torch.Tensor) -> torch.Tensor:
         """Token embeddings with the slots overwritten; ``hybrid`` is a (B,) bool mask."""
@@ -98,7 +99,7 @@ class LlaraRanker(nn.Module):
             torch.tensor([self.backbone.ids.placeholder], device=embeds.device))
         slots = placeholder.expand(len(slot_rows), -1)
         if slot_is_hybrid.any():  # text-only batches leave the projector out of the graph
-            projected = self.projector(self.slot_features(batch)).to(embeds.dtype)
+            projected = self.project(batch.slot_vectors, batch.slot_context).to(embeds.dtype)
             slots = torch.where(slot_is_hybrid[:, None], projected, slots)
         embeds = embeds.clone()
         embeds[batch.slot_mask] = slots
@@ -113,13 +114,21 @@ class LlaraRanker(nn.Module):
         embeds = self.prompt_embeddings(batch, hybrid)
         hidden = self.backbone.body(inputs_embeds=embeds,
                                     attention_mask=batch.attention_mask).last_hidden_state
-        rows = torch.arange(len(hidden), device=hidden.device)
-        k = batch.candidates.shape[1]
-        labels = torch.tensor(self.backbone.ids.labels[:k], device=hidden.device)
-        head = self.backbone.model.get_output_embeddings()
-        per_label = hidden[rows[:, None], batch.label_positions]
-        answer = self.pointer(hidden[rows, batch.answer_index], per_label, head.weight[labels])
-        scores = head(answer)[:, labels].float()
+        scores, per_label = self.read_scores(hidden, batch.answer_index, batch.label_positions)
         if not aux:
             return scores
         return scores, self.aux_head(per_label).squeeze(-1).float()
+
+    def read_scores(self, hidden: torch.Tensor, answer_index: torch.Tensor,
+                    label_positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(label logits (B, K), hidden states at the K label positions (B, K, d))."""
+        rows = torch.arange(len(hidden), device=hidden.device)
+        k = label_positions.shape[1]
+        labels = torch.tensor(self.backbone.ids.labels[:k], device=hidden.device)
+        head = self.backbone.model.get_output_embeddings()
+        label_rows = head.weight[labels]
+        per_label = hidden[rows[:, None], label_positions]
+        answer = self.pointer(hidden[rows, answer_index], per_label, label_rows)
+        # Only the K label rows of the LM head: the same logits as head(answer)[:, labels].
+        bias = head.bias[labels] if getattr(head, "bias", None) is not None else None
+        return nn.functional.linear(answer, label_rows, bias).float(), per_label

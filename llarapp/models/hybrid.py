@@ -24,14 +24,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
-from llarapp.models.cold_mapper import ColdMapper
 from llarapp.models.graph import GraphVectors
 from llarapp.models.retrieval import top_n
-from llarapp.models.text_embed import TextEmbeddings
+
+if TYPE_CHECKING:  # torch-free at run time: the serving engine scores with this class
+    from llarapp.models.cold_mapper import ColdMapper
+    from llarapp.models.text_embed import TextEmbeddings
 
 MODELS = ("lightgcn", "text", "hybrid")
 
@@ -64,9 +67,9 @@ class HybridScorer:
     """``item_graph``: graph vectors of every track (cold ones mapped from text);
     ``title_to_graph``: title embeddings → graph queries (the cold mapper's title query)."""
 
-    def __init__(self, text: TextEmbeddings, graph: GraphVectors, item_graph: np.ndarray,
+    def __init__(self, item_text: np.ndarray, graph: GraphVectors, item_graph: np.ndarray,
                  title_to_graph: Callable[[np.ndarray], np.ndarray], title_weight: float = 1.0):
-        self.item_text = text.items
+        self.item_text = item_text
         self.item_graph = item_graph
         self.lightgcn_items = graph.items
         self.warm = graph.warm
@@ -77,7 +80,7 @@ class HybridScorer:
     @classmethod
     def from_artifacts(cls, text: TextEmbeddings, graph: GraphVectors, mapper: ColdMapper,
                        title_weight: float = 1.0) -> HybridScorer:
-        return cls(text, graph, mapper.item_graph, mapper.title_vectors, title_weight)
+        return cls(text.items, graph, mapper.item_graph, mapper.title_vectors, title_weight)
 
     def queries(self, seeds: sp.csr_matrix, title_vectors: np.ndarray) -> Queries:
         graph_q = self.graph.fold_in(seeds)

@@ -147,7 +147,7 @@ class Objective:
                                     mapper_cfg.seed)
         mappers = fit_mappers(mapper_cfg, self.text, graph, holdout, device)
         scorer = HybridScorer(
-            self.text, graph, graph_vectors_for_all(mappers, self.text, graph, device),
+            self.text.items, graph, graph_vectors_for_all(mappers, self.text, graph, device),
             lambda titles: mappers.title_vectors(titles, device))
         table = tune_lambda(scorer, self.text, self.val, [lam], self.dataset.num_tracks,
                             batch_size=256, cold_offsets=[cold_offset])
