@@ -244,6 +244,47 @@ def eval_llara(output: OutputOpt,
     console.print(result["position_bias"] | result["rerank"])
 
 
+@app.command("export")
+def export(output: OutputOpt,
+           model: Annotated[Path, typer.Option("--model", help="train-llara artifact.")],
+           dataset: DatasetOpt, split_dir: SplitOpt, text: TextOpt, graph: GraphOpt,
+           mapper: MapperOpt, retrieved: RetrievedOpt,
+           evaluation: Annotated[Path | None, typer.Option(
+               "--evaluation", help="eval-llara artifact (its metrics go into the manifest).")]
+           = None,
+           config: ConfigOpt = None, set_: SetOpt = None, show_config: ShowOpt = False) -> None:
+    """ONNX + QInt8 ranker and text encoder, parity and latency report, serving bundle."""
+    import pandas as pd
+
+    from llarapp.export.bundle import run_export
+    from llarapp.export.config import ExportConfig
+    from llarapp.llara.artifact import LlaraArtifact
+    from llarapp.llara.examples import Sources
+    from llarapp.models.text_embed import TextEmbeddings
+
+    cfg = _config(ExportConfig, config, set_, show_config)
+    result = _run(lambda: run_export(cfg, LlaraArtifact.load(model), Sources.load(
+        dataset, split_dir, text, graph, mapper, retrieved), TextEmbeddings.load(text), output,
+        evaluation))
+    console.print(pd.DataFrame(result["variants"]).to_markdown(index=False, floatfmt=".4f"))
+    console.print(f"chosen: {result['chosen']} ({result['why']})")
+    console.print(result["summary"])
+    console.print(f"bundle {result['model_version']} written to {output}")
+
+
+@app.command("bundle-info")
+def bundle_info(bundle: Annotated[str, typer.Argument(help="Bundle folder or s3:// prefix.")],
+                verify: Annotated[bool, typer.Option(help="Check every file's sha256.")] = True
+                ) -> None:
+    """Print a bundle's version, sources, sizes and metrics after checking its files."""
+    import json
+
+    from llarapp.serving.bundle import Bundle
+
+    info = _run(lambda: Bundle.load(bundle, verify=verify).summary())
+    console.print_json(json.dumps(info, default=str))
+
+
 @app.command()
 def tune(dataset: DatasetOpt, split_dir: SplitOpt, text: TextOpt,
          trials: Annotated[int | None, typer.Option(help="Trials to run.")] = None,

@@ -51,3 +51,7 @@ class ArtifactError(LlaraError):
 
 class ModelNotReadyError(LlaraError):
     """A model was used before it was trained or loaded."""
+
+
+class BundleError(ArtifactError):
+    """A serving bundle is missing a file, or a file does not match its recorded hash."""

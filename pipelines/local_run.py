@@ -67,13 +67,18 @@ def run_locally(data: str | None = None, workdir: Path = Path("runs"),
 
     print_table(metrics_table(pd.DataFrame(result["summary"])), f"{result['split']} split",
                 console)
-    llara = evaluation.parent.parent / "eval-llara" / "evaluation" / "metrics.md"
-    if llara.is_file():
-        console.print(llara.read_text())
+    run_dir = evaluation.parent.parent
+    for report in (run_dir / "eval-llara" / "evaluation" / "metrics.md",
+                   run_dir / "export" / "bundle" / "report" / "quantization.md"):
+        if report.is_file():
+            console.print(report.read_text())
     console.print(f"gate: {result['gate']['metric']} of {result['gate']['model']} = "
                   f"{result['gate']['value']:.4f}")
     console.print(f"artifacts: {evaluation.parent.parent}")
     console.print(f"report:    {evaluation / 'report.html'}")
+    if (run_dir / "export" / "bundle").is_dir():
+        console.print(f"bundle:    {run_dir / 'export' / 'bundle'} "
+                      "(llarapp bundle-info <bundle> to inspect)")
     if result.get("mlflow"):
         run = result["mlflow"]
         console.print(f"MLflow:    run {run['run_id']} (experiment {run['experiment_id']}) "

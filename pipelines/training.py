@@ -1,7 +1,7 @@
 """The training pipeline: synth → ingest → split → {baselines, text_embed, lightgcn} →
-cold_mapper → retrieve → {evaluate, llara → eval_llara}.
+cold_mapper → retrieve → {evaluate, llara → eval_llara → export}.
 
-Later stages (export, register, deploy)
+Later stages (register, deploy)
 join this same pipeline; there is never a second orchestration.
 """
 
@@ -11,6 +11,7 @@ from kfp.dsl import Dataset, PipelineTask
 from components.baselines import baselines
 from components.cold_mapper import cold_mapper
 from components.evaluate import evaluate
+from components.export import export
 from components.ingest import ingest
 from components.lightgcn import lightgcn
 from components.llara import eval_llara, llara
@@ -49,6 +50,8 @@ def training_pipeline(
     llara_pretrain_steps: int = 60,
     llara_schedule: str = "curriculum",
     llara_finetune: str = "lora",
+    export_quantization: str = "auto",
+    export_eval_prompts: int = 500,
     gate_metric: str = "ndcg",
     tracking_uri: str = "",
     experiment: str = "llarapp",
@@ -81,6 +84,9 @@ def training_pipeline(
     ranker = on_gpu(llara(**sources, steps=llara_steps, pretrain_steps=llara_pretrain_steps,
                           schedule=llara_schedule, finetune=llara_finetune, seed=seed,
                           tracking_uri=tracking_uri, experiment=experiment))
-    on_gpu(eval_llara(model=ranker.outputs["model"], **sources, tracking_uri=tracking_uri,
-                      experiment=experiment))
+    ranker_eval = on_gpu(eval_llara(model=ranker.outputs["model"], **sources,
+                                    tracking_uri=tracking_uri, experiment=experiment))
+    on_gpu(export(model=ranker.outputs["model"], evaluation=ranker_eval.outputs["evaluation"],
+                  **sources, quantization=export_quantization, eval_prompts=export_eval_prompts,
+                  tracking_uri=tracking_uri, experiment=experiment))
     return evaluation.outputs["evaluation"]

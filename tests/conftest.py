@@ -161,3 +161,20 @@ def trained_llara(llara_sources, tmp_path_factory):
                          "tracking_uri": f"sqlite:///{root / 'mlflow.db'}"})
     run_train_llara(cfg, llara_sources, root / "llara")
     return root / "llara"
+
+
+TINY_EXPORT = {"eval_prompts": 24, "latency_batches": [1, 4], "latency_repeats": 2,
+               "text_parity_texts": 200, "calibration_prompts": 8, "seed": 0}
+
+
+@pytest.fixture(scope="session")
+def bundle(trained_llara, llara_sources, text_embeddings, tmp_path_factory):
+    from llarapp.export.bundle import run_export
+    from llarapp.export.config import ExportConfig
+    from llarapp.llara.artifact import LlaraArtifact
+    from llarapp.serving.bundle import Bundle
+
+    out = tmp_path_factory.mktemp("export") / "bundle"
+    run_export(ExportConfig(**TINY_EXPORT), LlaraArtifact.load(trained_llara), llara_sources,
+               text_embeddings, out)
+    return Bundle.load(out)

@@ -20,10 +20,11 @@ def test_compiles_with_every_stage(tmp_path):
     spec = next(yaml.safe_load_all(path.read_text()))
     tasks = spec["root"]["dag"]["tasks"]
     assert set(tasks) == {"synth", "ingest", "split", "baselines", "text-embed", "lightgcn",
-                          "cold-mapper", "retrieve", "evaluate", "llara", "eval-llara"}
+                          "cold-mapper", "retrieve", "evaluate", "llara", "eval-llara", "export"}
     assert set(tasks["llara"]["dependentTasks"]) == {"ingest", "split", "text-embed",
                                                      "lightgcn", "cold-mapper", "retrieve"}
     assert "llara" in tasks["eval-llara"]["dependentTasks"]
+    assert {"llara", "eval-llara"} <= set(tasks["export"]["dependentTasks"])
     assert tasks["evaluate"]["dependentTasks"] == ["baselines", "ingest", "retrieve", "split"]
     assert set(tasks["cold-mapper"]["dependentTasks"]) == {"ingest", "split", "text-embed",
                                                            "lightgcn"}
@@ -40,7 +41,7 @@ def test_gpu_stages_request_an_mi100(tmp_path):
     pipeline, platform = yaml.safe_load_all(path.read_text())
     executors = pipeline["deploymentSpec"]["executors"]
     kube = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    for stage in ("lightgcn", "llara", "eval-llara"):
+    for stage in ("lightgcn", "llara", "eval-llara", "export"):
         resources = executors[f"exec-{stage}"]["container"]["resources"]
         assert resources["accelerator"]["resourceType"] == "amd.com/gpu"
         assert kube[f"exec-{stage}"]["nodeSelector"]["labels"] == {
@@ -58,7 +59,7 @@ def test_pipeline_arguments_reject_unknown_parameters(tmp_path):
 
 # The data-plumbing tests need the stages to run, not to train well.
 FAST_MODELS = ["lightgcn_epochs=2", "lightgcn_dim=16", "llara_steps=3",
-               "llara_pretrain_steps=2"]
+               "llara_pretrain_steps=2", "export_eval_prompts=32"]
 
 
 @pytest.mark.slow
@@ -66,7 +67,7 @@ def test_local_run_end_to_end(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     result = run_locally(workdir=tmp_path / "runs",
                          overrides=["synth_playlists=300", "llara_steps=6",
-                                    "llara_pretrain_steps=3"])
+                                    "llara_pretrain_steps=3", "export_eval_prompts=64"])
     evaluation = Path(result["evaluation"])
     metrics = json.loads((evaluation / "metrics.json").read_text())
     assert {"popularity", "item_knn", "lightgcn", "text", "hybrid"} <= {
@@ -74,11 +75,16 @@ def test_local_run_end_to_end(tmp_path, monkeypatch):
     assert (tmp_path / "runs" / "mlflow.db").is_file()
     stage_dirs = {p.name for p in evaluation.parent.parent.iterdir()}
     assert {"synth", "ingest", "split", "baselines", "text-embed", "lightgcn", "cold-mapper",
-            "retrieve", "evaluate", "llara", "eval-llara"} <= stage_dirs
+            "retrieve", "evaluate", "llara", "eval-llara", "export"} <= stage_dirs
     root = evaluation.parent.parent
     llara = json.loads((root / "eval-llara" / "evaluation" / "metrics.json").read_text())
     assert {r["model"] for r in llara["candidates"]} == {"llara", "lightgcn", "hybrid"}
     assert (root / "llara" / "model" / "adapter" / "adapter_config.json").is_file()
+    from llarapp.serving.bundle import Bundle
+
+    bundle = Bundle.load(root / "export" / "bundle")  # verifies every hash
+    assert bundle.manifest["quantization"]["chosen"] in ("dynamic", "per_channel", "static")
+    assert bundle.manifest["metrics"]["size_ratio"] > 3
 
 
 @pytest.mark.slow

@@ -122,13 +122,14 @@ class LlaraRanker(nn.Module):
     def read_scores(self, hidden: torch.Tensor, answer_index: torch.Tensor,
                     label_positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(label logits (B, K), hidden states at the K label positions (B, K, d))."""
-        rows = torch.arange(len(hidden), device=hidden.device)
-        k = label_positions.shape[1]
+        k, width = label_positions.shape[1], hidden.shape[-1]
         labels = torch.tensor(self.backbone.ids.labels[:k], device=hidden.device)
         head = self.backbone.model.get_output_embeddings()
         label_rows = head.weight[labels]
-        per_label = hidden[rows[:, None], label_positions]
-        answer = self.pointer(hidden[rows, answer_index], per_label, label_rows)
+        # gather, not fancy indexing: it keeps the batch axis dynamic in the ONNX trace
+        per_label = hidden.gather(1, label_positions.unsqueeze(-1).expand(-1, -1, width))
+        answer = hidden.gather(1, answer_index.view(-1, 1, 1).expand(-1, 1, width)).squeeze(1)
+        answer = self.pointer(answer, per_label, label_rows)
         # Only the K label rows of the LM head: the same logits as head(answer)[:, labels].
         bias = head.bias[labels] if getattr(head, "bias", None) is not None else None
         return nn.functional.linear(answer, label_rows, bias).float(), per_label

@@ -15,7 +15,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from llarapp.models.mlp_numpy import apply_numpy
 from llarapp.models.torch_utils import seed_everything, state_copy
+
+__all__ = ["apply_numpy", "fit_mlp", "mlp", "predict", "to_numpy_weights"]
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -28,15 +31,6 @@ def to_numpy_weights(model: nn.Sequential) -> dict[str, np.ndarray]:
     first, _, last = model
     return {"w1": first.weight.detach().cpu().numpy().T, "b1": first.bias.detach().cpu().numpy(),
             "w2": last.weight.detach().cpu().numpy().T, "b2": last.bias.detach().cpu().numpy()}
-
-
-def apply_numpy(weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    """The MLP's forward pass in numpy (exact GELU, as ``nn.GELU()``)."""
-    from scipy.special import erf
-
-    hidden = x @ weights["w1"] + weights["b1"]
-    hidden = 0.5 * hidden * (1.0 + erf(hidden / np.sqrt(2.0)))
-    return (hidden @ weights["w2"] + weights["b2"]).astype(np.float32)
 
 
 @dataclass

@@ -1,0 +1,119 @@
+"""Assemble the serving bundle (layout in :mod:`llarapp.serving.bundle`) and run the stage."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from llarapp.artifacts import write_manifest
+from llarapp.export.config import ExportConfig
+from llarapp.export.ranker import DYNAMIC_AXES, INPUTS, OUTPUT
+from llarapp.export.report import choose_variant, write_report
+from llarapp.export.stage import Exporter, text_parity
+from llarapp.llara.artifact import LlaraArtifact
+from llarapp.llara.examples import Sources
+from llarapp.models.text_embed import TextEmbeddings
+from llarapp.serving import bundle as B
+from llarapp.storage import atomic_dir
+
+
+def copy_assets(folder: Path, sources: Sources, exporter: Exporter) -> None:
+    """Catalogue, item vectors and the fold-in / cold-mapper weights, all numpy."""
+    (folder / "vectors").mkdir()
+    (folder / "weights").mkdir()
+    shutil.copy(sources.mapper.folder / "catalogue.parquet", folder / B.CATALOGUE)
+    np.save(folder / "vectors/item_graph.npy", sources.item_vectors)
+    np.save(folder / "vectors/item_text.npy", sources.text.items)
+    np.save(folder / "vectors/lightgcn_items.npy", sources.graph.items)
+    ranker = exporter.exportable.ranker
+    if not ranker.slot_context:  # with slot context the projection depends on the playlist
+        import torch
+
+        with torch.no_grad():
+            vectors = torch.from_numpy(sources.item_vectors)
+            np.save(folder / "vectors/projected.npy",
+                    ranker.project(vectors, torch.zeros_like(vectors)).numpy())
+    np.save(folder / "weights/fold_in_weights.npy", sources.graph.fold_in_weights)
+    np.save(folder / "weights/item_degree.npy", sources.graph.item_degree)
+    for name in ("item_mapper.npz", "title_mapper.npz", "title_index.npy", "title_targets.npy"):
+        shutil.copy(sources.mapper.folder / name, folder / "weights" / name)
+
+
+def llara_metrics(evaluation: str | os.PathLike[str] | None) -> dict[str, Any]:
+    if evaluation is None:
+        return {}
+    result = json.loads((Path(evaluation) / "metrics.json").read_text())
+    rows = {f"{r['model']}.{r['segment']}.hr@1": r["hr@1"] for r in result["candidates"]}
+    return rows | result.get("rerank", {})
+
+
+def run_export(cfg: ExportConfig, model: LlaraArtifact, sources: Sources, text: TextEmbeddings,
+               output: str | os.PathLike[str],
+               evaluation: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    threads = cfg.threads or None
+    with tempfile.TemporaryDirectory(prefix="llarapp-export-") as tmp, \
+            atomic_dir(output) as folder:
+        work = Path(tmp)
+        exporter = Exporter(cfg, model, sources, work)
+        fp32, parity = exporter.export_fp32()
+        rows, paths = exporter.quantized(fp32)
+        table = pd.DataFrame(rows)
+        chosen, why = choose_variant(table, cfg.quantization, cfg.max_delta_hr)
+        _, text_int8, text_check = text_parity(cfg, text, sources, work, threads)
+
+        shutil.copy(fp32, folder / B.RANKER["fp32"])
+        shutil.copy(paths[chosen], folder / B.RANKER["int8"])
+        shutil.copy(text_int8, folder / B.TEXT_ENCODER)
+        exporter.backbone.tokenizer.save_pretrained(folder / "tokenizer")
+        shutil.copytree(work / "tokenizer", folder / "text_tokenizer")
+        copy_assets(folder, sources, exporter)
+        report = write_report(folder / "report", table, chosen, why,
+                              {"text_encoder": text_check, "ranker_parity": parity,
+                               "providers": cfg.providers, "threads": threads or os.cpu_count()})
+        files = B.file_table(folder)
+        created = dt.datetime.now(dt.UTC)
+        version = cfg.model_version or (f"llara-{created:%Y%m%d-%H%M%S}-"
+                                        f"{files[B.RANKER['int8']]['sha256'][:8]}")
+        trained, mapper_cfg = model.config, sources.mapper.manifest["config"]
+        write_manifest(
+            folder, B.KIND, B.SCHEMA_VERSION, model_version=version, config=cfg.to_dict(),
+            sources={"llara": str(model.folder), "llara_mlflow_run": model.manifest.get("mlflow"),
+                     "dataset": str(sources.dataset.folder),
+                     "dataset_hash": sources.dataset.manifest.get("content_hash"),
+                     "evaluation": str(evaluation) if evaluation else None},
+            metrics=llara_metrics(evaluation) | report["summary"],
+            quantization={"chosen": chosen, "why": why, "summary": report["summary"]},
+            ranker={"inputs": list(INPUTS), "output": OUTPUT, "opset": cfg.opset,
+                    "dynamic_axes": DYNAMIC_AXES, "graph_dim": int(sources.item_vectors.shape[1]),
+                    "num_candidates": trained.num_candidates, "history_len": trained.history_len,
+                    "item_tokens": trained.item_tokens, "playlist_slot": trained.playlist_slot,
+                    "max_title_tokens": exporter.builder.max_title_tokens,
+                    "pad_id": exporter.pad_id, "slot_context": trained.slot_context,
+                    "backbone": trained.backbone, "parity_max_abs_diff": parity},
+            text_encoder={"encoder": text.manifest["encoder"], "dim": text.dim,
+                          "max_length": text.manifest["config"]["max_length"],
+                          "pooling": text.manifest["pooling"], "parity": text_check},
+            retrieval={"hybrid_params": sources.hybrid_params,
+                       "title_weight": float(sources.scorer.title_weight),
+                       "title_query": mapper_cfg["title_query"],
+                       "title_neighbours": mapper_cfg["title_neighbours"],
+                       "title_temperature": mapper_cfg["title_temperature"]},
+            counts={"tracks": int(sources.num_items)}, files=files)
+        if cfg.track:
+            from llarapp.tracking import log_run
+
+            report["mlflow"] = log_run(
+                experiment=cfg.experiment, run_name=f"export-{version}",
+                params=cfg.to_dict() | {"chosen": chosen}, metrics=report["summary"],
+                artifacts=[folder / "report" / n for n in ("quantization.md", "quantization.png")],
+                tags={"stage": "export", "model_version": version},
+                tracking_uri=cfg.tracking_uri or None)
+    return report | {"model_version": version, "bundle": str(output)}

@@ -1,0 +1,2 @@
+"""Torch-free serving: load a bundle (:mod:`.bundle`), score with onnxruntime
+(:mod:`.runtime`), retrieve then rerank (:mod:`.engine`)."""

@@ -1,0 +1,139 @@
+"""The serving bundle: one folder (local or s3://) with everything serving needs, no torch.
+
+    manifest.json            model version, source runs, metrics, a sha256 per file
+    ranker.onnx              LLaRA ranker, fp32      ranker.int8.onnx   QInt8
+    text_encoder.int8.onnx   cold-start text (titles, unknown tracks)
+    tokenizer/               the ranker's tokenizer.json (with the LLaRA special tokens)
+    text_tokenizer/          the text encoder's tokenizer.json
+    catalogue.parquet        track metadata and tags, row i = track_idx i
+    vectors/                 item_graph (cold tracks mapped), item_text, lightgcn_items,
+                             projected (SR2LLM slot embeddings, when playlist-independent)
+    weights/                 LightGCN fold-in, cold mappers (item, title MLP, title kNN)
+    report/                  quantization parity and latency (JSON, Markdown, plot)
+
+Loading checks every file against the manifest and refuses a missing or changed one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llarapp.errors import BundleError
+from llarapp.storage import download_dir, parse_uri
+
+KIND = "serving-bundle"
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+RANKER = {"fp32": "ranker.onnx", "int8": "ranker.int8.onnx"}
+TEXT_ENCODER = "text_encoder.int8.onnx"
+CATALOGUE = "catalogue.parquet"
+TOKENIZER = "tokenizer/tokenizer.json"
+TEXT_TOKENIZER = "text_tokenizer/tokenizer.json"
+REQUIRED = (*RANKER.values(), TEXT_ENCODER, CATALOGUE, TOKENIZER, TEXT_TOKENIZER,
+            "vectors/item_graph.npy", "vectors/item_text.npy", "vectors/lightgcn_items.npy",
+            "weights/fold_in_weights.npy", "weights/item_degree.npy",
+            "weights/item_mapper.npz", "weights/title_mapper.npz",
+            "weights/title_index.npy", "weights/title_targets.npy")
+_CHUNK = 1 << 22
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_table(folder: Path) -> dict[str, dict[str, Any]]:
+    """{relative path: {sha256, bytes}} for every file under ``folder`` but the manifest."""
+    return {p.relative_to(folder).as_posix(): {"sha256": sha256(p), "bytes": p.stat().st_size}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+
+
+def local_bundle(uri: str | os.PathLike[str]) -> Path:
+    """A local folder for ``uri``; an s3:// prefix is downloaded to a cache first."""
+    loc = parse_uri(uri)
+    if not loc.is_s3:
+        return loc.path
+    cache = Path(os.environ.get("LLARAPP_CACHE", "/tmp/llarapp-cache")) / "bundles"
+    target = cache / hashlib.sha256(str(uri).encode()).hexdigest()[:16]
+    return download_dir(str(uri), target)
+
+
+@dataclass
+class Bundle:
+    folder: Path
+    manifest: dict[str, Any]
+
+    @classmethod
+    def load(cls, uri: str | os.PathLike[str], verify: bool = True) -> Bundle:
+        folder = local_bundle(uri)
+        path = folder / MANIFEST
+        if not path.is_file():
+            raise BundleError(f"{uri} is not a serving bundle: it has no {MANIFEST}. Run "
+                              "`llarapp export` (or the pipeline's export stage) to write one")
+        manifest = json.loads(path.read_text())
+        if manifest.get("kind") != KIND:
+            raise BundleError(f"{uri} holds a {manifest.get('kind')!r} artifact, not a {KIND}")
+        if manifest.get("schema_version") != SCHEMA_VERSION:
+            raise BundleError(f"{uri} has bundle schema {manifest.get('schema_version')}; this "
+                              f"llarapp reads {SCHEMA_VERSION}. Re-export with this version")
+        bundle = cls(folder, manifest)
+        if verify:
+            bundle.verify()
+        return bundle
+
+    def verify(self) -> None:
+        """Every required and recorded file exists and matches its sha256."""
+        files = self.manifest.get("files", {})
+        for name in REQUIRED:
+            if name not in files:
+                raise BundleError(f"{self.folder}: the manifest does not record {name}; the "
+                                  "bundle is incomplete. Re-run `llarapp export`")
+        for name, expected in files.items():
+            path = self.folder / name
+            if not path.is_file():
+                raise BundleError(f"{self.folder}: {name} is missing. Restore the bundle or "
+                                  "re-run `llarapp export`")
+            if path.stat().st_size != expected["bytes"] or sha256(path) != expected["sha256"]:
+                raise BundleError(f"{self.folder}: {name} does not match its sha256 in "
+                                  f"{MANIFEST}; the file was changed or corrupted. Restore the "
+                                  "bundle or re-run `llarapp export`")
+
+    def path(self, name: str) -> Path:
+        return self.folder / name
+
+    def array(self, name: str) -> np.ndarray:
+        return np.load(self.folder / name)
+
+    def weights(self, name: str) -> dict[str, np.ndarray]:
+        return dict(np.load(self.folder / name))
+
+    @cached_property
+    def catalogue(self):
+        import pandas as pd
+
+        return pd.read_parquet(self.folder / CATALOGUE)
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["model_version"])
+
+    def summary(self) -> dict[str, Any]:
+        """What ``llarapp bundle-info`` prints."""
+        files = self.manifest["files"]
+        return {"model_version": self.version, "created_at": self.manifest["created_at"],
+                "folder": str(self.folder), "tracks": self.manifest["counts"]["tracks"],
+                "quantization": self.manifest["quantization"]["chosen"],
+                "sizes_mb": {n: round(files[n]["bytes"] / 1e6, 2)
+                             for n in (*RANKER.values(), TEXT_ENCODER)},
+                "sources": self.manifest["sources"], "metrics": self.manifest["metrics"]}

@@ -1,0 +1,49 @@
+"""onnxruntime sessions with configurable execution providers.
+
+``cpu`` is the default; ``cuda`` for NVIDIA; ``rocm`` and ``migraphx`` for AMD Instinct
+(MI100). ``auto`` takes every accelerator the installed onnxruntime build offers, then the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from llarapp.errors import ConfigError
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+             "rocm": "ROCMExecutionProvider", "migraphx": "MIGraphXExecutionProvider"}
+AUTO_ORDER = ("migraphx", "rocm", "cuda", "cpu")
+
+
+def resolve_providers(names: Sequence[str] = ("cpu",)) -> list[str]:
+    import onnxruntime as ort
+
+    available = set(ort.get_available_providers())
+    wanted = [n for n in AUTO_ORDER if PROVIDERS[n] in available] if list(names) == ["auto"] \
+        else list(names)
+    out = []
+    for name in wanted:
+        if name not in PROVIDERS:
+            raise ConfigError(f"unknown execution provider {name!r}; choose from "
+                              f"{', '.join(PROVIDERS)} or auto")
+        if PROVIDERS[name] not in available:
+            raise ConfigError(f"execution provider {name!r} is not in this onnxruntime build "
+                              f"(available: {', '.join(sorted(available))}); install "
+                              "onnxruntime-gpu / onnxruntime-rocm or use cpu")
+        out.append(PROVIDERS[name])
+    if PROVIDERS["cpu"] not in out:
+        out.append(PROVIDERS["cpu"])  # fallback for ops an accelerator does not cover
+    return out
+
+
+def session(path: str | Path, providers: Sequence[str] = ("cpu",), threads: int | None = None):
+    """An InferenceSession; ``threads`` intra-op threads (default: the CPUs available)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=resolve_providers(providers))
