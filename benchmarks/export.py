@@ -59,18 +59,21 @@ def gemm_table(hidden: int, intermediate: int, rows: int, repeats: int) -> pd.Da
                 [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["m", k])],
                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m", n])], [weight])
             fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-            onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
-                      fp32)
+            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+            model.ir_version = 8  # onnx 1.23 writes IR 14; onnxruntime 1.31 reads up to 13
+            onnx.save(model, fp32)
             quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
             x = rng.normal(size=(rows, k)).astype(np.float32)
             times = {}
             for name, path in (("fp32", fp32), ("int8", int8)):
                 sess = session(path)
                 sess.run(None, {"x": x})
-                start = time.perf_counter()
+                calls = []
                 for _ in range(repeats):
+                    start = time.perf_counter()
                     sess.run(None, {"x": x})
-                times[name] = (time.perf_counter() - start) / repeats * 1e3
+                    calls.append((time.perf_counter() - start) * 1e3)
+                times[name] = float(np.median(calls))
             out.append({"K×N": f"{k}×{n}", "rows": rows, "fp32_ms": times["fp32"],
                         "int8_ms": times["int8"], "speedup": times["fp32"] / times["int8"]})
     return pd.DataFrame(out)
@@ -85,6 +88,8 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
+    backbone = json.loads((args.llara / "backbone" / "config.json").read_text())
+    gemm = gemm_table(backbone["hidden_size"], backbone["intermediate_size"], 8 * 240, 100)
     run = args.run or latest_run()
     paths = {k: run / v for k, v in ARTIFACTS.items()}
     sources = Sources.load(**paths)
@@ -100,8 +105,6 @@ def main() -> None:
         shutil.copy(report / "quantization.png", RESULTS / f"{stem}.png")
         markdown = (report / "quantization.md").read_text()
     seconds = time.monotonic() - started
-    backbone = json.loads((args.llara / "backbone" / "config.json").read_text())
-    gemm = gemm_table(backbone["hidden_size"], backbone["intermediate_size"], 8 * 240, 30)
     table = pd.DataFrame(result["variants"])
     print(table.to_markdown(index=False, floatfmt=".4f"))
     print(f"chosen: {result['chosen']} ({result['why']})")

@@ -45,17 +45,20 @@ def onnx_runner(session) -> Callable[[Feeds], np.ndarray]:
     return lambda feeds: session.run(None, feeds)[0]
 
 
-def latency_ms(run: Callable[[Feeds], np.ndarray], feeds: Feeds, repeats: int
-               ) -> dict[str, float]:
-    """Median and p90 wall time of ``run(feeds)`` after two warm-up calls."""
-    for _ in range(2):
-        run(feeds)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run(feeds)
-        times.append((time.perf_counter() - start) * 1e3)
-    return {"median_ms": float(np.median(times)), "p90_ms": float(np.quantile(times, 0.9))}
+def latency_ms(runs: dict[str, Callable[[Feeds], np.ndarray]], feeds: Feeds, repeats: int,
+               rounds: int = 3) -> dict[str, float]:
+    """Median wall time per model of ``run(feeds)``. Models take turns in ``rounds`` blocks
+    (one warm-up call, then ``repeats`` timed calls each), so drift on a shared machine hits
+    all alike while every block runs with its own weights in cache, as a server would."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            run(feeds)
+            for _ in range(repeats):
+                start = time.perf_counter()
+                run(feeds)
+                times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: float(np.median(values)) for name, values in times.items()}
 
 
 def batch_of(prompts: PromptSet, builder: PromptBuilder, item_vectors: np.ndarray, pad_id: int,

@@ -43,6 +43,9 @@ def protocol_a(sources: Sources, cfg: ExportConfig, num_candidates: int, history
     return factory.random_candidates(heldout, retrieval.queries.graph)
 
 
+PROMPT_BATCH = 32
+
+
 class Exporter:
     def __init__(self, cfg: ExportConfig, model: LlaraArtifact, sources: Sources,
                  work: Path):
@@ -57,7 +60,7 @@ class Exporter:
         self.threads = cfg.threads or None
         self.prompts = {split: PromptSet.pack(
             self.builder, protocol_a(sources, cfg, trained.num_candidates, trained.history_len,
-                                     split), sources.item_vectors, self.pad_id)
+                                     split), sources.item_vectors, self.pad_id, PROMPT_BATCH)
             for split in ("val", "test")}
         for split, prompts in self.prompts.items():
             if not prompts.examples:
@@ -84,30 +87,37 @@ class Exporter:
                                 f"the backbone's ops export at opset {self.cfg.opset}")
         return path, diff
 
-    def measure(self, name: str, path: Path) -> dict[str, Any]:
+    def accuracy(self, name: str, path: Path) -> dict[str, Any]:
         run = onnx_runner(self.session(path))
         row: dict[str, Any] = {"model": name, "size_mb": path.stat().st_size / 1e6}
         for split, prompts in self.prompts.items():
             for metric, value in prompts.metrics(prompts.scores(run)).items():
                 row[f"{split}_{metric}"] = value
+        return row
+
+    def latency(self, paths: dict[str, Path]) -> dict[str, dict[str, float]]:
+        """{model: {latency_b<size>_ms: median}}, models interleaved per batch size."""
+        runs = {name: onnx_runner(self.session(path)) for name, path in paths.items()}
+        out: dict[str, dict[str, float]] = {name: {} for name in paths}
         for size in self.cfg.latency_batches:
             feeds = batch_of(self.prompts["test"], self.builder, self.sources.item_vectors,
                              self.pad_id, size)
-            row[f"latency_b{size}_ms"] = latency_ms(run, feeds,
-                                                    self.cfg.latency_repeats)["median_ms"]
-        return row
+            for name, ms in latency_ms(runs, feeds, self.cfg.latency_repeats).items():
+                out[name][f"latency_b{size}_ms"] = ms
+        return out
 
     def quantized(self, fp32: Path) -> tuple[list[dict[str, Any]], dict[str, Path]]:
+        """One row per model (fp32 and each variant): size, accuracy, latency."""
         pre = preprocess(fp32, self.work / "ranker.pre.onnx")
-        calibration = self.prompts["val"].batches
-        calibration = [{k: v[:self.cfg.calibration_prompts] for k, v in b.items()}
-                       for b in calibration][: max(1, self.cfg.calibration_prompts // 32)]
-        rows, paths = [self.measure("fp32", fp32)], {}
+        batches = self.prompts["val"].batches  # of PROMPT_BATCH validation prompts
+        calibration = batches[:-(-self.cfg.calibration_prompts // PROMPT_BATCH)]
+        paths = {"fp32": fp32}
         for variant in tqdm(self.cfg.variants, desc="quantize", unit="variant"):
             paths[variant] = quantize(variant, pre, self.work / f"ranker.{variant}.onnx",
                                       calibration, self.cfg.keep_head_fp32)
-            rows.append(self.measure(variant, paths[variant]))
-        return rows, paths
+        rows = [self.accuracy(name, path) for name, path in paths.items()]
+        latency = self.latency(paths)
+        return [row | latency[row["model"]] for row in rows], paths
 
 
 def text_parity(cfg: ExportConfig, text: TextEmbeddings, sources: Sources, work: Path,
