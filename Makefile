@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DATA ?=
 ARGS ?=
 
-.PHONY: run test lint install clean bench-ingest bench-lightgcn bench-llara help
+.PHONY: run test lint install clean bench-ingest bench-lightgcn bench-llara bench-export help
 
 help:
 	@echo "make run [DATA=folder|s3://bucket/prefix]   train the whole pipeline locally"
@@ -16,6 +16,7 @@ help:
 	@echo "make bench-ingest                           ingest throughput benchmark"
 	@echo "make bench-lightgcn [ARGS=--device cuda]    LightGCN epoch time and memory"
 	@echo "make bench-llara [ARGS=--run RUN_DIR]       LLaRA ablations on a pipeline run's artifacts"
+	@echo "make bench-export [ARGS=--run RUN_DIR]      fp32 vs QInt8 ranker: size, latency, accuracy"
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -50,6 +51,9 @@ bench-lightgcn: $(STAMP)
 
 bench-llara: $(STAMP)
 	$(PY) benchmarks/llara_ablations.py $(ARGS)
+
+bench-export: $(STAMP)
+	$(PY) benchmarks/export.py $(ARGS)
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
