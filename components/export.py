@@ -11,7 +11,8 @@ def export(model: Input[Model], evaluation: Input[Dataset], dataset: Input[Datas
            splits: Input[Dataset], embeddings: Input[Dataset], graph: Input[Model],
            mapper: Input[Model], retrieved: Input[Dataset], bundle: Output[Model],
            metrics: Output[Metrics], report: Output[Markdown], quantization: str = "auto",
-           eval_prompts: int = 500, tracking_uri: str = "", experiment: str = "llarapp"):
+           eval_prompts: int = 500, latency_repeats: int = 10, tracking_uri: str = "",
+           experiment: str = "llarapp"):
     import shutil
     from pathlib import Path
 
@@ -22,7 +23,8 @@ def export(model: Input[Model], evaluation: Input[Dataset], dataset: Input[Datas
     from llarapp.models.text_embed import TextEmbeddings
 
     cfg = ExportConfig(quantization=quantization, eval_prompts=eval_prompts,
-                       tracking_uri=tracking_uri, experiment=experiment)
+                       latency_repeats=latency_repeats, tracking_uri=tracking_uri,
+                       experiment=experiment)
     sources = Sources.load(dataset.path, splits.path, embeddings.path, graph.path, mapper.path,
                            retrieved.path)
     result = run_export(cfg, LlaraArtifact.load(model.path), sources,

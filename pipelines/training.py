@@ -52,6 +52,7 @@ def training_pipeline(
     llara_finetune: str = "lora",
     export_quantization: str = "auto",
     export_eval_prompts: int = 500,
+    export_latency_repeats: int = 10,
     gate_metric: str = "ndcg",
     tracking_uri: str = "",
     experiment: str = "llarapp",
@@ -88,5 +89,6 @@ def training_pipeline(
                                     tracking_uri=tracking_uri, experiment=experiment))
     on_gpu(export(model=ranker.outputs["model"], evaluation=ranker_eval.outputs["evaluation"],
                   **sources, quantization=export_quantization, eval_prompts=export_eval_prompts,
-                  tracking_uri=tracking_uri, experiment=experiment))
+                  latency_repeats=export_latency_repeats, tracking_uri=tracking_uri,
+                  experiment=experiment))
     return evaluation.outputs["evaluation"]

@@ -59,7 +59,7 @@ def test_pipeline_arguments_reject_unknown_parameters(tmp_path):
 
 # The data-plumbing tests need the stages to run, not to train well.
 FAST_MODELS = ["lightgcn_epochs=2", "lightgcn_dim=16", "llara_steps=3",
-               "llara_pretrain_steps=2", "export_eval_prompts=32"]
+               "llara_pretrain_steps=2", "export_eval_prompts=32", "export_latency_repeats=1"]
 
 
 @pytest.mark.slow
@@ -67,7 +67,8 @@ def test_local_run_end_to_end(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     result = run_locally(workdir=tmp_path / "runs",
                          overrides=["synth_playlists=300", "llara_steps=6",
-                                    "llara_pretrain_steps=3", "export_eval_prompts=64"])
+                                    "llara_pretrain_steps=3", "export_eval_prompts=64",
+                                    "export_latency_repeats=2"])
     evaluation = Path(result["evaluation"])
     metrics = json.loads((evaluation / "metrics.json").read_text())
     assert {"popularity", "item_knn", "lightgcn", "text", "hybrid"} <= {
