@@ -128,3 +128,20 @@ def test_engine_rerank_matches_the_torch_ranker(bundle, trained_llara, llara_sou
                            True).numpy()
     served = Engine(bundle, precision="fp32").rerank(examples)
     np.testing.assert_allclose(served, reference, atol=1e-4)
+
+
+def test_engine_rejects_a_bad_k_and_takes_an_empty_batch(bundle):
+    from llarapp.errors import ConfigError
+    from llarapp.serving.engine import Engine, Request
+
+    engine = Engine(bundle)
+    assert engine.recommend([]) == []
+    with pytest.raises(ConfigError, match="k must be at least 1"):
+        engine.recommend([Request("x", [], k=0)])
+    deep = engine.recommend([Request("summer", [], k=engine.num_candidates + 5)])[0]
+    ranks = [r.retrieval_rank for r in deep.recommendations]
+    assert len(ranks) == engine.num_candidates + 5
+    # the ranker reorders the top K; retrieval order continues after it
+    assert sorted(ranks[:engine.num_candidates]) == list(range(engine.num_candidates))
+    assert ranks[engine.num_candidates:] == list(range(engine.num_candidates,
+                                                       engine.num_candidates + 5))

@@ -16,6 +16,7 @@ included, is quantized.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,11 +29,18 @@ _QUANTIZABLE = ("MatMul", "Gemm", "Gather")
 
 
 def preprocess(source: Path, target: Path, symbolic_shapes: bool = True) -> Path:
-    """``symbolic_shapes=False`` for graphs the symbolic inference cannot follow (BERT's
-    position-id slice); ONNX shape inference and the ORT optimisation still run."""
+    """Shape inference and ORT optimisation before quantization. Symbolic shape inference
+    is skipped when it cannot follow a graph (BERT's position-id slice); onnxruntime then
+    leaves a debug model in the working folder, so this runs inside ``target``'s folder."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    quant_pre_process(str(source), str(target), skip_symbolic_shape=not symbolic_shapes)
+    with contextlib.chdir(target.parent):
+        try:
+            quant_pre_process(str(source), str(target), skip_symbolic_shape=not symbolic_shapes)
+        except Exception as exc:  # onnxruntime raises a bare Exception here
+            if "symbolic shape inference" not in str(exc):
+                raise
+            quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
     return target
 
 

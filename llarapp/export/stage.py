@@ -123,8 +123,9 @@ class Exporter:
 def text_parity(cfg: ExportConfig, text: TextEmbeddings, sources: Sources, work: Path,
                 threads: int | None) -> tuple[Path, Path, dict[str, float]]:
     settings = text.manifest["config"]
-    encoder = TextEncoder(text.manifest.get("encoder_path") or settings["encoder"], "cpu",
-                          settings["max_length"])
+    # the configured name ("minilm", a folder, s3://) resolves on this machine; the recorded
+    # encoder_path is where it lived on the machine that ran text_embed
+    encoder = TextEncoder(settings["encoder"], "cpu", settings["max_length"])
     fp32, int8 = export_text_encoder(encoder, work, cfg.opset)
     texts = item_texts(sources.dataset.tracks, settings["lyrics"], settings["lyrics_chars"])
     rows = np.random.default_rng(cfg.seed).choice(

@@ -46,7 +46,7 @@ def export_text_encoder(encoder: TextEncoder, folder: Path, opset: int) -> tuple
     int8 = folder / "text_encoder.int8.onnx"
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    pre = preprocess(fp32, folder / "text_encoder.pre.onnx", symbolic_shapes=False)
+    pre = preprocess(fp32, folder / "text_encoder.pre.onnx")
     quantize_dynamic(str(pre), str(int8), weight_type=QuantType.QInt8, per_channel=True,
                      nodes_to_exclude=down_projections(pre))
     pre.unlink()

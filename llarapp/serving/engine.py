@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from llarapp.config import require
+from llarapp.errors import BundleError
 from llarapp.llara.layout import Example, PromptBuilder
 from llarapp.llara.tokens import TokenEncoder
 from llarapp.models.graph import GraphVectors, TitleNeighbours
@@ -69,6 +70,9 @@ class Engine:
         self.text = OnnxTextEncoder(bundle.path(TEXT_ENCODER), bundle.path(TEXT_TOKENIZER),
                                     int(meta["text_encoder"]["max_length"]), providers, threads)
         catalogue = bundle.catalogue
+        if not np.array_equal(catalogue["track_idx"].to_numpy(), np.arange(len(catalogue))):
+            raise BundleError(f"{bundle.folder}: catalogue.parquet rows are not in track_idx "
+                              "order; re-run `llarapp export`")
         self.uris, self.names = catalogue["track_uri"].to_numpy(), catalogue["track_name"]
         self.artists = catalogue["artist_name"]
         self.row_of = {uri: i for i, uri in enumerate(self.uris)}
@@ -107,6 +111,10 @@ class Engine:
         return self.ranker.run(None, packed.onnx_inputs())[0]
 
     def recommend(self, requests: Sequence[Request]) -> list[Response]:
+        if not requests:
+            return []
+        for request in requests:
+            require(request.k >= 1, f"k must be at least 1, got {request.k}")
         seeds, warnings = [], []
         for request in requests:
             known = [self.row_of[u] for u in request.track_uris if u in self.row_of]
