@@ -59,6 +59,7 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     left.set(title="ranker size", ylabel="MB")
     latency.plot.bar(ax=right, rot=0)
     right.set(title="ORT latency (median)", ylabel="ms")
+    right.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
