@@ -14,6 +14,7 @@ Local writes are atomic: data goes to a temporary name in the same folder, then 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import shutil
@@ -227,6 +228,13 @@ def upload_dir(local_dir: str | os.PathLike[str], uri: str, *, last: str = "mani
     for path in files:
         write_bytes(str(parse_uri(uri).join(path.relative_to(root).as_posix())),
                     path.read_bytes())
+
+
+def cache_folder(uri: str, kind: str) -> Path:
+    """Where a downloaded copy of ``uri`` lives: ``$LLARAPP_CACHE`` (default: the temp
+    folder) / ``kind`` / a digest of the URI."""
+    digest = hashlib.sha256(str(uri).encode()).hexdigest()[:16]
+    return Path(os.environ.get("LLARAPP_CACHE", tempfile.gettempdir())) / kind / digest
 
 
 def download_dir(uri: str, local_dir: str | os.PathLike[str]) -> Path:

@@ -58,7 +58,6 @@ def llara_metrics(evaluation: str | os.PathLike[str] | None) -> dict[str, Any]:
 def run_export(cfg: ExportConfig, model: LlaraArtifact, sources: Sources, text: TextEmbeddings,
                output: str | os.PathLike[str],
                evaluation: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    threads = cfg.threads or None
     with tempfile.TemporaryDirectory(prefix="llarapp-export-") as tmp, \
             atomic_dir(output) as folder:
         work = Path(tmp)
@@ -67,7 +66,7 @@ def run_export(cfg: ExportConfig, model: LlaraArtifact, sources: Sources, text: 
         rows, paths = exporter.quantized(fp32)
         table = pd.DataFrame(rows)
         chosen, why = choose_variant(table, cfg.quantization, cfg.max_delta_hr)
-        _, text_int8, text_check = text_parity(cfg, text, sources, work, threads)
+        text_int8, text_check = text_parity(cfg, text, sources, work, exporter.threads)
 
         shutil.copy(fp32, folder / B.RANKER["fp32"])
         shutil.copy(paths[chosen], folder / B.RANKER["int8"])
@@ -77,7 +76,8 @@ def run_export(cfg: ExportConfig, model: LlaraArtifact, sources: Sources, text: 
         copy_assets(folder, sources, exporter)
         report = write_report(folder / "report", table, chosen, why,
                               {"text_encoder": text_check, "ranker_parity": parity,
-                               "providers": cfg.providers, "threads": threads or os.cpu_count()})
+                               "providers": cfg.providers,
+                               "threads": exporter.threads or os.cpu_count()})
         files = B.file_table(folder)
         created = dt.datetime.now(dt.UTC)
         version = cfg.model_version or (f"llara-{created:%Y%m%d-%H%M%S}-"

@@ -10,6 +10,7 @@ every file into the manifest (written last).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 
 from llarapp.errors import ArtifactError
 from llarapp.export.config import ExportConfig
-from llarapp.export.measure import PromptSet, batch_of, latency_ms, onnx_runner
+from llarapp.export.measure import Feeds, PromptSet, batch_of, latency_ms, onnx_runner
 from llarapp.export.quantize import preprocess, quantize
 from llarapp.export.ranker import ExportableRanker, export_ranker, torch_scores
 from llarapp.export.text import cosine_parity, export_text_encoder
@@ -49,7 +50,7 @@ PROMPT_BATCH = 32
 class Exporter:
     def __init__(self, cfg: ExportConfig, model: LlaraArtifact, sources: Sources,
                  work: Path):
-        self.cfg, self.model, self.sources, self.work = cfg, model, sources, work
+        self.cfg, self.sources, self.work = cfg, sources, work
         trained = model.config
         ranker = model.ranker()
         ranker.backbone.model.set_attn_implementation(cfg.attention)
@@ -72,7 +73,7 @@ class Exporter:
 
     def export_fp32(self) -> tuple[Path, float]:
         test = self.prompts["test"]
-        lengths = [len(self.builder.build(e).input_ids) for e in test.examples]
+        lengths = np.concatenate([b["attention_mask"].sum(axis=1) for b in test.batches])
         # a sample with padding, so the trace keeps the attention-mask path
         pair = [test.examples[int(np.argmin(lengths))], test.examples[int(np.argmax(lengths))]]
         sample = self.builder.pack(pair, self.sources.item_vectors, self.pad_id).onnx_inputs()
@@ -87,18 +88,18 @@ class Exporter:
                                 f"the backbone's ops export at opset {self.cfg.opset}")
         return path, diff
 
-    def accuracy(self, name: str, path: Path) -> dict[str, Any]:
-        run = onnx_runner(self.session(path))
+    def accuracy(self, name: str, path: Path, run: Callable[[Feeds], np.ndarray]
+                 ) -> dict[str, Any]:
         row: dict[str, Any] = {"model": name, "size_mb": path.stat().st_size / 1e6}
         for split, prompts in self.prompts.items():
             for metric, value in prompts.metrics(prompts.scores(run)).items():
                 row[f"{split}_{metric}"] = value
         return row
 
-    def latency(self, paths: dict[str, Path]) -> dict[str, dict[str, float]]:
+    def latency(self, runs: dict[str, Callable[[Feeds], np.ndarray]]
+                ) -> dict[str, dict[str, float]]:
         """{model: {latency_b<size>_ms: median}}, models interleaved per batch size."""
-        runs = {name: onnx_runner(self.session(path)) for name, path in paths.items()}
-        out: dict[str, dict[str, float]] = {name: {} for name in paths}
+        out: dict[str, dict[str, float]] = {name: {} for name in runs}
         for size in self.cfg.latency_batches:
             feeds = batch_of(self.prompts["test"], self.builder, self.sources.item_vectors,
                              self.pad_id, size)
@@ -115,18 +116,20 @@ class Exporter:
         for variant in tqdm(self.cfg.variants, desc="quantize", unit="variant"):
             paths[variant] = quantize(variant, pre, self.work / f"ranker.{variant}.onnx",
                                       calibration, self.cfg.keep_head_fp32)
-        rows = [self.accuracy(name, path) for name, path in paths.items()]
-        latency = self.latency(paths)
+        runs = {name: onnx_runner(self.session(path)) for name, path in paths.items()}
+        rows = [self.accuracy(name, path, runs[name]) for name, path in paths.items()]
+        latency = self.latency(runs)
         return [row | latency[row["model"]] for row in rows], paths
 
 
 def text_parity(cfg: ExportConfig, text: TextEmbeddings, sources: Sources, work: Path,
-                threads: int | None) -> tuple[Path, Path, dict[str, float]]:
+                threads: int | None) -> tuple[Path, dict[str, float]]:
+    """The int8 text encoder and its cosine to the text_embed stage's fp32 vectors."""
     settings = text.manifest["config"]
     # the configured name ("minilm", a folder, s3://) resolves on this machine; the recorded
     # encoder_path is where it lived on the machine that ran text_embed
     encoder = TextEncoder(settings["encoder"], "cpu", settings["max_length"])
-    fp32, int8 = export_text_encoder(encoder, work, cfg.opset)
+    _, int8 = export_text_encoder(encoder, work, cfg.opset)
     texts = item_texts(sources.dataset.tracks, settings["lyrics"], settings["lyrics_chars"])
     rows = np.random.default_rng(cfg.seed).choice(
         len(texts), size=min(cfg.text_parity_texts, len(texts)), replace=False)
@@ -137,4 +140,4 @@ def text_parity(cfg: ExportConfig, text: TextEmbeddings, sources: Sources, work:
         raise ArtifactError(f"the int8 text encoder's mean cosine to fp32 is "
                             f"{parity['mean_cosine']:.4f} < {cfg.min_text_cosine}; lower "
                             "min_text_cosine only if that loss is acceptable")
-    return fp32, int8, parity
+    return int8, parity

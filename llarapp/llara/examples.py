@@ -23,17 +23,13 @@ from tqdm.auto import tqdm
 from llarapp.artifacts import read_manifest
 from llarapp.config import require
 from llarapp.data.dataset import Dataset, Split
+from llarapp.llara.layout import track_by_artist
 from llarapp.llara.prompts import Example
 from llarapp.models.cold_mapper import ColdMapper
 from llarapp.models.graph import GraphEmbeddings, GraphVectors
 from llarapp.models.hybrid import HybridScorer, Queries
 from llarapp.models.retrieval import batches_of, seed_matrix, top_n
 from llarapp.models.text_embed import TextEmbeddings
-
-
-def track_by_artist(tracks: pd.DataFrame) -> list[str]:
-    return (tracks["track_name"].fillna("").str.strip() + " by "
-            + tracks["artist_name"].fillna("").str.strip()).tolist()
 
 
 @dataclass

@@ -73,6 +73,12 @@ class Packed:
                 "label_positions": self.label_positions, "answer_index": self.answer_index}
 
 
+def track_by_artist(tracks) -> list[str]:
+    """The item text of the prompts, "track by artist", per row of a tracks table."""
+    return (tracks["track_name"].fillna("").str.strip() + " by "
+            + tracks["artist_name"].fillna("").str.strip()).tolist()
+
+
 class ItemTokens:
     """Wordpieces of "track by artist" per item, truncated, tokenized once on first use."""
 

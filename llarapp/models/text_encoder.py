@@ -7,9 +7,7 @@ written by ``save_pretrained`` for a BERT, DistilBERT or MiniLM model works too.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from tqdm import tqdm
 
 from llarapp.errors import ConfigError
 from llarapp.models.torch_utils import resolve_device
-from llarapp.storage import download_dir, parse_uri
+from llarapp.storage import cache_folder, download_dir, parse_uri
 
 DEFAULT_ENCODER = "minilm"
 POOLING = "mean"
@@ -30,9 +28,7 @@ def local_model_folder(name: str, what: str) -> Path:
     """A save_pretrained folder: ``name`` itself, or an ``s3://`` prefix downloaded once to
     a cache keyed by the URI. ``what`` names the model in the error."""
     if parse_uri(name).is_s3:
-        digest = hashlib.sha256(name.encode()).hexdigest()[:16]
-        cache = Path(os.environ.get("LLARAPP_CACHE", tempfile.gettempdir())) / "models"
-        path = cache / digest
+        path = cache_folder(name, "models")
         if not (path / "config.json").is_file():
             download_dir(name, path)
     else:

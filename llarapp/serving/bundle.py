@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from llarapp.errors import BundleError
-from llarapp.storage import download_dir, parse_uri
+from llarapp.storage import cache_folder, download_dir, parse_uri
 
 KIND = "serving-bundle"
 SCHEMA_VERSION = 1
@@ -64,9 +64,7 @@ def local_bundle(uri: str | os.PathLike[str]) -> Path:
     loc = parse_uri(uri)
     if not loc.is_s3:
         return loc.path
-    cache = Path(os.environ.get("LLARAPP_CACHE", "/tmp/llarapp-cache")) / "bundles"
-    target = cache / hashlib.sha256(str(uri).encode()).hexdigest()[:16]
-    return download_dir(str(uri), target)
+    return download_dir(str(uri), cache_folder(str(uri), "bundles"))
 
 
 @dataclass

@@ -15,21 +15,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from llarapp.config import require
 from llarapp.errors import BundleError
-from llarapp.llara.layout import Example, PromptBuilder
+from llarapp.llara.layout import Example, PromptBuilder, track_by_artist
 from llarapp.llara.tokens import TokenEncoder
 from llarapp.models.graph import GraphVectors, TitleNeighbours
 from llarapp.models.hybrid import HybridScorer
 from llarapp.models.mlp_numpy import apply_numpy
-from llarapp.models.retrieval import top_n
+from llarapp.models.retrieval import seed_matrix, top_n
 from llarapp.serving.bundle import RANKER, TEXT_ENCODER, TEXT_TOKENIZER, TOKENIZER, Bundle
 from llarapp.serving.runtime import session
 from llarapp.serving.text import OnnxTextEncoder
-
-COLD_START = ("none", "title_only", "unknown_tracks")
 
 
 @dataclass
@@ -85,9 +84,7 @@ class Engine:
                                    self._title_query(retrieval), retrieval["title_weight"])
         self.hybrid_params = retrieval["hybrid_params"]
         encoder = TokenEncoder.from_file(bundle.path(TOKENIZER))
-        texts = (catalogue["track_name"].fillna("").str.strip() + " by "
-                 + catalogue["artist_name"].fillna("").str.strip()).tolist()
-        self.prompts = PromptBuilder(encoder, encoder.special_ids(), texts,
+        self.prompts = PromptBuilder(encoder, encoder.special_ids(), track_by_artist(catalogue),
                                      self.ranker_meta["item_tokens"],
                                      self.ranker_meta["playlist_slot"],
                                      self.ranker_meta["max_title_tokens"])
@@ -122,11 +119,7 @@ class Engine:
             warnings.append([f"unknown track {u} (not in the catalogue, no metadata): ignored"
                              for u in unknown])
             seeds.append(np.asarray(list(dict.fromkeys(known)), dtype=np.int64))
-        matrix = sp.csr_matrix(
-            (np.ones(sum(len(s) for s in seeds), np.float32),
-             np.concatenate(seeds) if seeds else np.zeros(0, np.int64),
-             np.r_[0, np.cumsum([len(s) for s in seeds])]),
-            shape=(len(requests), len(self.uris)))
+        matrix = seed_matrix(pd.Series(seeds), len(self.uris))
         queries = self.scorer.queries(matrix, self.text.encode([r.playlist_name
                                                                 for r in requests]))
         kinds = ["seeded" if len(s) else "title_only" for s in seeds]
