@@ -55,3 +55,11 @@ class ModelNotReadyError(LlaraError):
 
 class BundleError(ArtifactError):
     """A serving bundle is missing a file, or a file does not match its recorded hash."""
+
+
+class RegistryError(LlaraError):
+    """A model version or alias is missing from the registry, or may not move that way."""
+
+
+class DeployError(LlaraError):
+    """An InferenceService could not be rendered or applied."""

@@ -178,3 +178,24 @@ def bundle(trained_llara, llara_sources, text_embeddings, tmp_path_factory):
     run_export(ExportConfig(**TINY_EXPORT), LlaraArtifact.load(trained_llara), llara_sources,
                text_embeddings, out)
     return Bundle.load(out)
+
+
+def _serve(fake):
+    yield fake
+    fake.close()
+
+
+@pytest.fixture()
+def kube():
+    """A fake Kubernetes API (custom objects) on localhost; see tests/fakes.py."""
+    from fakes import FakeKube
+
+    yield from _serve(FakeKube())
+
+
+@pytest.fixture()
+def kfp_api():
+    """A fake Kubeflow Pipelines REST API on localhost; see tests/fakes.py."""
+    from fakes import FakeKfp
+
+    yield from _serve(FakeKfp())

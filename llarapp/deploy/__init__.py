@@ -1,0 +1,1 @@
+"""Deploy a registered model version as a KServe InferenceService and move its alias."""
