@@ -8,6 +8,7 @@ held-out playlists). A playlist counts in a segment when it has a target in it.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from llarapp.artifacts import read_manifest, write_json, write_manifest
 from llarapp.config import StageConfig, require
 from llarapp.data.dataset import Dataset, Split
 from llarapp.eval import metrics as M
-from llarapp.eval.report import CATEGORY_ORDER, write_report
+from llarapp.eval.report import CATEGORY_ORDER, section_markdown, write_report
+from llarapp.eval.sections import Section
 from llarapp.storage import atomic_dir
 
 SEGMENTS = ("all", "warm", "cold")
@@ -125,7 +127,9 @@ def gate_value(summary: pd.DataFrame, cfg: EvaluateConfig) -> tuple[str, float]:
 
 def evaluate(cfg: EvaluateConfig, dataset: Dataset, split: Split,
              recommendation_dirs: list[str | os.PathLike[str]],
-             output: str | os.PathLike[str]) -> dict[str, Any]:
+             output: str | os.PathLike[str],
+             sections: Sequence[Section] = ()) -> dict[str, Any]:
+    """``sections``: later stages' parts of the report (LLaRA, quantization)."""
     recs = load_recommendations(recommendation_dirs)
     recs = recs[recs["split"] == cfg.split]
     heldout = split.heldout_for(cfg.split)
@@ -143,8 +147,10 @@ def evaluate(cfg: EvaluateConfig, dataset: Dataset, split: Split,
         per_playlist.to_parquet(folder / "per_playlist.parquet", index=False)
         summary.to_csv(folder / "metrics.csv", index=False)
         markdown = table.to_markdown(index=False, floatfmt=".4f")
-        (folder / "metrics.md").write_text(f"# Metrics ({cfg.split} split)\n\n{markdown}\n")
-        write_report(folder / "report.html", summary, table, cfg.split)
+        extra = "".join(f"\n{section_markdown(s)}" for s in sections)
+        (folder / "metrics.md").write_text(
+            f"# Metrics ({cfg.split} split)\n\n{markdown}\n{extra}")
+        write_report(folder / "report.html", summary, table, cfg.split, sections)
         if cfg.track:
             from llarapp.tracking import log_run
 

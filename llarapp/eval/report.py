@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from llarapp.eval.sections import Section  # noqa: E402
 from llarapp.storage import atomic_write_bytes  # noqa: E402
 
 CATEGORY_ORDER = ["title_only", "first_1", "first_5", "first_10", "first_25", "first_100",
@@ -39,7 +41,20 @@ def _bars(summary: pd.DataFrame, metric: str, by: str, title: str) -> str:
     return _png(figure)
 
 
-def write_report(path: Path, summary: pd.DataFrame, table: pd.DataFrame, split: str) -> None:
+def _section_html(section: Section) -> str:
+    images = "\n".join(f'<img src="data:image/png;base64,{_png(f)}" alt="plot">'
+                       for f in section.figures)
+    return (f"<h2>{html.escape(section.title)}</h2><p>{html.escape(section.note)}</p>{images}"
+            f"{section.table.to_html(index=False, float_format='%.4f')}")
+
+
+def section_markdown(section: Section) -> str:
+    return (f"## {section.title}\n\n{section.note}\n\n"
+            f"{section.table.to_markdown(index=False, floatfmt='.4f')}\n")
+
+
+def write_report(path: Path, summary: pd.DataFrame, table: pd.DataFrame, split: str,
+                 sections: Sequence[Section] = ()) -> None:
     all_targets = summary[summary["segment"] == "all"]
     overall = summary[summary["category"] == "all"]
     plots = [
@@ -58,6 +73,7 @@ img{{max-width:49%}}</style></head><body>
 <h1>LLaRA++ evaluation — {html.escape(split)} split</h1>
 {images}
 <h2>Headline metrics</h2>{table.to_html(index=False, float_format="%.4f")}
+{"".join(_section_html(s) for s in sections)}
 <h2>All breakdowns</h2>{summary.to_html(index=False, float_format="%.4f")}
 </body></html>"""
     atomic_write_bytes(path, page.encode())

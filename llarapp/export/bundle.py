@@ -16,7 +16,7 @@ import pandas as pd
 from llarapp.artifacts import write_manifest
 from llarapp.export.config import ExportConfig
 from llarapp.export.ranker import DYNAMIC_AXES, INPUTS, OUTPUT
-from llarapp.export.report import choose_variant, write_report
+from llarapp.export.report import choose_variant, int8_parity, write_report
 from llarapp.export.stage import Exporter, text_parity
 from llarapp.llara.artifact import LlaraArtifact
 from llarapp.llara.examples import Sources
@@ -66,6 +66,7 @@ def run_export(cfg: ExportConfig, model: LlaraArtifact, sources: Sources, text: 
         rows, paths = exporter.quantized(fp32)
         table = pd.DataFrame(rows)
         chosen, why = choose_variant(table, cfg.quantization, cfg.max_delta_hr)
+        parity_gate = int8_parity(table, chosen, cfg.max_delta_hr)
         text_int8, text_check = text_parity(cfg, text, sources, work, exporter.threads)
 
         shutil.copy(fp32, folder / B.RANKER["fp32"])
@@ -76,6 +77,7 @@ def run_export(cfg: ExportConfig, model: LlaraArtifact, sources: Sources, text: 
         copy_assets(folder, sources, exporter)
         report = write_report(folder / "report", table, chosen, why,
                               {"text_encoder": text_check, "ranker_parity": parity,
+                               "int8_parity": parity_gate,
                                "providers": cfg.providers,
                                "threads": exporter.threads or os.cpu_count()})
         files = B.file_table(folder)
@@ -90,7 +92,8 @@ def run_export(cfg: ExportConfig, model: LlaraArtifact, sources: Sources, text: 
                      "dataset_hash": sources.dataset.manifest.get("content_hash"),
                      "evaluation": str(evaluation) if evaluation else None},
             metrics=llara_metrics(evaluation) | report["summary"],
-            quantization={"chosen": chosen, "why": why, "summary": report["summary"]},
+            quantization={"chosen": chosen, "why": why, "summary": report["summary"],
+                          "int8_parity": parity_gate},
             ranker={"inputs": list(INPUTS), "output": OUTPUT, "opset": cfg.opset,
                     "dynamic_axes": DYNAMIC_AXES, "graph_dim": int(sources.item_vectors.shape[1]),
                     "num_candidates": trained.num_candidates, "history_len": trained.history_len,

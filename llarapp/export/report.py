@@ -32,6 +32,15 @@ def choose_variant(table: pd.DataFrame, quantization: str, max_delta_hr: float
                                 f"the most accurate ({best['val_delta_hr']:.4f}) was chosen")
 
 
+def int8_parity(table: pd.DataFrame, chosen: str, max_delta_hr: float) -> dict[str, Any]:
+    """The deploy gate's parity check: the shipped int8 ranker's validation HR@1 stays
+    within ``max_delta_hr`` of fp32 (the test split is for reporting, not for gating)."""
+    rows = table.set_index("model")
+    delta = abs(float(rows.loc[chosen, "val_hr@1"] - rows.loc["fp32", "val_hr@1"]))
+    return {"variant": chosen, "val_delta_hr@1": delta, "max_delta_hr": max_delta_hr,
+            "passed": bool(delta <= max_delta_hr + 1e-12)}
+
+
 def summary(table: pd.DataFrame, chosen: str) -> dict[str, float]:
     """The acceptance figures: size ratio, batch-8 speed-up, test ΔHR@1 and ΔNDCG (int8 − fp32)."""
     rows = table.set_index("model")
@@ -77,6 +86,7 @@ def write_report(folder: Path, table: pd.DataFrame, chosen: str, why: str,
         f"{table.to_markdown(index=False, floatfmt='.4f')}\n\n"
         f"## {chosen} against fp32 (test split)\n\n{figures.to_markdown(floatfmt='.4f')}\n\n"
         f"Text encoder (int8 vs fp32 on catalogue track texts): {extra.get('text_encoder')}\n\n"
-        f"Ranker parity (ORT fp32 vs torch, max |Δ logit|): {extra.get('ranker_parity')}\n")
+        f"Ranker parity (ORT fp32 vs torch, max |Δ logit|): {extra.get('ranker_parity')}\n\n"
+        f"int8 parity gate: {extra.get('int8_parity')}\n")
     plot(table, folder / "quantization.png")
     return result
