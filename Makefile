@@ -7,12 +7,13 @@ STAMP := $(VENV)/.installed
 DATA ?=
 ARGS ?=
 
-.PHONY: run test lint install clean bench-ingest bench-lightgcn bench-llara bench-export help
+.PHONY: run test lint install clean compile bench-ingest bench-lightgcn bench-llara bench-export help
 
 help:
 	@echo "make run [DATA=folder|s3://bucket/prefix]   train the whole pipeline locally"
 	@echo "make test                                   install and run the test suite"
 	@echo "make lint                                   ruff"
+	@echo "make compile [ARGS=--platform FILE]         training + HPO pipeline YAML in build/"
 	@echo "make bench-ingest                           ingest throughput benchmark"
 	@echo "make bench-lightgcn [ARGS=--device cuda]    LightGCN epoch time and memory"
 	@echo "make bench-llara [ARGS=--run RUN_DIR]       LLaRA ablations on a pipeline run's artifacts"
@@ -40,6 +41,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
 
+compile: $(STAMP)
+	$(VENV)/bin/llarapp pipeline compile -o build/training_pipeline.yaml $(ARGS)
+	$(VENV)/bin/llarapp pipeline compile -p hpo -o build/hpo_pipeline.yaml $(ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check llarapp pipelines components tests benchmarks
 
@@ -56,4 +61,4 @@ bench-export: $(STAMP)
 	$(PY) benchmarks/export.py $(ARGS)
 
 clean:
-	rm -rf runs .pytest_cache .ruff_cache
+	rm -rf runs build .pytest_cache .ruff_cache

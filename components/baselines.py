@@ -1,12 +1,11 @@
 """baselines: popularity and item-kNN recommendations for the held-out playlists."""
 
-from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
 
-from components.image import BASE_IMAGE
+from components.image import component
 
 
-@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+@component
 def baselines(dataset: Input[Dataset], splits: Input[Dataset],
               recommendations: Output[Dataset], similarity_alpha: float = 0.5):
     from llarapp.data.dataset import Dataset as LoadedDataset

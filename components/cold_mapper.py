@@ -1,12 +1,11 @@
 """cold_mapper: text → graph MLPs for cold tracks and title-only playlists; track tags."""
 
-from kfp import dsl
 from kfp.dsl import Dataset, Input, Model, Output
 
-from components.image import BASE_IMAGE
+from components.image import component
 
 
-@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+@component
 def cold_mapper(dataset: Input[Dataset], splits: Input[Dataset], embeddings: Input[Dataset],
                 graph: Input[Model], mapper: Output[Model], seed: int = 0):
     from llarapp.data.dataset import Dataset as LoadedDataset

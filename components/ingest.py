@@ -1,12 +1,11 @@
 """ingest: MPD slices → validated Parquet tables with a manifest."""
 
-from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
 
-from components.image import BASE_IMAGE
+from components.image import component
 
 
-@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+@component
 def ingest(slices: Input[Dataset], dataset: Output[Dataset], strict: bool = False):
     from llarapp.data.ingest import IngestConfig
     from llarapp.data.ingest import ingest as run_ingest

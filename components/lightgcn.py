@@ -1,12 +1,11 @@
 """lightgcn: torch-geometric LightGCN on the playlist–track training graph."""
 
-from kfp import dsl
 from kfp.dsl import Dataset, Input, Model, Output
 
-from components.image import BASE_IMAGE
+from components.image import component
 
 
-@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+@component
 def lightgcn(dataset: Input[Dataset], splits: Input[Dataset], graph: Output[Model],
              dim: int = 64, layers: int = 3, epochs: int = 30, seed: int = 0):
     from llarapp.data.dataset import Dataset as LoadedDataset

@@ -1,24 +1,24 @@
 """llara: domain pre-training, curriculum prompt tuning with LoRA; then eval-llara."""
 
-from kfp import dsl
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
 
-from components.image import BASE_IMAGE
+from components.image import component
 
 
-@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+@component
 def llara(dataset: Input[Dataset], splits: Input[Dataset], embeddings: Input[Dataset],
           graph: Input[Model], mapper: Input[Model], retrieved: Input[Dataset],
-          model: Output[Model], steps: int = 150, pretrain_steps: int = 60,
+          model: Output[Model], backbone: str = "scratch", steps: int = 150,
+          pretrain_steps: int = 60,
           schedule: str = "curriculum", finetune: str = "lora", seed: int = 0,
           tracking_uri: str = "", experiment: str = "llarapp"):
     from llarapp.llara.config import LlaraConfig
     from llarapp.llara.examples import Sources
     from llarapp.llara.train import run_train_llara
 
-    cfg = LlaraConfig(steps=steps, pretrain_steps=pretrain_steps, schedule=schedule,
-                      finetune=finetune, seed=seed, tracking_uri=tracking_uri,
-                      experiment=experiment)
+    cfg = LlaraConfig(backbone=backbone, steps=steps, pretrain_steps=pretrain_steps,
+                      schedule=schedule, finetune=finetune, seed=seed,
+                      tracking_uri=tracking_uri, experiment=experiment)
     sources = Sources.load(dataset.path, splits.path, embeddings.path, graph.path, mapper.path,
                            retrieved.path)
     manifest = run_train_llara(cfg, sources, model.path)
@@ -26,7 +26,7 @@ def llara(dataset: Input[Dataset], splits: Input[Dataset], embeddings: Input[Dat
                            **manifest["summary"]})
 
 
-@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+@component
 def eval_llara(model: Input[Model], dataset: Input[Dataset], splits: Input[Dataset],
                embeddings: Input[Dataset], graph: Input[Model], mapper: Input[Model],
                retrieved: Input[Dataset], evaluation: Output[Dataset],

@@ -1,12 +1,11 @@
 """retrieve: LightGCN, text-only and hybrid recommendations; λ tuned on validation."""
 
-from kfp import dsl
 from kfp.dsl import Dataset, Input, Model, Output
 
-from components.image import BASE_IMAGE
+from components.image import component
 
 
-@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+@component
 def retrieve(dataset: Input[Dataset], splits: Input[Dataset], embeddings: Input[Dataset],
              graph: Input[Model], mapper: Input[Model], recommendations: Output[Dataset]):
     from llarapp.data.dataset import Dataset as LoadedDataset

@@ -1,12 +1,11 @@
 """split: held-out continuation playlists by category, cold tracks, next-track view."""
 
-from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
 
-from components.image import BASE_IMAGE
+from components.image import component
 
 
-@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+@component
 def split(dataset: Input[Dataset], splits: Output[Dataset], seed: int = 0,
           cold_fraction: float = 0.05):
     from llarapp.data.dataset import Dataset as LoadedDataset

@@ -1,12 +1,11 @@
 """synth: resolve the data source — synthetic MPD slices, or a pointer to user data."""
 
-from kfp import dsl
 from kfp.dsl import Dataset, Output
 
-from components.image import BASE_IMAGE
+from components.image import component
 
 
-@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+@component
 def synth(slices: Output[Dataset], data_uri: str = "", num_playlists: int = 2000,
           seed: int = 0):
     """Generate ``num_playlists`` synthetic playlists, unless ``data_uri`` names real data:

@@ -1,12 +1,11 @@
 """text_embed: item and playlist-title embeddings from a BERT-family encoder."""
 
-from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
 
-from components.image import BASE_IMAGE
+from components.image import component
 
 
-@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+@component
 def text_embed(dataset: Input[Dataset], embeddings: Output[Dataset], encoder: str = "minilm"):
     from llarapp.data.dataset import Dataset as LoadedDataset
     from llarapp.models.text_embed import TextEmbedConfig, run_text_embed

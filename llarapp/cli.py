@@ -6,54 +6,27 @@ Each stage takes ``--config FILE.yaml`` and any number of ``--set key=value`` ov
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from llarapp.config import StageConfig
-from llarapp.errors import LlaraError
-
-app = typer.Typer(help="LLaRA++ cold-start music recommendation.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
-pipeline_app = typer.Typer(help="Run or compile the KFP training pipeline.",
-                           no_args_is_help=True)
-app.add_typer(pipeline_app, name="pipeline")
-console = Console(stderr=True)
-C = TypeVar("C", bound=StageConfig)
-
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override: key=value.")]
-ShowOpt = Annotated[bool, typer.Option("--show-config", help="Print the config and exit.")]
-OutputOpt = Annotated[str, typer.Option("--output", "-o", help="Artifact folder or s3:// prefix.")]
-DatasetOpt = Annotated[Path, typer.Option("--dataset", "-d", help="Ingest artifact.")]
-SplitOpt = Annotated[Path, typer.Option("--split", help="Split artifact.")]
-TextOpt = Annotated[Path, typer.Option("--text", help="text_embed artifact.")]
-GraphOpt = Annotated[Path, typer.Option("--graph", help="lightgcn artifact.")]
-MapperOpt = Annotated[Path, typer.Option("--mapper", help="cold_mapper artifact.")]
-RetrievedOpt = Annotated[Path, typer.Option("--retrieved", help="retrieve artifact.")]
-
-
-def _run(action: Callable[[], Any]) -> Any:
-    """Run a stage; typed errors become one red line and exit code 2, not a traceback."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return action()
-    except LlaraError as exc:
-        console.print(f"[red]error:[/red] {type(exc).__name__}: {exc}", highlight=False)
-        raise typer.Exit(2) from None
-
-
-def _config(cls: type[C], path: Path | None, overrides: list[str] | None, show: bool,
-            **values: Any) -> C:
-    cfg = _run(lambda: cls.load(path, overrides or (), **values))
-    if show:
-        typer.echo(cfg.to_yaml())
-        raise typer.Exit(0)
-    return cfg
+from llarapp.cli_common import (
+    ConfigOpt,
+    DatasetOpt,
+    GraphOpt,
+    MapperOpt,
+    OutputOpt,
+    RetrievedOpt,
+    SetOpt,
+    ShowOpt,
+    SplitOpt,
+    TextOpt,
+    _config,
+    _run,
+    app,
+    console,
+)
 
 
 @app.command()
@@ -303,28 +276,4 @@ def tune(dataset: DatasetOpt, split_dir: SplitOpt, text: TextOpt,
     console.print_json(data=result)
 
 
-@pipeline_app.command("run")
-def pipeline_run(
-    data: Annotated[str | None, typer.Option(
-        "--data", help="Folder or s3:// prefix of MPD slices; default: synthetic.")] = None,
-    workdir: Annotated[Path, typer.Option(help="Where runs and MLflow live.")] = Path("runs"),
-    set_: SetOpt = None,
-) -> None:
-    """Run the whole training pipeline locally with kfp.local (SubprocessRunner)."""
-    from pipelines.local_run import run_locally
-
-    _run(lambda: run_locally(data=data, workdir=workdir, overrides=set_ or []))
-
-
-@pipeline_app.command("compile")
-def pipeline_compile(
-    output: Annotated[Path, typer.Option("--output", "-o")] = Path("training_pipeline.yaml"),
-) -> None:
-    """Write the pipeline's IR YAML for a Kubeflow cluster."""
-    from kfp import compiler
-
-    from pipelines.training import training_pipeline
-
-    compiler.Compiler().compile(training_pipeline, str(output))
-    console.print(f"wrote {output}")
-
+from llarapp import cli_ops  # noqa: E402,F401  (registers pipeline, register, deploy, registry)

@@ -44,6 +44,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         (item_tp, *_) = typing.get_args(tp) or (Any,)
         items = [_coerce(v, item_tp, key) for v in value]
         return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        key_tp, value_tp = typing.get_args(tp) or (Any, Any)
+        return {_coerce(k, key_tp, key): _coerce(v, value_tp, f"{key}.{k}")
+                for k, v in value.items()}
     if tp is Any:
         return value
     if tp is bool:

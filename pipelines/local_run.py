@@ -1,4 +1,4 @@
-"""Run the training pipeline on this machine with ``kfp.local.SubprocessRunner``.
+"""Run a pipeline on this machine with ``kfp.local.SubprocessRunner``.
 
 This is what ``make run`` does. Components import the installed ``llarapp`` package
 (``use_venv=False``), so no network is needed.
@@ -6,6 +6,7 @@ This is what ``make run`` does. Components import the installed ``llarapp`` pack
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
@@ -21,50 +22,81 @@ from llarapp.eval.table import print_table
 from llarapp.tracking import default_tracking_uri
 
 console = Console(width=None if os.isatty(1) else 110, soft_wrap=True)
+PIPELINES = ("training", "hpo")
 
 
-def pipeline_arguments(data: str | None, workdir: Path, overrides: list[str]
-                       ) -> dict[str, Any]:
-    import inspect
+def pipeline_function(name: str, local: bool = False):
+    """The pipeline called ``name``; ``local`` leaves cluster endpoints out of the env."""
+    from pipelines.platform import PlatformConfig
 
-    from pipelines.training import training_pipeline
+    if name not in PIPELINES:
+        raise ConfigError(f"unknown pipeline {name!r}; choose one of {', '.join(PIPELINES)}")
+    platform = PlatformConfig.local() if local else PlatformConfig()
+    if name == "hpo":
+        from pipelines.hpo import build_hpo_pipeline
 
-    params = inspect.signature(training_pipeline.pipeline_func).parameters
-    arguments: dict[str, Any] = {
-        "data_uri": data or "",
-        "tracking_uri": default_tracking_uri(workdir),
-    }
+        return build_hpo_pipeline(platform)
+    from pipelines.training import build_training_pipeline
+
+    return build_training_pipeline(platform)
+
+
+def pipeline_arguments(data: str | None, workdir: Path, overrides: list[str],
+                       pipeline: str = "training") -> dict[str, Any]:
+    """Defaults for a local run (sqlite MLflow and Optuna in ``workdir``), then overrides."""
+    params = inspect.signature(pipeline_function(pipeline).pipeline_func).parameters
+    arguments: dict[str, Any] = {"data_uri": data or "",
+                                 "tracking_uri": default_tracking_uri(workdir)}
+    if pipeline == "hpo":
+        arguments["storage"] = f"sqlite:///{workdir.resolve() / 'optuna.db'}"
     for key, value in parse_overrides(overrides).items():
         if key not in params:
             raise ConfigError(f"unknown pipeline parameter {key!r}; valid: {', '.join(params)}")
-        arguments[key] = type(params[key].default)(value)
+        default = params[key].default
+        arguments[key] = value if default is inspect.Parameter.empty or isinstance(
+            default, list) else type(default)(value)
     return arguments
 
 
-def run_locally(data: str | None = None, workdir: Path = Path("runs"),
-                overrides: list[str] | None = None) -> dict[str, Any]:
+def init_local(workdir: Path) -> None:
     from kfp import local
 
-    from pipelines.training import training_pipeline
-
-    workdir = workdir.resolve()
     os.environ.setdefault("TQDM_MININTERVAL", "5")
     # Expected here: components run in this environment, not in their cluster image.
     warnings.filterwarnings("ignore", "You may be attemping to run a task", RuntimeWarning)
     warnings.filterwarnings("ignore", ".*have no effect in the current local runner")
-    arguments = pipeline_arguments(data, workdir, overrides or [])
     local.init(runner=local.SubprocessRunner(use_venv=False),
                pipeline_root=str(workdir / "pipeline-root"))
-    console.rule("[bold]LLaRA++ training pipeline (kfp.local)")
+
+
+def run_locally(data: str | None = None, workdir: Path = Path("runs"),
+                overrides: list[str] | None = None, pipeline: str = "training"
+                ) -> dict[str, Any]:
+    workdir = workdir.resolve()
+    arguments = pipeline_arguments(data, workdir, overrides or [], pipeline)
+    init_local(workdir)
+    console.rule(f"[bold]LLaRA++ {pipeline} pipeline (kfp.local)")
     console.print(f"data: {arguments['data_uri'] or 'synthetic MPD (embedded default)'}")
     started = time.monotonic()
-    task = training_pipeline(**arguments)
+    task = pipeline_function(pipeline, local=True)(**arguments)
+    if pipeline == "hpo":
+        console.print(f"best parameters: {task.output}")
+        console.print(f"study: {arguments['storage']}")
+        console.print(f"finished in {time.monotonic() - started:.0f} s")
+        return {"best_params": json.loads(task.output), "storage": arguments["storage"]}
     evaluation = Path(task.output.path)
-    result = json.loads((evaluation / "metrics.json").read_text())
+    result = summarise_training_run(evaluation)
+    console.print(f"finished in {time.monotonic() - started:.0f} s")
+    return {"evaluation": str(evaluation), **result}
+
+
+def summarise_training_run(evaluation: Path) -> dict[str, Any]:
+    """Print the metrics, the gate's outcome and where everything is; return them."""
     import pandas as pd
 
     from llarapp.eval.evaluate import metrics_table
 
+    result = json.loads((evaluation / "metrics.json").read_text())
     print_table(metrics_table(pd.DataFrame(result["summary"])), f"{result['split']} split",
                 console)
     run_dir = evaluation.parent.parent
@@ -72,17 +104,30 @@ def run_locally(data: str | None = None, workdir: Path = Path("runs"),
                    run_dir / "export" / "bundle" / "report" / "quantization.md"):
         if report.is_file():
             console.print(report.read_text())
-    console.print(f"gate: {result['gate']['metric']} of {result['gate']['model']} = "
-                  f"{result['gate']['value']:.4f}")
-    console.print(f"artifacts: {evaluation.parent.parent}")
+    gate = result["gate"]
+    registration = read_json(run_dir / "register" / "registration" / "manifest.json")
+    deployment = read_json(run_dir / "deploy" / "manifest" / "manifest.json")
+    console.print(f"gate:      {gate['metric']} of {gate['model']} = {gate['value']:.4f}; "
+                  + ("deployed" if deployment else "deploy skipped (gate not cleared)"))
+    console.print(f"artifacts: {run_dir}")
     console.print(f"report:    {evaluation / 'report.html'}")
-    if (run_dir / "export" / "bundle").is_dir():
-        console.print(f"bundle:    {run_dir / 'export' / 'bundle'} "
-                      "(llarapp bundle-info <bundle> to inspect)")
+    bundle = run_dir / "export" / "bundle"
+    console.print(f"bundle:    {bundle} (llarapp bundle-info {bundle})")
+    if registration:
+        console.print(f"registry:  models:/{registration['model_name']}/"
+                      f"{registration['version']} ({registration['model_version']}), "
+                      f"registered as candidate at {registration['storage_uri']}")
+    if deployment:
+        console.print(f"deploy:    {deployment['action']} {deployment['namespace']}/"
+                      f"{deployment['service']} → {run_dir / 'deploy' / 'manifest'}; "
+                      f"alias {deployment['alias']['name']} → v{deployment['version']}")
     if result.get("mlflow"):
         run = result["mlflow"]
         console.print(f"MLflow:    run {run['run_id']} (experiment {run['experiment_id']}) "
                       f"at {run['tracking_uri']}")
         console.print(f"           view with: mlflow ui --backend-store-uri {run['tracking_uri']}")
-    console.print(f"finished in {time.monotonic() - started:.0f} s")
-    return {"evaluation": str(evaluation), **result}
+    return {**result, "registration": registration, "deployment": deployment}
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None

@@ -10,7 +10,8 @@ def test_help_lists_every_stage():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
     for command in ("synth", "ingest", "split", "baselines", "evaluate", "pipeline",
-                    "text-embed", "train-lightgcn", "cold-mapper", "retrieve", "tune"):
+                    "text-embed", "train-lightgcn", "cold-mapper", "retrieve", "tune",
+                    "register", "deploy", "registry"):
         assert command in result.output
 
 

@@ -91,3 +91,46 @@ def test_round_trip_through_yaml(tmp_path):
     path = tmp_path / "split.yaml"
     path.write_text(cfg.to_yaml())
     assert SplitConfig.from_yaml(path) == cfg
+
+
+CONFIG_FILES = {
+    "synth.yaml": "llarapp.data.synth:SynthConfig",
+    "ingest.yaml": "llarapp.data.ingest:IngestConfig",
+    "split.yaml": "llarapp.data.split:SplitConfig",
+    "baselines.yaml": "llarapp.models.baselines:BaselinesConfig",
+    "text_embed.yaml": "llarapp.models.text_embed:TextEmbedConfig",
+    "lightgcn.yaml": "llarapp.models.lightgcn:LightGCNConfig",
+    "cold_mapper.yaml": "llarapp.models.cold_mapper:ColdMapperConfig",
+    "retrieve.yaml": "llarapp.models.retrieve:RetrieveConfig",
+    "evaluate.yaml": "llarapp.eval.evaluate:EvaluateConfig",
+    "llara.yaml": "llarapp.llara.config:LlaraConfig",
+    "eval_llara.yaml": "llarapp.llara.evaluate:LlaraEvalConfig",
+    "export.yaml": "llarapp.export.config:ExportConfig",
+    "tune.yaml": "llarapp.models.tune:TuneConfig",
+    "register.yaml": "llarapp.registry.register:RegisterConfig",
+    "deploy.yaml": "llarapp.deploy.config:DeployConfig",
+    "platform.yaml": "pipelines.platform:PlatformConfig",
+}
+
+
+def test_every_shipped_config_loads_into_its_class():
+    import importlib
+    from pathlib import Path
+
+    folder = Path(__file__).parent.parent / "configs"
+    assert {p.name for p in folder.glob("*.yaml")} == set(CONFIG_FILES)
+    for name, target in CONFIG_FILES.items():
+        module, cls = target.split(":")
+        config = getattr(importlib.import_module(module), cls).from_yaml(folder / name)
+        assert config == type(config)(), f"{name} differs from the defaults"
+
+
+def test_mappings_are_coerced_and_checked():
+    from pipelines.platform import PlatformConfig
+
+    cfg = PlatformConfig.from_dict({"resources": {"llara": [16, "64Gi"]}})
+    assert cfg.resources == {"llara": ["16", "64Gi"]}
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        PlatformConfig.from_dict({"resources": ["llara"]})
+    with pytest.raises(ConfigError, match=r"resources.llara must be \[cpu, memory\]"):
+        PlatformConfig.from_dict({"resources": {"llara": ["16"]}})

@@ -10,44 +10,94 @@ from llarapp.errors import ConfigError
 from pipelines.local_run import pipeline_arguments, run_locally
 
 
-def test_compiles_with_every_stage(tmp_path):
-    from kfp import compiler
+def compiled(tmp_path, pipeline="training", platform=None):
+    from pipelines.submit import compile_pipeline
 
-    from pipelines.training import training_pipeline
+    path = compile_pipeline(pipeline, tmp_path / f"{pipeline}.yaml", platform)
+    spec, platform_spec = yaml.safe_load_all(path.read_text())
+    return spec, platform_spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 
-    path = tmp_path / "pipeline.yaml"
-    compiler.Compiler().compile(training_pipeline, str(path))
-    spec = next(yaml.safe_load_all(path.read_text()))
+
+def test_compiles_with_every_stage_and_the_gate(tmp_path):
+    spec, _ = compiled(tmp_path)
     tasks = spec["root"]["dag"]["tasks"]
     assert set(tasks) == {"synth", "ingest", "split", "baselines", "text-embed", "lightgcn",
-                          "cold-mapper", "retrieve", "evaluate", "llara", "eval-llara", "export"}
+                          "cold-mapper", "retrieve", "llara", "eval-llara", "export",
+                          "evaluate", "register", "condition-1"}
     assert set(tasks["llara"]["dependentTasks"]) == {"ingest", "split", "text-embed",
                                                      "lightgcn", "cold-mapper", "retrieve"}
-    assert "llara" in tasks["eval-llara"]["dependentTasks"]
     assert {"llara", "eval-llara"} <= set(tasks["export"]["dependentTasks"])
-    assert tasks["evaluate"]["dependentTasks"] == ["baselines", "ingest", "retrieve", "split"]
-    assert set(tasks["cold-mapper"]["dependentTasks"]) == {"ingest", "split", "text-embed",
-                                                           "lightgcn"}
-    assert "data_uri" in spec["root"]["inputDefinitions"]["parameters"]
+    assert {"export", "eval-llara", "baselines", "retrieve"} <= set(
+        tasks["evaluate"]["dependentTasks"])
+    assert {"export", "evaluate"} <= set(tasks["register"]["dependentTasks"])
+    # The gate: evaluate's scalar ≥ gate_threshold, then int8 parity, then deploy.
+    metric_gate = tasks["condition-1"]
+    assert metric_gate["triggerPolicy"]["condition"] == (
+        "inputs.parameter_values['pipelinechannel--evaluate-Output'] >= "
+        "inputs.parameter_values['pipelinechannel--gate_threshold']")
+    inner = spec["components"]["comp-condition-1"]["dag"]["tasks"]["condition-2"]
+    assert inner["triggerPolicy"]["condition"] == (
+        "inputs.parameter_values['pipelinechannel--export-Output'] == true")
+    assert "deploy" in spec["components"]["comp-condition-2"]["dag"]["tasks"]
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    for name in ("data_uri", "synth_playlists", "lightgcn_epochs", "llara_backbone",
+                 "gate_threshold", "export_max_delta_hr", "bundle_uri", "deploy_target"):
+        assert name in params, name
 
 
-def test_gpu_stages_request_an_mi100(tmp_path):
-    from kfp import compiler
+def test_every_task_has_resources_secrets_and_caching(tmp_path):
+    spec, kube = compiled(tmp_path)
+    executors = spec["deploymentSpec"]["executors"]
+    assert len(executors) == 14
+    for name, executor in executors.items():
+        resources = executor["container"]["resources"]
+        assert resources["resourceCpuRequest"] and resources["resourceMemoryRequest"], name
+        secrets = {s["secretName"]: s for s in kube[name]["secretAsEnv"]}
+        assert [e["envVar"] for e in secrets["llarapp-s3"]["keyToEnv"]] == [
+            "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+        assert secrets["llarapp-mlflow"]["optional"] is True
+        env = {e["name"]: e["value"] for e in executor["container"]["env"]}
+        assert env["S3_ENDPOINT"].startswith("http") and "MLFLOW_TRACKING_URI" in env
+    assert executors["exec-deploy"]["container"]["image"] == executors["exec-ingest"][
+        "container"]["image"]
+    caching = {name: task.get("cachingOptions", {}).get("enableCache", False)
+               for name, task in spec["root"]["dag"]["tasks"].items() if name != "condition-1"}
+    assert caching["lightgcn"] and caching["export"] and not caching["register"]
 
-    from pipelines.training import training_pipeline
 
-    path = tmp_path / "pipeline.yaml"
-    compiler.Compiler().compile(training_pipeline, str(path))
-    pipeline, platform = yaml.safe_load_all(path.read_text())
-    executors = pipeline["deploymentSpec"]["executors"]
-    kube = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+@pytest.mark.parametrize("label", ["amd.com/gpu.product-name=AMD_Instinct_MI100",
+                                   "node.kubernetes.io/gpu=mi100"])
+def test_gpu_stages_request_an_mi100(tmp_path, label):
+    from pipelines.platform import PlatformConfig
+
+    spec, kube = compiled(tmp_path, platform=PlatformConfig(gpu_node_label=label))
+    executors = spec["deploymentSpec"]["executors"]
+    key, value = label.split("=")
     for stage in ("lightgcn", "llara", "eval-llara", "export"):
         resources = executors[f"exec-{stage}"]["container"]["resources"]
-        assert resources["accelerator"]["resourceType"] == "amd.com/gpu"
-        assert kube[f"exec-{stage}"]["nodeSelector"]["labels"] == {
-            "amd.com/gpu.product-name": "AMD_Instinct_MI100"}
+        accelerator = resources["accelerator"]
+        assert accelerator["resourceType"] == "amd.com/gpu" and accelerator["resourceCount"] == "1"
+        assert kube[f"exec-{stage}"]["nodeSelector"]["labels"] == {key: value}
         assert kube[f"exec-{stage}"]["tolerations"][0]["key"] == "amd.com/gpu"
-    assert "exec-ingest" not in kube
+    for stage in ("ingest", "evaluate", "register", "deploy"):
+        assert "accelerator" not in executors[f"exec-{stage}"]["container"]["resources"]
+        assert "nodeSelector" not in kube[f"exec-{stage}"]
+
+
+def test_hpo_pipeline_fans_out_workers_over_one_storage(tmp_path):
+    spec, kube = compiled(tmp_path, "hpo")
+    tasks = spec["root"]["dag"]["tasks"]
+    loop = tasks["for-loop-1"]
+    assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--workers"
+    assert tasks["hpo-summary"]["dependentTasks"] == ["for-loop-1"]  # waits for every worker
+    assert tasks["for-loop-1"]["dependentTasks"] == ["hpo-study", "ingest", "split",
+                                                     "text-embed"]
+    worker = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]["hpo-worker"]
+    assert worker["inputs"]["parameters"]["storage"]["componentInputParameter"] == \
+        "pipelinechannel--storage"
+    storage = spec["root"]["inputDefinitions"]["parameters"]["storage"]
+    assert "defaultValue" not in storage and not storage.get("isOptional")  # must be given
+    assert kube["exec-hpo-worker"]["nodeSelector"]["labels"]
 
 
 def test_pipeline_arguments_reject_unknown_parameters(tmp_path):
@@ -59,7 +109,22 @@ def test_pipeline_arguments_reject_unknown_parameters(tmp_path):
 
 # The data-plumbing tests need the stages to run, not to train well.
 FAST_MODELS = ["lightgcn_epochs=2", "lightgcn_dim=16", "llara_steps=3",
-               "llara_pretrain_steps=2", "export_eval_prompts=32", "export_latency_repeats=1"]
+               "llara_pretrain_steps=2", "export_eval_prompts=32", "export_latency_repeats=1",
+               "export_quantization=dynamic"]
+
+
+def test_pipeline_arguments_for_hpo_default_to_a_local_study(tmp_path):
+    args = pipeline_arguments(None, tmp_path, ["workers=[0, 1]"], pipeline="hpo")
+    assert args["storage"] == f"sqlite:///{tmp_path.resolve() / 'optuna.db'}"
+    assert args["workers"] == [0, 1]
+    with pytest.raises(ConfigError, match="unknown pipeline 'nope'"):
+        pipeline_arguments(None, tmp_path, [], pipeline="nope")
+
+
+def aliases(tracking_uri):
+    from llarapp.registry.aliases import Registry
+
+    return Registry("llarapp", tracking_uri).aliases()
 
 
 @pytest.mark.slow
@@ -68,16 +133,17 @@ def test_local_run_end_to_end(tmp_path, monkeypatch):
     result = run_locally(workdir=tmp_path / "runs",
                          overrides=["synth_playlists=300", "llara_steps=6",
                                     "llara_pretrain_steps=3", "export_eval_prompts=64",
-                                    "export_latency_repeats=2"])
+                                    "export_latency_repeats=2", "gate_threshold=0.0"])
     evaluation = Path(result["evaluation"])
     metrics = json.loads((evaluation / "metrics.json").read_text())
     assert {"popularity", "item_knn", "lightgcn", "text", "hybrid"} <= {
         row["model"] for row in metrics["summary"]}
+    assert metrics["gate"]["model"] == "hybrid"
     assert (tmp_path / "runs" / "mlflow.db").is_file()
-    stage_dirs = {p.name for p in evaluation.parent.parent.iterdir()}
-    assert {"synth", "ingest", "split", "baselines", "text-embed", "lightgcn", "cold-mapper",
-            "retrieve", "evaluate", "llara", "eval-llara", "export"} <= stage_dirs
     root = evaluation.parent.parent
+    assert {"synth", "ingest", "split", "baselines", "text-embed", "lightgcn", "cold-mapper",
+            "retrieve", "evaluate", "llara", "eval-llara", "export", "register",
+            "deploy"} <= {p.name for p in root.iterdir()}
     llara = json.loads((root / "eval-llara" / "evaluation" / "metrics.json").read_text())
     assert {r["model"] for r in llara["candidates"]} == {"llara", "lightgcn", "hybrid"}
     assert (root / "llara" / "model" / "adapter" / "adapter_config.json").is_file()
@@ -86,30 +152,60 @@ def test_local_run_end_to_end(tmp_path, monkeypatch):
     bundle = Bundle.load(root / "export" / "bundle")  # verifies every hash
     assert bundle.manifest["quantization"]["chosen"] in ("dynamic", "per_channel", "static")
     assert bundle.manifest["metrics"]["size_ratio"] > 3
+    report = (evaluation / "report.html").read_text()
+    assert "LLaRA ranker and ablations" in report and "Quantization parity" in report
+    assert report.count("data:image/png;base64") >= 6
+    assert "## Quantization parity" in (evaluation / "metrics.md").read_text()
+    # Registered, gate cleared (threshold 0 and parity holds), deployed to staging.
+    assert result["registration"]["model_version"] == bundle.version
+    isvc = yaml.safe_load((root / "deploy" / "manifest" / "inferenceservice.yaml").read_text())
+    assert isvc["metadata"]["name"] == "llarapp-staging"
+    assert aliases(result["registration"]["mlflow"]["tracking_uri"]) == {
+        "candidate": "1", "staging": "1"}
 
 
 @pytest.mark.slow
-def test_local_run_on_a_data_folder(tmp_path, synthetic_slices, monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    result = run_locally(data=str(synthetic_slices), workdir=tmp_path / "runs",
-                         overrides=FAST_MODELS)
-    root = Path(result["evaluation"]).parent.parent
-    pointer = json.loads((root / "synth" / "slices" / "manifest.json").read_text())
-    assert pointer["kind"] == "mpd-source" and pointer["uri"] == str(synthetic_slices)
-    ingested = json.loads((root / "ingest" / "dataset" / "manifest.json").read_text())
-    assert ingested["counts"]["playlists"] == 600
-
-
-@pytest.mark.slow
-def test_local_run_on_an_s3_prefix(tmp_path, synthetic_slices, s3_env, monkeypatch):
-    """make run DATA=s3://…: the component subprocesses read S3 with the same environment."""
+def test_an_impossible_gate_skips_deploy_and_moves_no_alias(tmp_path, synthetic_slices, s3_env,
+                                                           bundle, monkeypatch):
+    """make run DATA=s3://… with bundle_uri set and staging held by an earlier version: the
+    components read S3 with the same environment, register uploads the bundle, and a gate
+    no model can clear (NDCG ≤ 1) skips deploy."""
+    from llarapp.registry.aliases import Registry
+    from llarapp.registry.register import RegisterConfig, run_register
+    from llarapp.serving.bundle import Bundle
     from llarapp.storage import upload_dir
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    tracking = f"sqlite:///{(tmp_path / 'runs').resolve() / 'mlflow.db'}"
+    run_register(RegisterConfig(tracking_uri=tracking), bundle.folder, tmp_path / "earlier")
+    Registry("llarapp", tracking).move("staging", "1")
     upload_dir(synthetic_slices, f"s3://{s3_env}/mpd")
     result = run_locally(data=f"s3://{s3_env}/mpd", workdir=tmp_path / "runs",
-                         overrides=FAST_MODELS)
+                         overrides=[*FAST_MODELS, "gate_threshold=2.0",
+                                    f"bundle_uri=s3://{s3_env}/bundles"])
     root = Path(result["evaluation"]).parent.parent
     ingested = json.loads((root / "ingest" / "dataset" / "manifest.json").read_text())
     assert ingested["counts"]["playlists"] == 600
     assert ingested["sources"][0]["uri"].startswith(f"s3://{s3_env}/mpd/")
+    registration = result["registration"]
+    assert registration["version"] == "2"
+    assert registration["storage_uri"] == f"s3://{s3_env}/bundles/{registration['model_version']}"
+    assert Bundle.load(registration["storage_uri"]).version == registration["model_version"]
+    quantization = Bundle.load(root / "export" / "bundle").manifest["quantization"]
+    assert quantization["chosen"] == "dynamic" and quantization["int8_parity"]["passed"]
+    assert not (root / "deploy").exists() and result["deployment"] is None
+    assert aliases(tracking) == {"candidate": "2", "staging": "1"}
+
+
+@pytest.mark.slow
+def test_hpo_pipeline_runs_locally_with_a_shared_study(tmp_path, monkeypatch):
+    import optuna
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = run_locally(workdir=tmp_path / "runs", pipeline="hpo",
+                         overrides=["synth_playlists=300", "workers=[0, 1]",
+                                    "trials_per_worker=1", "epochs=2"])
+    study = optuna.load_study(study_name="llarapp-lightgcn", storage=result["storage"])
+    assert len(study.trials) == 2  # one per worker, in one study
+    assert set(result["best_params"]) == {"dim", "layers", "lr", "reg", "negatives", "lam",
+                                          "cold_offset"}

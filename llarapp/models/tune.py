@@ -17,6 +17,7 @@ from typing import Any
 
 from llarapp.config import StageConfig, require
 from llarapp.data.dataset import Dataset, Split
+from llarapp.errors import ConfigError
 from llarapp.models.cold_mapper import ColdMapperConfig, fit_mappers, graph_vectors_for_all
 from llarapp.models.cold_mapper import holdout_mask as item_holdout_mask
 from llarapp.models.hybrid import HybridScorer
@@ -67,11 +68,11 @@ class TuneConfig(StageConfig):
                 "dims, layers and negatives must not be empty")
 
     def storage_url(self) -> str:
-        if self.storage:
-            return self.storage
-        path = Path(self.workdir).resolve() / "optuna.db"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{path}"
+        """The RDB URL; for sqlite, its folder is created (sqlite will not)."""
+        url = self.storage or f"sqlite:///{Path(self.workdir).resolve() / 'optuna.db'}"
+        if url.startswith("sqlite:///"):
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        return url
 
 
 def sample_params(trial: Any, cfg: TuneConfig) -> dict[str, Any]:
@@ -154,16 +155,30 @@ class Objective:
         return float(table[self.cfg.metric].iloc[0])
 
 
-def run_tune(cfg: TuneConfig, dataset: Dataset, split: Split, text: TextEmbeddings
-             ) -> dict[str, Any]:
+def open_study(cfg: TuneConfig) -> Any:
+    """Create the study (and the storage's tables) or load it. Parallel workers should
+    find it created: concurrent first-time creation races on the schema."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
+    return optuna.create_study(
         study_name=cfg.study_name, storage=cfg.storage_url(), direction="maximize",
         load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=cfg.seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2,
                                            n_warmup_steps=cfg.pruner_warmup_epochs))
+
+
+def prepare_study(cfg: TuneConfig) -> dict[str, Any]:
+    """What the HPO pipeline runs before its workers: the study and the MLflow experiment."""
+    study = open_study(cfg)
+    if cfg.track:
+        start_tracking(cfg.experiment, cfg.tracking_uri or None)
+    return study_result(study, cfg)
+
+
+def run_tune(cfg: TuneConfig, dataset: Dataset, split: Split, text: TextEmbeddings
+             ) -> dict[str, Any]:
+    study = open_study(cfg)
     mlflow = parent = None
     if cfg.track:
         mlflow, experiment_id, _ = start_tracking(cfg.experiment, cfg.tracking_uri or None)
@@ -174,13 +189,8 @@ def run_tune(cfg: TuneConfig, dataset: Dataset, split: Split, text: TextEmbeddin
         study.optimize(Objective(cfg, dataset, split, text, mlflow, parent), n_trials=cfg.trials,
                        timeout=cfg.timeout_s or None, gc_after_trial=True,
                        show_progress_bar=True)
-        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        result: dict[str, Any] = {
-            "study": cfg.study_name, "storage": cfg.storage_url(),
-            "trials": len(study.trials), "complete": len(complete),
-            "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)}
-        if complete:
-            result |= {"best_value": study.best_value, "best_params": study.best_params}
+        result = study_result(study, cfg)
+        if "best_value" in result:
             if mlflow:
                 mlflow.log_metric("best_val_ndcg", study.best_value)
                 mlflow.log_params({f"best.{k}": v for k, v in study.best_params.items()})
@@ -192,10 +202,34 @@ def run_tune(cfg: TuneConfig, dataset: Dataset, split: Split, text: TextEmbeddin
             mlflow.end_run()
 
 
-def trials_table(cfg: TuneConfig) -> Any:
+def study_result(study: Any, cfg: TuneConfig) -> dict[str, Any]:
+    """Trial counts by state and, once a trial completed, the best value and parameters."""
     import optuna
 
-    study = optuna.load_study(study_name=cfg.study_name, storage=cfg.storage_url())
-    return study.trials_dataframe(attrs=("number", "value", "state", "params"))
+    states = [t.state for t in study.trials]
+    result: dict[str, Any] = {
+        "study": cfg.study_name, "storage": cfg.storage_url(), "trials": len(states),
+        "complete": states.count(optuna.trial.TrialState.COMPLETE),
+        "pruned": states.count(optuna.trial.TrialState.PRUNED)}
+    if result["complete"]:
+        result |= {"best_value": study.best_value, "best_params": study.best_params}
+    return result
+
+
+def trials_table(cfg: TuneConfig) -> Any:
+    return study_summary(cfg)[1]
+
+
+def study_summary(cfg: TuneConfig) -> tuple[dict[str, Any], Any]:
+    """(:func:`study_result`, the trials as a DataFrame) for an existing study."""
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=cfg.study_name, storage=cfg.storage_url())
+    except KeyError as exc:
+        raise ConfigError(f"no study {cfg.study_name!r} in {cfg.storage_url()}; "
+                          "run llarapp tune (or the HPO pipeline) first") from exc
+    table = study.trials_dataframe(attrs=("number", "value", "state", "params"))
+    return study_result(study, cfg), table
 
 

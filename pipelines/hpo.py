@@ -1,0 +1,67 @@
+"""The HPO pipeline: data stages and the study, then Optuna workers in a ``dsl.ParallelFor`` that share
+one study through an RDB (``storage``: PostgreSQL or MySQL on a cluster, sqlite only
+for local runs), then a summary of the study.
+
+Optuna coordinates the workers through the storage: each asks it for a trial, so N
+workers x T trials run N·T trials of one study, and the TPE sampler sees them all.
+"""
+
+
+from kfp import dsl
+
+from components.hpo import hpo_study, hpo_summary, hpo_worker
+from components.ingest import ingest
+from components.split import split
+from components.synth import synth
+from components.text_embed import text_embed
+from pipelines.platform import PlatformConfig
+
+PIPELINE_NAME = "llarapp-hpo"
+
+
+def build_hpo_pipeline(platform: PlatformConfig | None = None):
+    platform = platform or PlatformConfig()
+
+    @dsl.pipeline(name=PIPELINE_NAME,
+                  description="Optuna search over LightGCN and the hybrid, parallel workers")
+    def hpo_pipeline(
+        storage: str,
+        data_uri: str = "",
+        synth_playlists: int = 2000,
+        seed: int = 0,
+        cold_fraction: float = 0.05,
+        text_encoder: str = "minilm",
+        workers: list = [0, 1, 2, 3],  # noqa: B006 (a KFP parameter default, never mutated)
+        trials_per_worker: int = 5,
+        epochs: int = 20,
+        study_name: str = "llarapp-lightgcn",
+        tracking_uri: str = "",
+        experiment: str = "llarapp-tune",
+    ) -> str:
+        source = platform.apply(synth(data_uri=data_uri, num_playlists=synth_playlists,
+                                      seed=seed), "synth")
+        dataset = platform.apply(ingest(slices=source.outputs["slices"]),
+                                 "ingest").outputs["dataset"]
+        splits = platform.apply(split(dataset=dataset, seed=seed, cold_fraction=cold_fraction),
+                                "split").outputs["splits"]
+        texts = platform.apply(text_embed(dataset=dataset, encoder=text_encoder), "text-embed")
+        # The study (and its tables, and the MLflow experiment) exist before any worker.
+        study = platform.apply(hpo_study(storage=storage, study_name=study_name, seed=seed,
+                                         tracking_uri=tracking_uri, experiment=experiment),
+                               "hpo-study")
+        with dsl.ParallelFor(items=workers, name="optuna-workers") as worker:
+            trial = platform.apply(
+                hpo_worker(dataset=dataset, splits=splits,
+                           embeddings=texts.outputs["embeddings"], storage=storage,
+                           worker=worker, study_name=study_name, trials=trials_per_worker,
+                           epochs=epochs, seed=seed, tracking_uri=tracking_uri,
+                           experiment=experiment), "hpo-worker").after(study)
+            platform.on_gpu(trial)
+        best = platform.apply(hpo_summary(storage=storage, study_name=study_name),
+                              "hpo-summary").after(trial)
+        return best.outputs["Output"]
+
+    return hpo_pipeline
+
+
+hpo_pipeline = build_hpo_pipeline()
