@@ -63,3 +63,13 @@ class RegistryError(LlaraError):
 
 class DeployError(LlaraError):
     """An InferenceService could not be rendered or applied."""
+
+
+class InvalidRequestError(LlaraError, ValueError):
+    """A prediction request broke the API's schema or limits; the server answers 400.
+
+    ``field`` is the dotted path of the offending field (``instances.0.k``)."""
+
+    def __init__(self, message: str, field: str = ""):
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
