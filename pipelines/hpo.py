@@ -1,6 +1,6 @@
-"""The HPO pipeline: data stages and the study, then Optuna workers in a ``dsl.ParallelFor`` that share
-one study through an RDB (``storage``: PostgreSQL or MySQL on a cluster, sqlite only
-for local runs), then a summary of the study.
+"""The HPO pipeline: data stages and the study, then Optuna workers in a
+``dsl.ParallelFor`` that share one study through an RDB (``storage``: PostgreSQL or MySQL
+on a cluster, sqlite only for local runs), then a summary of the study.
 
 Optuna coordinates the workers through the storage: each asks it for a trial, so N
 workers x T trials run N·T trials of one study, and the TPE sampler sees them all.
@@ -56,12 +56,9 @@ def build_hpo_pipeline(platform: PlatformConfig | None = None):
                            worker=worker, study_name=study_name, trials=trials_per_worker,
                            epochs=epochs, seed=seed, tracking_uri=tracking_uri,
                            experiment=experiment), "hpo-worker").after(study)
-            platform.on_gpu(trial)
         best = platform.apply(hpo_summary(storage=storage, study_name=study_name),
                               "hpo-summary").after(trial)
         return best.outputs["Output"]
 
     return hpo_pipeline
 
-
-hpo_pipeline = build_hpo_pipeline()

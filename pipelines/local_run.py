@@ -6,6 +6,7 @@ This is what ``make run`` does. Components import the installed ``llarapp`` pack
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import os
@@ -25,26 +26,29 @@ console = Console(width=None if os.isatty(1) else 110, soft_wrap=True)
 PIPELINES = ("training", "hpo")
 
 
-def pipeline_function(name: str, local: bool = False):
-    """The pipeline called ``name``; ``local`` leaves cluster endpoints out of the env."""
-    from pipelines.platform import PlatformConfig
-
+def build_pipeline(name: str, platform: Any = None):
+    """The pipeline called ``name`` with ``platform`` (a PlatformConfig) on every task."""
     if name not in PIPELINES:
         raise ConfigError(f"unknown pipeline {name!r}; choose one of {', '.join(PIPELINES)}")
-    platform = PlatformConfig.local() if local else PlatformConfig()
     if name == "hpo":
-        from pipelines.hpo import build_hpo_pipeline
+        from pipelines.hpo import build_hpo_pipeline as build
+    else:
+        from pipelines.training import build_training_pipeline as build
+    return build(platform)
 
-        return build_hpo_pipeline(platform)
-    from pipelines.training import build_training_pipeline
 
-    return build_training_pipeline(platform)
+@functools.cache
+def local_pipeline(name: str):
+    """Built once per process: no cluster endpoints in the env (kfp.local applies env)."""
+    from pipelines.platform import PlatformConfig
+
+    return build_pipeline(name, PlatformConfig.local())
 
 
 def pipeline_arguments(data: str | None, workdir: Path, overrides: list[str],
                        pipeline: str = "training") -> dict[str, Any]:
     """Defaults for a local run (sqlite MLflow and Optuna in ``workdir``), then overrides."""
-    params = inspect.signature(pipeline_function(pipeline).pipeline_func).parameters
+    params = inspect.signature(local_pipeline(pipeline).pipeline_func).parameters
     arguments: dict[str, Any] = {"data_uri": data or "",
                                  "tracking_uri": default_tracking_uri(workdir)}
     if pipeline == "hpo":
@@ -78,7 +82,7 @@ def run_locally(data: str | None = None, workdir: Path = Path("runs"),
     console.rule(f"[bold]LLaRA++ {pipeline} pipeline (kfp.local)")
     console.print(f"data: {arguments['data_uri'] or 'synthetic MPD (embedded default)'}")
     started = time.monotonic()
-    task = pipeline_function(pipeline, local=True)(**arguments)
+    task = local_pipeline(pipeline)(**arguments)
     if pipeline == "hpo":
         console.print(f"best parameters: {task.output}")
         console.print(f"study: {arguments['storage']}")

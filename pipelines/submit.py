@@ -8,20 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from llarapp.config import StageConfig, require
-from pipelines.local_run import PIPELINES, pipeline_function
+from pipelines.local_run import PIPELINES, build_pipeline
 from pipelines.platform import PlatformConfig
 
 
 def compile_pipeline(name: str, output: Path, platform: PlatformConfig | None = None) -> Path:
     from kfp import compiler
 
-    from pipelines.hpo import build_hpo_pipeline
-    from pipelines.training import build_training_pipeline
-
-    builders = {"training": build_training_pipeline, "hpo": build_hpo_pipeline}
-    pipeline_function(name)  # validates the name
+    pipeline = build_pipeline(name, platform)
     output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(builders[name](platform), str(output))
+    compiler.Compiler().compile(pipeline, str(output))
     return output
 
 

@@ -127,5 +127,3 @@ def build_training_pipeline(platform: PlatformConfig | None = None):
 
     return training_pipeline
 
-
-training_pipeline = build_training_pipeline()

@@ -71,16 +71,16 @@ class Registry:
                 f"model {self.name!r} has no version {ref!r} in the registry at "
                 f"{self.tracking_uri}. List them with: llarapp registry list") from exc
 
-    def check_move(self, alias: str, version: str, *, force: bool = False) -> AliasMove:
-        """What :meth:`move` would do; raises when the move is not allowed. Unless
-        ``force``, the version must hold the alias before ``alias`` in :data:`ALIASES`
-        (or ``alias`` itself, which makes the move a no-op)."""
+    def check_move(self, alias: str, version: str) -> AliasMove:
+        """What :meth:`move` would do; raises when the move is not allowed. The version
+        must hold the alias before ``alias`` in :data:`ALIASES` (or ``alias`` itself,
+        which makes the move a no-op)."""
         if alias not in ALIASES:
             raise ConfigError(f"alias {alias!r} is not one of {', '.join(ALIASES)}")
         version = str(self.version(str(version)).version)
         held = self.aliases()
         step = ALIASES.index(alias)
-        if (step and not force and held.get(alias) != version
+        if (step and held.get(alias) != version
                 and held.get(ALIASES[step - 1]) != version):
             raise RegistryError(
                 f"version {version} of {self.name!r} cannot become {alias!r}: it does not hold "
@@ -88,9 +88,9 @@ class Registry:
                 f"{' → '.join(ALIASES[:step + 1])} in order")
         return AliasMove(alias, version, held.get(alias))
 
-    def move(self, alias: str, version: str, *, force: bool = False) -> AliasMove:
+    def move(self, alias: str, version: str) -> AliasMove:
         """Point ``alias`` at ``version`` (see :meth:`check_move`); keep an audit trail."""
-        move = self.check_move(alias, version, force=force)
+        move = self.check_move(alias, version)
         if not move.moved:
             return move
         self.client.set_registered_model_alias(self.name, alias, move.version)
