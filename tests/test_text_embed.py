@@ -4,13 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from llarapp.data.texts import item_texts
 from llarapp.errors import ConfigError
-from llarapp.models.text_embed import (
-    TextEmbedConfig,
-    TextEmbeddings,
-    item_texts,
-    run_text_embed,
-)
+from llarapp.models.text_embed import TextEmbedConfig, TextEmbeddings, run_text_embed
 from llarapp.models.text_encoder import TextEncoder, resolve_encoder
 
 TEXTS = ["Whiskey Road — Jake Stone — Dirt", "Techno Rave — DJ Neon",

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from llarapp.data.texts import item_texts
 from llarapp.errors import ArtifactError
 from llarapp.export.config import ExportConfig
 from llarapp.export.measure import Feeds, PromptSet, batch_of, latency_ms, onnx_runner
@@ -26,7 +27,7 @@ from llarapp.export.text import cosine_parity, export_text_encoder
 from llarapp.llara.artifact import LlaraArtifact
 from llarapp.llara.examples import ExampleFactory, Sources
 from llarapp.llara.train import make_collator
-from llarapp.models.text_embed import TextEmbeddings, item_texts
+from llarapp.models.text_embed import TextEmbeddings
 from llarapp.models.text_encoder import TextEncoder
 from llarapp.serving import bundle as B
 from llarapp.serving.runtime import session

@@ -19,7 +19,7 @@ position, from the logits of the K label tokens.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,16 +28,27 @@ from llarapp.llara.tokens import SpecialIds, TokenEncoder
 PLAYLIST_SLOT = -1  # slot_items value of the playlist slot
 
 
+def extra_item(j: int) -> int:
+    """The history id of an example's ``j``-th extra item (one outside the catalogue)."""
+    return -2 - j
+
+
 @dataclass
 class Example:
     """One ranking question: ``label`` is the index of the true item in ``candidates``
-    (-1 when unknown, e.g. reranking retrieval lists)."""
+    (-1 when unknown, e.g. reranking retrieval lists).
+
+    ``history`` may name tracks the catalogue lacks (serving's unknown tracks with
+    metadata) as ``extra_item(j)``: their text is ``extra_texts[j]`` and their graph vector
+    ``extra_vectors[j]``."""
 
     title: str
     history: np.ndarray
     candidates: np.ndarray
     label: int
     playlist_vector: np.ndarray
+    extra_texts: Sequence[str] = ()
+    extra_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
 
 @dataclass
@@ -122,7 +133,7 @@ class PromptBuilder:
         if self.playlist_slot:
             slot(self.ids.playlist_slot, PLAYLIST_SLOT)
         ids += self.words["history:"]
-        for item, tokens in zip(example.history, self.items(example.history), strict=True):
+        for item, tokens in zip(example.history, self._history_tokens(example), strict=True):
             ids += tokens
             slot(self.ids.history_slot, int(item))
         ids += self.words["candidates:"]
@@ -134,6 +145,14 @@ class PromptBuilder:
             ids.append(self.ids.labels[k])
         ids += self.words["answer:"]
         return Prompt(ids, positions, owners, labels)
+
+    def _history_tokens(self, example: Example) -> list[list[int]]:
+        history = [int(i) for i in example.history]
+        known = iter(self.items([i for i in history if i >= 0]))
+        extra = [i for i in history if i < 0]
+        texts = iter(self.encoder([example.extra_texts[extra_item(0) - i] for i in extra],
+                                  self.items.max_tokens) if extra else [])
+        return [next(known) if i >= 0 else next(texts) for i in history]
 
     def pack(self, examples: Sequence[Example], item_vectors: np.ndarray, pad_id: int) -> Packed:
         """Build and right-pad the prompts of ``examples``; slots take ``item_vectors`` rows
@@ -151,6 +170,9 @@ class PromptBuilder:
             owners = np.asarray(prompt.slot_items, dtype=np.int64)
             rows = item_vectors[np.maximum(owners, 0)].astype(np.float32)
             rows[owners == PLAYLIST_SLOT] = example.playlist_vector
+            extra = owners < PLAYLIST_SLOT
+            if extra.any():
+                rows[extra] = example.extra_vectors[extra_item(0) - owners[extra]]
             vectors.append(rows)
             context.append(np.broadcast_to(example.playlist_vector, rows.shape))
         return Packed(input_ids, attention, slot_mask,

@@ -82,13 +82,19 @@ class HybridScorer:
                        title_weight: float = 1.0) -> HybridScorer:
         return cls(text.items, graph, mapper.item_graph, mapper.title_vectors, title_weight)
 
-    def queries(self, seeds: sp.csr_matrix, title_vectors: np.ndarray) -> Queries:
+    def queries(self, seeds: sp.csr_matrix, title_vectors: np.ndarray,
+                extra_text: np.ndarray | None = None, extra_counts: np.ndarray | None = None
+                ) -> Queries:
+        """``extra_text``: per playlist, the summed text vectors of seeds outside the
+        catalogue (``extra_counts`` of them); they join the text query as cold seeds do."""
         graph_q = self.graph.fold_in(seeds)
         no_warm_seed = ~np.asarray(seeds[:, self.warm].sum(axis=1) > 0).ravel()
         if no_warm_seed.any():
             graph_q[no_warm_seed] = self.title_to_graph(title_vectors[no_warm_seed])
-        counts = np.maximum(np.asarray(seeds.sum(axis=1)), 1.0)
-        seed_text = normalise_rows(np.asarray(seeds @ self.item_text) / counts)
+        seed_text, counts = np.asarray(seeds @ self.item_text), np.asarray(seeds.sum(axis=1))
+        if extra_text is not None:
+            seed_text, counts = seed_text + extra_text, counts + np.reshape(extra_counts, (-1, 1))
+        seed_text = normalise_rows(seed_text / np.maximum(counts, 1.0))
         text_q = normalise_rows(seed_text + self.title_weight * title_vectors)
         return Queries(graph_q, text_q, seeds)
 

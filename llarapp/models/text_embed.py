@@ -1,8 +1,5 @@
-"""The text_embed stage: item and playlist-title embeddings from a BERT-family encoder.
-
-Item text is "track — artist — album" (missing parts dropped), plus the start of the
-lyrics when the dataset has them. Playlist text is the title.
-"""
+"""The text_embed stage: item and playlist-title embeddings from a BERT-family encoder,
+of the texts :mod:`llarapp.data.texts` builds."""
 
 from __future__ import annotations
 
@@ -17,11 +14,10 @@ import pandas as pd
 from llarapp.artifacts import write_manifest
 from llarapp.config import StageConfig, require
 from llarapp.data.dataset import Dataset, _Artifact
+from llarapp.data.texts import item_texts, playlist_texts
 from llarapp.models.text_encoder import DEFAULT_ENCODER, POOLING, TextEncoder
 from llarapp.models.torch_utils import DEVICES
 from llarapp.storage import atomic_dir
-
-SEPARATOR = " — "
 
 
 @dataclass
@@ -38,24 +34,6 @@ class TextEmbedConfig(StageConfig):
         require(self.batch_size >= 1, "batch_size must be at least 1")
         require(self.lyrics_chars >= 0, "lyrics_chars must be >= 0")
         require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}")
-
-
-def _clean(column: pd.Series) -> pd.Series:
-    return column.fillna("").astype(str).str.strip()
-
-
-def item_texts(tracks: pd.DataFrame, lyrics: bool = True, lyrics_chars: int = 200
-               ) -> list[str]:
-    """"track — artist — album[ — lyrics…]" per track row, skipping empty parts."""
-    parts = [_clean(tracks[c]) for c in ("track_name", "artist_name", "album_name")]
-    if lyrics and lyrics_chars and "lyrics" in tracks:
-        parts.append(_clean(tracks["lyrics"]).str.slice(0, lyrics_chars)
-                     .str.replace(r"\s+", " ", regex=True))
-    return [SEPARATOR.join(p for p in row if p) for row in zip(*parts, strict=True)]
-
-
-def playlist_texts(playlists: pd.DataFrame) -> list[str]:
-    return _clean(playlists["name"]).tolist()
 
 
 @dataclass

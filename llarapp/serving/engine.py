@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,16 +21,28 @@ import pandas as pd
 import scipy.sparse as sp
 
 from llarapp.config import require
+from llarapp.data.texts import item_texts
 from llarapp.errors import BundleError
-from llarapp.llara.layout import Example, PromptBuilder, track_by_artist
+from llarapp.llara.layout import Example, PromptBuilder, extra_item, track_by_artist
 from llarapp.llara.tokens import TokenEncoder
 from llarapp.models.graph import GraphVectors, TitleNeighbours
 from llarapp.models.hybrid import HybridScorer
 from llarapp.models.mlp_numpy import apply_numpy
 from llarapp.models.retrieval import seed_matrix, top_n
 from llarapp.serving.bundle import RANKER, TEXT_ENCODER, TEXT_TOKENIZER, TOKENIZER, Bundle
+from llarapp.serving.reasons import Explainer
 from llarapp.serving.runtime import session
 from llarapp.serving.text import OnnxTextEncoder
+
+
+@dataclass
+class TrackMeta:
+    """A seed track described by its metadata (the catalogue may not know it)."""
+
+    track_name: str
+    artist_name: str = ""
+    album_name: str = ""
+    track_uri: str | None = None
 
 
 @dataclass
@@ -37,6 +51,7 @@ class Request:
     track_uris: list[str] = field(default_factory=list)
     k: int = 10
     exclude_seen: bool = True
+    tracks: list[TrackMeta] = field(default_factory=list)
 
 
 @dataclass
@@ -46,14 +61,42 @@ class Recommendation:
     artist_name: str
     score: float
     retrieval_rank: int
+    reason: str = ""
 
 
 @dataclass
 class Response:
     recommendations: list[Recommendation]
     model_version: str
-    cold_start: str
+    cold_start: str  # none | title_only | unknown_tracks
     warnings: list[str]
+    seeds: Seeds = field(default_factory=lambda: Seeds(), repr=False)
+
+
+@dataclass
+class Seeds:
+    """A request's usable seeds, in request order: catalogue rows (``known``) and unknown
+    tracks that came with metadata (``extra``); ``history`` interleaves both as prompt
+    history ids (rows, or :func:`extra_item` ids)."""
+
+    known: list[int] = field(default_factory=list)
+    extra: list[TrackMeta] = field(default_factory=list)
+    history: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    ignored: int = 0  # unknown URIs that came without metadata
+
+    @property
+    def cold_start(self) -> str:
+        """The situation: all tracks known (``none``), only a title (``title_only``), or
+        tracks the catalogue lacks, used through their metadata or, without it, ignored
+        (``unknown_tracks``)."""
+        if self.extra or (self.ignored and not self.known):
+            return "unknown_tracks"
+        return "none" if self.known else "title_only"
+
+
+Observer = Callable[[str, float], None]
 
 
 class Engine:
@@ -83,6 +126,8 @@ class Engine:
         self.scorer = HybridScorer(bundle.array("vectors/item_text.npy"), graph, self.item_graph,
                                    self._title_query(retrieval), retrieval["title_weight"])
         self.hybrid_params = retrieval["hybrid_params"]
+        self.item_mapper = bundle.weights("weights/item_mapper.npz")
+        self.explainer = Explainer(catalogue, self.item_graph, self.scorer.item_text)
         encoder = TokenEncoder.from_file(bundle.path(TOKENIZER))
         self.prompts = PromptBuilder(encoder, encoder.special_ids(), track_by_artist(catalogue),
                                      self.ranker_meta["item_tokens"],
@@ -107,48 +152,127 @@ class Engine:
         packed = self.prompts.pack(examples, self.item_graph, self.ranker_meta["pad_id"])
         return self.ranker.run(None, packed.onnx_inputs())[0]
 
-    def recommend(self, requests: Sequence[Request]) -> list[Response]:
+    def seeds(self, request: Request) -> Seeds:
+        """Map a request's tracks to catalogue rows or extra (metadata-only) items; an
+        unknown URI with no metadata becomes a warning, never a silent drop."""
+        out, seen_rows, seen_extra = Seeds(), set(), set()
+        described = {t.track_uri for t in request.tracks if t.track_uri}
+        for uri in request.track_uris:
+            row = self.row_of.get(uri)
+            if row is not None and row not in seen_rows:
+                seen_rows.add(row)
+                out.known.append(row)
+                out.history.append(row)
+            elif row is None and uri not in described:
+                out.ignored += 1
+                out.warnings.append(f"unknown track {uri}: not in the catalogue and sent "
+                                    "without metadata, so it was ignored; send it in 'tracks' "
+                                    "with its track_name and artist_name to use it")
+        for track in request.tracks:
+            row = self.row_of.get(track.track_uri) if track.track_uri else None
+            key = (track.track_name.lower(), track.artist_name.lower(), track.album_name.lower())
+            if row is not None and row not in seen_rows:
+                seen_rows.add(row)
+                out.known.append(row)
+                out.history.append(row)
+            elif row is None and key not in seen_extra:
+                seen_extra.add(key)
+                out.history.append(extra_item(len(out.extra)))
+                out.extra.append(track)
+        return out
+
+    def recommend(self, requests: Sequence[Request], observe: Observer | None = None
+                  ) -> list[Response]:
+        """Responses in request order; ``observe(stage, seconds)`` gets the time of each
+        stage (encode, retrieve, rerank) of the whole batch."""
         if not requests:
             return []
         for request in requests:
             require(request.k >= 1, f"k must be at least 1, got {request.k}")
-        seeds, warnings = [], []
-        for request in requests:
-            known = [self.row_of[u] for u in request.track_uris if u in self.row_of]
-            unknown = [u for u in request.track_uris if u not in self.row_of]
-            warnings.append([f"unknown track {u} (not in the catalogue, no metadata): ignored"
-                             for u in unknown])
-            seeds.append(np.asarray(list(dict.fromkeys(known)), dtype=np.int64))
-        matrix = seed_matrix(pd.Series(seeds), len(self.uris))
-        queries = self.scorer.queries(matrix, self.text.encode([r.playlist_name
-                                                                for r in requests]))
-        kinds = ["seeded" if len(s) else "title_only" for s in seeds]
-        lam = np.array([self.hybrid_params[k]["lambda"] for k in kinds])
-        beta = np.array([self.hybrid_params[k]["cold_offset"] for k in kinds])
-        scores = self.scorer.hybrid_scores(self.scorer.components(queries), lam, beta)
-        exclude = sp.csr_matrix(sp.diags([float(r.exclude_seen) for r in requests]) @ matrix)
-        exclude.eliminate_zeros()
-        retrieved = top_n(scores, exclude, max(self.num_candidates, *(r.k for r in requests)))
-        examples = [Example(r.playlist_name, s[-self.ranker_meta["history_len"]:],
-                            retrieved[i, :self.num_candidates], -1, queries.graph[i])
-                    for i, (r, s) in enumerate(zip(requests, seeds, strict=True))]
-        reranked = self.rerank(examples)
-        return [self._response(r, retrieved[i], reranked[i], warnings[i], len(seeds[i]))
-                for i, r in enumerate(requests)]
+        stage = _Stopwatch(observe)
+        seeds = [self.seeds(r) for r in requests]
+        with stage("encode"):
+            titles, extra_text, extra_graph = self._encode(requests, seeds)
+        with stage("retrieve"):
+            matrix = seed_matrix(pd.Series([np.asarray(s.known, np.int64) for s in seeds]),
+                                 len(self.uris))
+            sums = np.stack([t.sum(axis=0) for t in extra_text])
+            queries = self.scorer.queries(matrix, titles, sums,
+                                          np.array([len(s.extra) for s in seeds]))
+            kinds = ["seeded" if s.history else "title_only" for s in seeds]
+            lam = np.array([self.hybrid_params[k]["lambda"] for k in kinds])
+            beta = np.array([self.hybrid_params[k]["cold_offset"] for k in kinds])
+            scores = self.scorer.hybrid_scores(self.scorer.components(queries), lam, beta)
+            exclude = sp.csr_matrix(sp.diags([float(r.exclude_seen) for r in requests])
+                                    @ matrix)
+            exclude.eliminate_zeros()
+            retrieved = top_n(scores, exclude,
+                              max(self.num_candidates, *(r.k for r in requests)))
+        with stage("rerank"):
+            history_len = self.ranker_meta["history_len"]
+            examples = [Example(r.playlist_name, np.asarray(s.history[-history_len:], np.int64),
+                                retrieved[i, :self.num_candidates], -1, queries.graph[i],
+                                self._prompt_texts(s.extra), extra_graph[i])
+                        for i, (r, s) in enumerate(zip(requests, seeds, strict=True))]
+            reranked = self.rerank(examples)
+        return [self._response(r, s, retrieved[i], reranked[i], extra_graph[i], extra_text[i])
+                for i, (r, s) in enumerate(zip(requests, seeds, strict=True))]
 
-    def _response(self, request: Request, retrieved: np.ndarray, scores: np.ndarray,
-                  warnings: list[str], known_seeds: int) -> Response:
+    def _encode(self, requests: Sequence[Request], seeds: Sequence[Seeds]
+                ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+        """Titles and extra tracks through the text encoder in one call; extra tracks then
+        through the cold mapper into graph space."""
+        extra = [t for s in seeds for t in s.extra]
+        texts = item_texts(pd.DataFrame([vars(t) for t in extra],
+                                        columns=["track_name", "artist_name", "album_name"]),
+                           lyrics=False)
+        vectors = self.text.encode([r.playlist_name for r in requests] + texts)
+        titles, extra_text = vectors[:len(requests)], vectors[len(requests):]
+        extra_graph = (apply_numpy(self.item_mapper, extra_text) if len(extra)
+                       else np.zeros((0, self.item_graph.shape[1]), np.float32))
+        bounds = np.cumsum([0] + [len(s.extra) for s in seeds])
+        return (titles, [extra_text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)],
+                [extra_graph[a:b] for a, b in zip(bounds, bounds[1:], strict=False)])
+
+    @staticmethod
+    def _prompt_texts(extra: Sequence[TrackMeta]) -> list[str]:
+        return track_by_artist(pd.DataFrame([vars(t) for t in extra],
+                                            columns=["track_name", "artist_name"]))
+
+    def _response(self, request: Request, seeds: Seeds, retrieved: np.ndarray,
+                  scores: np.ndarray, extra_graph: np.ndarray, extra_text: np.ndarray
+                  ) -> Response:
         k = self.num_candidates
         order = np.r_[np.argsort(-scores, kind="stable"), np.arange(k, len(retrieved))]
         floor = float(scores.min()) if len(scores) else 0.0
-        recs = []
-        for rank in order[:request.k]:
-            item = int(retrieved[rank])
-            if item < 0:
-                continue
-            score = float(scores[rank]) if rank < k else floor - (rank - k + 1)
-            recs.append(Recommendation(str(self.uris[item]), str(self.names.iat[item]),
-                                       str(self.artists.iat[item]), score, int(rank)))
-        cold = ("none" if known_seeds else
-                "unknown_tracks" if request.track_uris else "title_only")
-        return Response(recs, self.bundle.version, cold, warnings)
+        ranks = [int(rank) for rank in order[:request.k] if retrieved[rank] >= 0]
+        items = retrieved[ranks]
+        labels = ([f"'{self.names.iat[i]}' by {self.artists.iat[i]}" for i in seeds.known]
+                  + [f"'{t.track_name}'" + (f" by {t.artist_name}" if t.artist_name else "")
+                     for t in seeds.extra])
+        reasons = self.explainer.explain(
+            items, request.playlist_name, labels,
+            np.concatenate([self.item_graph[seeds.known], extra_graph]),
+            np.concatenate([self.scorer.item_text[seeds.known], extra_text]))
+        recs = [Recommendation(str(self.uris[item]), str(self.names.iat[item]),
+                               str(self.artists.iat[item]),
+                               float(scores[rank]) if rank < k else floor - (rank - k + 1),
+                               rank, reason)
+                for rank, item, reason in zip(ranks, items, reasons, strict=True)]
+        warnings = list(seeds.warnings)
+        if not seeds.history and not request.playlist_name.strip():
+            warnings.append("no usable seed track and no title: these are generic "
+                            "recommendations")
+        return Response(recs, self.bundle.version, seeds.cold_start, warnings, seeds)
+
+
+class _Stopwatch:
+    def __init__(self, observe: Observer | None):
+        self.observe = observe
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        if self.observe is not None:
+            self.observe(stage, time.perf_counter() - start)

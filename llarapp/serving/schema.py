@@ -8,6 +8,7 @@ server turns into a 400, never a 500.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from pydantic import (
@@ -20,7 +21,7 @@ from pydantic import (
 )
 
 from llarapp.errors import InvalidRequestError
-from llarapp.serving.engine import Request
+from llarapp.serving.engine import Request, TrackMeta
 
 MAX_TRACKS = 500
 MAX_K = 500
@@ -78,14 +79,15 @@ class Instance(_Strict):
 
     def to_request(self) -> Request:
         return Request(playlist_name=self.playlist_name, track_uris=list(self.track_uris),
-                       k=self.k, exclude_seen=self.exclude_seen)
+                       k=self.k, exclude_seen=self.exclude_seen,
+                       tracks=[TrackMeta(**t.model_dump()) for t in self.tracks])
 
 
 class V1Request(_Strict):
     instances: list[Instance] = Field(min_length=1, max_length=MAX_INSTANCES)
 
 
-def _first_error(exc: ValidationError) -> InvalidRequestError:
+def _first_error(exc: ValidationError, prefix: str = "") -> InvalidRequestError:
     """The first problem, as ``instances.0.k: Input should be less than or equal to 500``."""
     error = exc.errors(include_url=False)[0]
     loc, message = [str(part) for part in error["loc"]], error["msg"]
@@ -93,11 +95,17 @@ def _first_error(exc: ValidationError) -> InvalidRequestError:
     field, sep, rest = message.partition(": ")
     if sep and field.isidentifier():  # raised by _bounded_lists on behalf of a field
         loc, message = [*loc, field], rest
-    return InvalidRequestError(message, field=".".join(loc) or "body")
+    return InvalidRequestError(message, field=".".join([prefix, *loc] if prefix else loc)
+                               or "body")
 
 
 def parse_v1(payload: Any) -> list[Instance]:
-    """The instances of a V1 ``:predict`` body, validated."""
+    """The instances of a V1 ``:predict`` body (a dict, or JSON bytes), validated."""
+    if isinstance(payload, bytes | str):
+        try:
+            payload = json.loads(payload)
+        except ValueError as exc:
+            raise InvalidRequestError(f"the body is not JSON ({exc})", field="body") from None
     if not isinstance(payload, dict):
         raise InvalidRequestError("the body must be a JSON object with 'instances'",
                                   field="body")
@@ -105,3 +113,12 @@ def parse_v1(payload: Any) -> list[Instance]:
         return V1Request.model_validate(payload).instances
     except ValidationError as exc:
         raise _first_error(exc) from None
+
+
+def parse_instance(fields: dict[str, Any], prefix: str) -> Instance:
+    """One instance from already-decoded fields (the V2 inputs); errors name
+    ``prefix.field``."""
+    try:
+        return Instance.model_validate(fields)
+    except ValidationError as exc:
+        raise _first_error(exc, prefix) from None

@@ -1,0 +1,67 @@
+"""The model server's configuration, and where it finds its bundle."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from llarapp.config import StageConfig, require
+from llarapp.errors import BundleError
+from llarapp.serving.batching import BatchingConfig
+from llarapp.serving.bundle import MANIFEST, RANKER
+from llarapp.serving.runtime import AUTO_ORDER, PROVIDERS
+
+KSERVE_MODEL_DIR = "/mnt/models"  # where KServe's storage initializer puts STORAGE_URI
+
+
+def _env_providers() -> list[str]:
+    return [p.strip() for p in os.environ.get("LLARAPP_PROVIDERS", "cpu").split(",")
+            if p.strip()]
+
+
+@dataclass
+class ServeConfig(StageConfig):
+    model_name: str = "llarapp"
+    model_dir: str = ""  # folder or s3://; empty: $STORAGE_URI, then /mnt/models
+    precision: str = "int8"
+    providers: list[str] = field(default_factory=_env_providers)
+    threads: int = 0  # onnxruntime intra-op threads; 0: the CPUs available
+    max_batch_size: int = 32
+    max_wait_ms: float = 2.0
+    http_host: str = "127.0.0.1"  # 0.0.0.0 in containers
+    http_port: int = 8080
+    warmup: bool = True
+    expected_version: str = field(
+        default_factory=lambda: os.environ.get("LLARAPP_MODEL_VERSION", ""))
+    enable_latency_logging: bool = False  # KServe's per-request log line costs ~5 ms p99
+
+    def validate(self) -> None:
+        require(bool(self.model_name.strip()), "model_name must not be empty")
+        require(self.precision in RANKER, f"precision must be one of {', '.join(RANKER)}")
+        for name in self.providers:
+            require(name in PROVIDERS or name == "auto",
+                    f"unknown provider {name!r}; choose from {', '.join(AUTO_ORDER)} or auto")
+        require(self.threads >= 0, "threads must be >= 0")
+        require(1 <= self.http_port <= 65535, f"http_port must be in 1..65535, got "
+                f"{self.http_port}")
+        require(bool(self.http_host.strip()), "http_host must not be empty")
+        BatchingConfig(max_batch_size=self.max_batch_size, max_wait_ms=self.max_wait_ms)
+
+    @property
+    def batching(self) -> BatchingConfig:
+        return BatchingConfig(max_batch_size=self.max_batch_size, max_wait_ms=self.max_wait_ms)
+
+    def bundle_location(self) -> str:
+        """``model_dir``, else ``$STORAGE_URI``, else KServe's /mnt/models."""
+        return self.model_dir or os.environ.get("STORAGE_URI", "") or KSERVE_MODEL_DIR
+
+
+def latest_local_bundle(root: str | os.PathLike[str] = "runs") -> Path:
+    """The newest serving bundle under ``root`` (what ``make run`` leaves behind)."""
+    manifests = sorted(Path(root).glob(f"**/export/bundle/{MANIFEST}"),
+                       key=lambda p: p.stat().st_mtime)
+    if not manifests:
+        raise BundleError(f"no serving bundle under {root}/; run `make run` first, or pass "
+                          "--model_dir")
+    return manifests[-1].parent

@@ -1,0 +1,45 @@
+"""The server's own Prometheus metrics (``llarapp_*``), next to KServe's request
+histograms on the same ``/metrics`` (both use prometheus_client's default registry)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram, Info
+
+from llarapp.serving.engine import Response
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+STAGE_SECONDS = Histogram("llarapp_stage_seconds",
+                          "Time of one serving stage for a whole batch",
+                          ["stage"], buckets=LATENCY_BUCKETS)
+COLD_START = Counter("llarapp_cold_start_requests",
+                     "Playlists served, by cold-start kind", ["kind"])
+UNKNOWN_TRACKS = Counter("llarapp_unknown_tracks",
+                         "Seed tracks not in the catalogue, by whether metadata came with them",
+                         ["with_metadata"])
+BATCH_SIZE = Histogram("llarapp_batch_size", "Playlists per engine call (after coalescing)",
+                       buckets=BATCH_BUCKETS)
+INVALID_REQUESTS = Counter("llarapp_invalid_requests", "Requests refused with a 4xx",
+                           ["protocol"])
+MODEL = Info("llarapp_model", "The loaded bundle")
+
+
+def observe_stage(stage: str, seconds: float) -> None:
+    STAGE_SECONDS.labels(stage).observe(seconds)
+
+
+def observe_batch(responses: list[Response]) -> None:
+    BATCH_SIZE.observe(len(responses))
+    for response in responses:
+        COLD_START.labels(response.cold_start).inc()
+        seed = response.seeds
+        if seed.extra:
+            UNKNOWN_TRACKS.labels("true").inc(len(seed.extra))
+        if seed.ignored:
+            UNKNOWN_TRACKS.labels("false").inc(seed.ignored)
+
+
+def set_model_info(model_name: str, version: str, precision: str, tracks: int) -> None:
+    MODEL.info({"model_name": model_name, "model_version": version, "precision": precision,
+                "tracks": str(tracks)})

@@ -1,0 +1,182 @@
+"""The KServe model server: V1 ``:predict`` and V2 ``/infer`` on the torch-free engine.
+
+The HTTP server starts at once and the bundle loads in the background, so the readiness
+endpoint (``/v1/models/<name>``, ``/v2/models/<name>/ready``) answers 503 until the load
+and a warm-up inference have succeeded. A bundle that fails to load (missing, corrupt,
+wrong version) is logged with the reason and the model never becomes ready; liveness
+(``/``) stays up, so Kubernetes holds traffic back and the rollout stalls, then rolls back.
+
+Requests are validated with pydantic (a 400 names the field), coalesced by the
+:class:`~llarapp.serving.batching.Batcher`, and counted in ``llarapp_*`` metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import threading
+from typing import Any
+
+from kserve.errors import InvalidInput, ModelNotReady
+from kserve.protocol.rest.server import RESTServer
+
+from kserve import InferRequest, Model, ModelServer
+from llarapp.errors import BundleError, InvalidRequestError
+from llarapp.serving import metrics
+from llarapp.serving.batching import Batcher
+from llarapp.serving.bundle import Bundle
+from llarapp.serving.config import ServeConfig
+from llarapp.serving.engine import Engine, Request, Response
+from llarapp.serving.protocol import v1_prediction, v2_instance, v2_response
+from llarapp.serving.schema import parse_v1
+
+log = logging.getLogger("llarapp.serving")
+
+
+def warm_up(engine: Engine) -> None:
+    """One title-only and one seeded request: the first ONNX runs allocate their arenas."""
+    catalogue = engine.bundle.catalogue
+    seeds = catalogue["track_uri"].head(engine.ranker_meta["history_len"]).tolist()
+    engine.recommend([Request("warm up", [], k=5), Request("", seeds, k=5)])
+
+
+class LlaraModel(Model):
+    def __init__(self, cfg: ServeConfig):
+        super().__init__(cfg.model_name)
+        self.cfg = cfg
+        self.recommender: Engine | None = None  # kserve.Model uses `engine` for itself
+        self.batcher: Batcher[Request, Response] | None = None
+        self.load_error: str | None = None
+        self.enable_latency_logging = cfg.enable_latency_logging
+
+    def start(self) -> None:
+        """kserve's default marks the model ready; here only a successful load does."""
+
+    def validate(self, payload: Any) -> Any:
+        return payload  # predict validates with pydantic, naming the field
+
+    def load(self) -> bool:
+        location = self.cfg.bundle_location()
+        try:
+            bundle = Bundle.load(location)
+            expected = self.cfg.expected_version
+            if expected and bundle.version != expected:
+                raise BundleError(f"{location} holds model version {bundle.version}, but "
+                                  f"{expected} was asked for (LLARAPP_MODEL_VERSION); point "
+                                  "STORAGE_URI at that version's bundle")
+            engine = Engine(bundle, self.cfg.precision, self.cfg.providers,
+                            self.cfg.threads or None)
+            if self.cfg.warmup:
+                warm_up(engine)
+        except Exception as exc:  # every failure leaves the model not ready, and says why
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            log.error("model %s will NOT become ready: cannot load the bundle at %s: %s",
+                      self.name, location, self.load_error)
+            return False
+        self.recommender = engine
+        self.batcher = Batcher(self._run, self.cfg.batching)
+        metrics.set_model_info(self.name, bundle.version, self.cfg.precision,
+                               len(engine.uris))
+        log.info("model %s ready: bundle %s (%s, %d tracks, %s ranker, batches of up to %d "
+                 "within %.1f ms)", self.name, bundle.version, location, len(engine.uris),
+                 self.cfg.precision, self.cfg.max_batch_size, self.cfg.max_wait_ms)
+        self.ready = True
+        return True
+
+    def _run(self, requests: list[Request]) -> list[Response]:
+        responses = self.recommender.recommend(requests, observe=metrics.observe_stage)
+        metrics.observe_batch(responses)
+        return responses
+
+    async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        if not self.ready or self.batcher is None:
+            raise ModelNotReady(self.name, self.load_error or "the bundle is still loading")
+        protocol = "v2" if isinstance(payload, InferRequest) else "v1"
+        try:
+            instances = [v2_instance(payload)] if protocol == "v2" else parse_v1(payload)
+        except InvalidRequestError as exc:
+            metrics.INVALID_REQUESTS.labels(protocol).inc()
+            raise InvalidInput(str(exc)) from None
+        responses = await self.batcher.submit_all([i.to_request() for i in instances])
+        if protocol == "v2":
+            return v2_response(payload, self.name, responses[0])
+        return {"predictions": [v1_prediction(r) for r in responses]}
+
+    def stop(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
+        self.ready = False
+
+
+class LlaraModelServer(ModelServer):
+    """kserve's ModelServer with the REST server bound to ``host`` (kserve binds 0.0.0.0)
+    and without gRPC."""
+
+    def __init__(self, host: str, http_port: int):
+        super().__init__(http_port=http_port, enable_grpc=False, enable_latency_logging=False)
+        self.host = host
+
+    def start(self, models: list[Model]) -> None:
+        for model in models:
+            self.register_model(model)  # registered while not ready: readiness says 503
+        rest = RESTServer("kserve.model_server:app", self.dataplane,
+                          self.model_repository_extension, self.http_port,
+                          access_log_format=self.access_log_format, workers=1,
+                          grace_period=self.grace_period, event_loop=self.event_loop,
+                          timeout_keep_alive=self.timeout_keep_alive)
+        rest.config.host = self.host
+        self._rest_server = rest
+        self.servers.append(rest.start())
+        self.setup_event_loop()
+        self.register_signal_handler()
+        asyncio.run(self._serve())
+
+
+def parser() -> argparse.ArgumentParser:
+    from kserve.model_server import parser as kserve_parser
+
+    out = argparse.ArgumentParser(parents=[kserve_parser], conflict_handler="resolve",
+                                  description="LLaRA++ KServe model server")
+    defaults = ServeConfig()
+    out.add_argument("--model_name", default=defaults.model_name)
+    out.add_argument("--model_dir", default="",
+                     help="bundle folder or s3:// prefix (default: $STORAGE_URI, then "
+                          "/mnt/models)")
+    out.add_argument("--http_host", default=defaults.http_host,
+                     help="0.0.0.0 in containers; 127.0.0.1 (default) for local runs")
+    out.add_argument("--http_port", type=int, default=defaults.http_port)
+    out.add_argument("--precision", default=defaults.precision, choices=("int8", "fp32"))
+    out.add_argument("--providers", default=",".join(defaults.providers),
+                     help="onnxruntime providers, e.g. cpu, rocm,cpu, cuda,cpu or auto")
+    out.add_argument("--threads", type=int, default=0)
+    out.add_argument("--max_batch_size", type=int, default=defaults.max_batch_size,
+                     help="1 turns batching off")
+    out.add_argument("--max_wait_ms", type=float, default=defaults.max_wait_ms)
+    out.add_argument("--no_warmup", action="store_true")
+    out.add_argument("--enable_latency_logging", type=lambda x: x.lower() in ("1", "true"),
+                     default=False, help="kserve's per-request latency log line")
+    return out
+
+
+def config_from_args(argv: list[str] | None = None) -> ServeConfig:
+    args, _ = parser().parse_known_args(argv)
+    return ServeConfig(model_name=args.model_name, model_dir=args.model_dir,
+                       http_host=args.http_host, http_port=args.http_port,
+                       precision=args.precision, providers=args.providers,
+                       threads=args.threads, max_batch_size=args.max_batch_size,
+                       max_wait_ms=args.max_wait_ms, warmup=not args.no_warmup,
+                       enable_latency_logging=args.enable_latency_logging)
+
+
+def serve(cfg: ServeConfig) -> None:
+    """Start the HTTP server now and load the bundle in the background."""
+    model = LlaraModel(cfg)
+    threading.Thread(target=model.load, name="llarapp-load", daemon=True).start()
+    LlaraModelServer(cfg.http_host, cfg.http_port).start([model])
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s")
+    serve(config_from_args(argv))
