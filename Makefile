@@ -7,10 +7,15 @@ STAMP := $(VENV)/.installed
 DATA ?=
 ARGS ?=
 
-.PHONY: run test lint install clean compile bench-ingest bench-lightgcn bench-llara bench-export help
+HOST ?= 127.0.0.1
+PORT ?= 8080
+BUNDLE ?=
+
+.PHONY: run serve bench-serving test lint install clean compile bench-ingest bench-lightgcn bench-llara bench-export help
 
 help:
 	@echo "make run [DATA=folder|s3://bucket/prefix]   train the whole pipeline locally"
+	@echo "make serve [BUNDLE=dir|s3://…] [PORT=8080]   KServe model server on the newest bundle"
 	@echo "make test                                   install and run the test suite"
 	@echo "make lint                                   ruff"
 	@echo "make compile [ARGS=--platform FILE]         training + HPO pipeline YAML in build/"
@@ -18,6 +23,7 @@ help:
 	@echo "make bench-lightgcn [ARGS=--device cuda]    LightGCN epoch time and memory"
 	@echo "make bench-llara [ARGS=--run RUN_DIR]       LLaRA ablations on a pipeline run's artifacts"
 	@echo "make bench-export [ARGS=--run RUN_DIR]      fp32 vs QInt8 ranker: size, latency, accuracy"
+	@echo "make bench-serving [ARGS=--bundle DIR]      HTTP latency/throughput: batching, int8 vs fp32"
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -37,6 +43,10 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(VENV)/bin/llarapp pipeline run $(if $(DATA),--data $(DATA),) $(ARGS)
+
+serve: $(STAMP)
+	$(VENV)/bin/llarapp serve $(if $(BUNDLE),--model-dir $(BUNDLE),) \
+		--set http_host=$(HOST) --set http_port=$(PORT) $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
@@ -59,6 +69,9 @@ bench-llara: $(STAMP)
 
 bench-export: $(STAMP)
 	$(PY) benchmarks/export.py $(ARGS)
+
+bench-serving: $(STAMP)
+	$(PY) benchmarks/serving.py $(ARGS)
 
 clean:
 	rm -rf runs build .pytest_cache .ruff_cache

@@ -110,6 +110,7 @@ CONFIG_FILES = {
     "register.yaml": "llarapp.registry.register:RegisterConfig",
     "deploy.yaml": "llarapp.deploy.config:DeployConfig",
     "platform.yaml": "pipelines.platform:PlatformConfig",
+    "serve.yaml": "llarapp.serving.config:ServeConfig",
 }
 
 

@@ -96,7 +96,8 @@ class HybridScorer:
             seed_text, counts = seed_text + extra_text, counts + np.reshape(extra_counts, (-1, 1))
         seed_text = normalise_rows(seed_text / np.maximum(counts, 1.0))
         text_q = normalise_rows(seed_text + self.title_weight * title_vectors)
-        return Queries(graph_q, text_q, seeds)
+        # float32 like the item matrices: a float64 query would upcast the whole catalogue
+        return Queries(graph_q.astype(np.float32), text_q.astype(np.float32), seeds)
 
     def components(self, q: Queries) -> tuple[np.ndarray, np.ndarray]:
         """(standardised graph scores, standardised text scores), playlists × items."""

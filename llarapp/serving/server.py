@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import logging
 import threading
+import warnings
 from typing import Any
 
 from kserve.errors import InvalidInput, ModelNotReady
@@ -171,12 +172,14 @@ def config_from_args(argv: list[str] | None = None) -> ServeConfig:
 
 def serve(cfg: ServeConfig) -> None:
     """Start the HTTP server now and load the bundle in the background."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s")
+    logging.getLogger("kserve.trace").setLevel(logging.WARNING)  # a line per request
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
     model = LlaraModel(cfg)
     threading.Thread(target=model.load, name="llarapp-load", daemon=True).start()
     LlaraModelServer(cfg.http_host, cfg.http_port).start([model])
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
-                        "%(message)s")
     serve(config_from_args(argv))

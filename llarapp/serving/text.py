@@ -3,6 +3,7 @@ and onnxruntime only (the ONNX graph pools and normalises)."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from llarapp.serving.runtime import session
 class OnnxTextEncoder:
     def __init__(self, model: str | Path, tokenizer: str | Path, max_length: int,
                  providers: Sequence[str] = ("cpu",), threads: int | None = None,
-                 batch_size: int = 128):
+                 batch_size: int = 128, cache_size: int = 4096):
         from tokenizers import Tokenizer
 
         self.session = session(model, providers, threads)
@@ -25,11 +26,20 @@ class OnnxTextEncoder:
                                       pad_token=pad.get("pad_token", "[PAD]"))
         self.dim = int(self.session.get_outputs()[0].shape[-1])
         self.batch_size = batch_size
+        self.cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.cache_size = cache_size
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """(len(texts), dim) float32 unit vectors; an empty text gives a zero vector."""
+        """(len(texts), dim) float32 unit vectors; an empty text gives a zero vector.
+        Recent texts come from an LRU cache (playlist titles repeat: "country", "chill")."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        rows = [i for i, t in enumerate(texts) if t and t.strip()]
+        rows = []
+        for i, text in enumerate(texts):
+            if text in self.cache:
+                out[i] = self.cache[text]
+                self.cache.move_to_end(text)
+            elif text and text.strip():
+                rows.append(i)
         for start in range(0, len(rows), self.batch_size):
             chunk = rows[start:start + self.batch_size]
             encoded = self.tokenizer.encode_batch([texts[i] for i in chunk])
@@ -37,4 +47,8 @@ class OnnxTextEncoder:
                      "attention_mask": np.array([e.attention_mask for e in encoded],
                                                 dtype=np.int64)}
             out[chunk] = self.session.run(None, feeds)[0]
+        for i in rows:
+            self.cache[texts[i]] = out[i]
+        while len(self.cache) > self.cache_size:
+            self.cache.popitem(last=False)
         return out
