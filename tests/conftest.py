@@ -180,6 +180,16 @@ def bundle(trained_llara, llara_sources, text_embeddings, tmp_path_factory):
     return Bundle.load(out)
 
 
+@pytest.fixture(scope="session")
+def server(bundle):
+    """The real model server on localhost, serving the tiny bundle."""
+    from llarapp.serving.launch import ServerProcess
+
+    # a long wait makes coalescing certain for the concurrent-request test
+    with ServerProcess(bundle.folder, "--max_wait_ms", "30", "--max_batch_size", "8") as live:
+        yield live
+
+
 def _serve(fake):
     yield fake
     fake.close()

@@ -4,7 +4,6 @@ bad input (a 400 naming the field), batching and metrics."""
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 
 import httpx
@@ -13,13 +12,6 @@ import pytest
 from llarapp.serving.launch import ServerProcess
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def server(bundle):
-    # a long wait makes coalescing certain for the concurrent-request test
-    with ServerProcess(bundle.folder, "--max_wait_ms", "30", "--max_batch_size", "8") as live:
-        yield live
 
 
 @pytest.fixture(scope="module")

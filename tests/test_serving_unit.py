@@ -1,0 +1,222 @@
+"""Serving pieces without HTTP: the batcher, the server config, readiness, catalogue add,
+and the predictor image's torch-free dependency closure."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from llarapp.errors import BundleError, ConfigError, DataValidationError
+from llarapp.serving.batching import Batcher, BatchingConfig
+from llarapp.serving.config import KSERVE_MODEL_DIR, ServeConfig, latest_local_bundle
+from tests.conftest import REPO
+
+
+def run_batcher(items, config, fail_on=None, hold=0.0):
+    """Submit ``items`` concurrently; return (results, the batches the engine saw)."""
+    seen = []
+    gate = threading.Event()
+
+    def engine(batch):
+        seen.append(list(batch))
+        if hold:
+            gate.wait(hold)  # the first batch holds the thread while the rest queue up
+        if fail_on is not None and fail_on in batch:
+            raise RuntimeError("engine failed")
+        return [x * 10 for x in batch]
+
+    async def main():
+        batcher = Batcher(engine, config)
+        try:
+            return await asyncio.gather(*(batcher.submit(i) for i in items),
+                                        return_exceptions=True)
+        finally:
+            batcher.close()
+
+    return asyncio.run(main()), seen
+
+
+@pytest.mark.parametrize("size, wait, expect_max", [(1, 0, 1), (4, 5, 4), (64, 20, 64)])
+def test_batcher_keeps_order_and_respects_the_size(size, wait, expect_max):
+    results, seen = run_batcher(list(range(20)), BatchingConfig(size, wait))
+    assert results == [i * 10 for i in range(20)]
+    assert max(len(b) for b in seen) <= expect_max
+    assert sorted(x for b in seen for x in b) == list(range(20))
+    if size > 1:
+        assert len(seen) < 20  # concurrent submissions were coalesced
+
+
+def test_batcher_failure_reaches_every_caller_of_that_batch_only():
+    results, seen = run_batcher(list(range(6)), BatchingConfig(3, 50), fail_on=4)
+    failed = {i for i, r in enumerate(results) if isinstance(r, RuntimeError)}
+    bad_batch = next(b for b in seen if 4 in b)
+    assert failed == set(bad_batch)
+    assert all(results[i] == i * 10 for i in range(6) if i not in failed)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"max_batch_size": 0}, "max_batch_size"), ({"max_wait_ms": -1}, "max_wait_ms"),
+    ({"precision": "int4"}, "precision"), ({"http_port": 70000}, "http_port"),
+    ({"providers": ["tpu"]}, "unknown provider"), ({"model_name": " "}, "model_name"),
+    ({"colour": 1}, "unknown key"),
+])
+def test_serve_config_is_validated(bad, message):
+    with pytest.raises(ConfigError, match=message):
+        ServeConfig.from_dict(bad)
+
+
+def test_bundle_location_precedence(monkeypatch):
+    monkeypatch.delenv("STORAGE_URI", raising=False)
+    assert ServeConfig().bundle_location() == KSERVE_MODEL_DIR
+    monkeypatch.setenv("STORAGE_URI", "s3://models/llarapp/v3")
+    assert ServeConfig().bundle_location() == "s3://models/llarapp/v3"
+    assert ServeConfig(model_dir="/b").bundle_location() == "/b"
+    monkeypatch.setenv("LLARAPP_PROVIDERS", "rocm,cpu")
+    assert ServeConfig.from_dict({}).providers == ["rocm", "cpu"]
+
+
+def test_latest_local_bundle(tmp_path):
+    with pytest.raises(BundleError, match="run `make run` first"):
+        latest_local_bundle(tmp_path)
+    older, newer = (tmp_path / f"{n}/export/bundle" for n in ("a", "b"))
+    for folder in (older, newer):
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text("{}")
+    os.utime(older / "manifest.json", (1, 1))
+    assert latest_local_bundle(tmp_path) == newer
+
+
+def test_model_is_ready_only_after_load_and_warm_up(bundle, tmp_path):
+    from kserve.errors import ModelNotReady
+
+    from llarapp.serving.server import LlaraModel
+
+    model = LlaraModel(ServeConfig(model_dir=str(bundle.folder)))
+    model.start()  # kserve calls this at registration; it must not mark the model ready
+    assert not model.ready
+    with pytest.raises(ModelNotReady, match="still loading"):
+        asyncio.run(model.predict({"instances": [{"playlist_name": "x"}]}))
+    assert model.load() and model.ready
+    answer = asyncio.run(model.predict({"instances": [{"playlist_name": "x", "k": 2}]}))
+    assert len(answer["predictions"][0]["recommendations"]) == 2
+    model.stop()
+    missing = LlaraModel(ServeConfig(model_dir=str(tmp_path / "nothing")))
+    assert not missing.load() and not missing.ready
+    assert "has no manifest.json" in missing.load_error
+
+
+NEW_TRACKS = [{"track_uri": "spotify:track:new-1", "track_name": "Whiskey Road Again",
+               "artist_name": "Jake Stone", "album_name": "Dirt II"},
+              {"track_uri": "spotify:track:new-2", "track_name": "Neon Rave",
+               "artist_name": "DJ Neon"}]
+
+
+def test_catalogue_add_makes_new_tracks_servable(bundle, tmp_path):
+    from llarapp.serving.bundle import Bundle
+    from llarapp.serving.catalogue import add_tracks
+    from llarapp.serving.engine import Engine, Request
+
+    existing = bundle.catalogue.iloc[0]
+    tracks = pd.DataFrame(NEW_TRACKS + [{"track_uri": existing["track_uri"],
+                                         "track_name": "dup", "artist_name": "",
+                                         "album_name": ""}])
+    before = Engine(bundle).recommend([Request("", ["spotify:track:new-1"], k=3)])[0]
+    assert before.cold_start == "unknown_tracks" and before.warnings
+    result = add_tracks(bundle.folder, tracks, tmp_path / "bigger")
+    assert result["added"] == 2 and result["skipped_existing"] == 1
+    grown = Bundle.load(tmp_path / "bigger")  # every file re-hashed
+    assert grown.version == result["model_version"] != bundle.version
+    assert len(grown.catalogue) == len(bundle.catalogue) + 2
+    assert not grown.catalogue["warm"].iloc[-2:].any()
+    assert grown.array("weights/item_degree.npy")[-2:].tolist() == [0, 0]
+    after = Engine(grown).recommend([Request("", ["spotify:track:new-1"], k=3)])[0]
+    assert after.cold_start == "none" and after.warnings == []
+    assert Bundle.load(bundle.folder).version == bundle.version  # the source is untouched
+
+
+def test_catalogue_add_cli_and_bad_files(bundle, tmp_path):
+    from typer.testing import CliRunner
+
+    from llarapp.cli import app
+    from llarapp.serving.catalogue import read_tracks
+
+    path = tmp_path / "new.json"
+    path.write_text(json.dumps({"tracks": NEW_TRACKS}))
+    result = CliRunner().invoke(app, ["catalogue", "add", str(bundle.folder), str(path),
+                                      "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert '"added": 2' in result.output
+    for name, content, message in [
+        ("dup.json", json.dumps(NEW_TRACKS * 2), "appear twice"),
+        ("nouri.json", json.dumps([{"track_name": "x"}]), "has no track_uri"),
+        ("bad.json", json.dumps([{"track_uri": "u", "track_name": ""}]), "track 0 is invalid"),
+        ("tracks.txt", "x", "unsupported file type"),
+    ]:
+        (tmp_path / name).write_text(content)
+        with pytest.raises(DataValidationError, match=message):
+            read_tracks(tmp_path / name)
+    csv = tmp_path / "new.csv"
+    pd.DataFrame(NEW_TRACKS).to_csv(csv, index=False)
+    assert read_tracks(csv)["album_name"].tolist() == ["Dirt II", ""]
+
+
+def test_unknown_track_vectors_come_from_text_then_the_cold_mapper(bundle):
+    from llarapp.models.mlp_numpy import apply_numpy
+    from llarapp.serving.engine import Engine, Request, TrackMeta
+
+    engine = Engine(bundle)
+    track = TrackMeta("Whiskey Road", "Jake Stone", "Dirt")
+    seeds = engine.seeds(Request(tracks=[track]))
+    titles, extra_text, extra_graph = engine._encode([Request(tracks=[track])], [seeds])
+    expected_text = engine.text.encode(["Whiskey Road — Jake Stone — Dirt"])
+    np.testing.assert_allclose(extra_text[0], expected_text, atol=1e-6)
+    np.testing.assert_allclose(extra_graph[0], apply_numpy(engine.item_mapper, expected_text),
+                               atol=1e-5)
+    assert not titles.any()  # no title: a zero title vector
+
+
+REQUIREMENT = re.compile(r"^([A-Za-z0-9_.\-]+)")
+
+
+def test_predictor_image_has_no_torch(bundle):
+    """kserve/requirements.txt's dependency closure (from installed metadata) holds no
+    torch, and the server imports with torch unimportable."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    wanted = [REQUIREMENT.match(line).group(1) for line in
+              (REPO / "kserve/requirements.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
+    closure, todo = set(), list(wanted)
+    while todo:
+        name = todo.pop().lower().replace("_", "-")
+        if name in closure:
+            continue
+        closure.add(name)
+        for raw in metadata.requires(name) or []:
+            req = Requirement(raw)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    assert closure.isdisjoint({"torch", "transformers", "peft", "torch-geometric", "mlflow",
+                               "kfp"}), closure
+    code = ("import sys\nfor m in ('torch', 'transformers', 'mlflow', 'kfp'): sys.modules[m] = None"
+            "\nimport llarapp.serving.server, llarapp.serving.catalogue")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    dockerfile = (REPO / "kserve/Dockerfile").read_text()
+    final_stage = dockerfile.rsplit("FROM ", 1)[1]
+    assert re.search(r"^USER 1000$", final_stage, re.M) and "HEALTHCHECK" in final_stage
+    assert "llarapp.serving" in final_stage and "torch" not in wanted
+    assert Path(REPO / "kserve/__init__.py").exists() is False  # never shadows `kserve`
