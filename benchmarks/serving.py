@@ -1,0 +1,196 @@
+"""Serving benchmark: the real model server over HTTP (async httpx), driven with real
+playlists from ../shared/data/mpd-popular.
+
+For each bundle precision (int8, fp32) and batching setting (on: coalesce up to
+--max-batch within --max-wait-ms; off: one playlist per engine call) it starts
+``python -m llarapp.serving`` and, at each concurrency, keeps that many requests in
+flight for --seconds: p50/p95/p99 latency and throughput. Each request is one playlist:
+its first --history tracks as seeds, its title, k=10; the ranker reranks the bundle's
+K candidates. The server's own llarapp_stage_seconds and llarapp_batch_size histograms
+give the profile (where a request's time goes) per point.
+
+    python benchmarks/serving.py --bundle runs/pipeline-root/<run>/export/bundle \
+        [--data ../shared/data/mpd-popular] [--concurrency 1 16 64] [--seconds 10]
+
+Writes benchmarks/results/serving[-TAG].json, .md and .png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from llarapp.serving.bundle import Bundle  # noqa: E402
+from llarapp.serving.config import latest_local_bundle  # noqa: E402
+from llarapp.serving.launch import ServerProcess  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results"
+PREDICT = "/v1/models/llarapp:predict"
+
+
+def real_playlists(folder: Path, history: int, limit: int) -> list[dict]:
+    """V1 instances from MPD slices: playlists with more than ``history`` tracks."""
+    instances = []
+    for path in sorted(folder.glob("*.json*")):
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt") as handle:
+            for playlist in json.load(handle)["playlists"]:
+                if len(playlist["tracks"]) > history:
+                    instances.append({"playlist_name": playlist.get("name", ""), "k": 10,
+                                      "track_uris": [t["track_uri"] for t in
+                                                     playlist["tracks"][:history]]})
+        if len(instances) >= limit:
+            break
+    if not instances:
+        raise SystemExit(f"no playlist with more than {history} tracks under {folder}")
+    return instances[:limit]
+
+
+def scrape(url: str) -> dict[str, float]:
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith("llarapp_stage_seconds_") or line.startswith("llarapp_batch_size_")}
+
+
+def profile(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
+    """Server time per request by stage (ms), and the mean batch size."""
+    def delta(key):
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    batches = max(delta("llarapp_batch_size_count"), 1.0)
+    out = {"mean_batch": delta("llarapp_batch_size_sum") / batches}
+    for stage in ("encode", "retrieve", "rerank"):
+        out[f"{stage}_ms_per_request"] = 1000 * delta(
+            f'llarapp_stage_seconds_sum{{stage="{stage}"}}') / max(requests, 1)
+    return out
+
+
+async def drive(url: str, instances: list[dict], concurrency: int, seconds: float
+                ) -> tuple[list[float], int, float]:
+    latencies, errors, next_index = [], 0, 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        deadline = time.perf_counter() + seconds
+
+        async def worker():
+            nonlocal errors, next_index
+            while time.perf_counter() < deadline:
+                body = {"instances": [instances[next_index % len(instances)]]}
+                next_index += 1
+                start = time.perf_counter()
+                answer = await client.post(PREDICT, json=body)
+                if answer.status_code == 200:
+                    latencies.append(time.perf_counter() - start)
+                else:
+                    errors += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return latencies, errors, time.perf_counter() - start
+
+
+def measure(server: ServerProcess, instances, concurrency: int, seconds: float) -> dict:
+    asyncio.run(drive(server.url, instances, concurrency, min(2.0, seconds)))  # warm-up
+    before = scrape(server.url)
+    latencies, errors, elapsed = asyncio.run(drive(server.url, instances, concurrency, seconds))
+    ms = np.array(latencies) * 1000
+    return {"concurrency": concurrency, "requests": len(latencies), "errors": errors,
+            "throughput_rps": len(latencies) / elapsed,
+            "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
+            "p99_ms": float(np.percentile(ms, 99)),
+            **profile(before, scrape(server.url), len(latencies))}
+
+
+def plot(table: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for (precision, batching), rows in table.groupby(["precision", "batching"]):
+        label = f"{precision}, batching {batching}"
+        left.plot(rows["concurrency"], rows["p99_ms"], marker="o", label=label)
+        right.plot(rows["concurrency"], rows["throughput_rps"], marker="o", label=label)
+    left.set(xscale="log", yscale="log", xlabel="concurrency", ylabel="p99 latency (ms)")
+    right.set(xscale="log", xlabel="concurrency", ylabel="throughput (req/s)")
+    left.axhline(50, color="grey", ls=":", label="p99 goal 50 ms")
+    right.axhline(200, color="grey", ls=":", label="goal 200 req/s")
+    left.legend(fontsize=8)
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bundle", type=Path, default=None,
+                        help="serving bundle (default: the newest under runs/)")
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared/data/mpd-popular")
+    parser.add_argument("--history", type=int, default=50)
+    parser.add_argument("--playlists", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--precisions", nargs="+", default=["int8", "fp32"])
+    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--max-wait-ms", type=float, default=2.0)
+    parser.add_argument("--tag", default="")
+    args = parser.parse_args()
+
+    bundle = Bundle.load(args.bundle or latest_local_bundle(REPO / "runs"), verify=False)
+    instances = real_playlists(args.data, args.history, args.playlists)
+    known = set(bundle.catalogue["track_uri"])
+    seeds = [u for i in instances for u in i["track_uris"]]
+    known_share = sum(u in known for u in seeds) / len(seeds)
+    print(f"bundle {bundle.version}: {len(bundle.catalogue)} tracks, rerank "
+          f"{bundle.manifest['ranker']['num_candidates']} candidates; {len(instances)} "
+          f"playlists × {args.history} seeds ({known_share:.0%} of seeds in the catalogue)")
+    batching = {"on": ["--max_batch_size", str(args.max_batch), "--max_wait_ms",
+                       str(args.max_wait_ms)],
+                "off": ["--max_batch_size", "1", "--max_wait_ms", "0"]}
+    rows = []
+    for precision in args.precisions:
+        for mode, flags in batching.items():
+            with ServerProcess(bundle.folder, "--precision", precision, *flags) as server:
+                for concurrency in args.concurrency:
+                    row = {"precision": precision, "batching": mode,
+                           **measure(server, instances, concurrency, args.seconds)}
+                    rows.append(row)
+                    print(f"{precision:>4} batching {mode:>3} c={concurrency:<3} "
+                          f"p50 {row['p50_ms']:7.1f}  p99 {row['p99_ms']:7.1f} ms  "
+                          f"{row['throughput_rps']:6.1f} req/s  batch {row['mean_batch']:.1f}",
+                          flush=True)
+    table = pd.DataFrame(rows)
+    print(table.round(2).to_string(index=False))
+    stem = RESULTS / f"serving{'-' + args.tag if args.tag else ''}"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    meta = {"bundle": bundle.version, "tracks": len(bundle.catalogue),
+            "num_candidates": bundle.manifest["ranker"]["num_candidates"],
+            "history": args.history, "known_seed_share": known_share,
+            "seconds_per_point": args.seconds, "max_batch": args.max_batch,
+            "max_wait_ms": args.max_wait_ms, "machine": platform.processor() or platform.machine(),
+            "cpus": len(os.sched_getaffinity(0)), "python": platform.python_version()}
+    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    stem.with_suffix(".md").write_text(
+        f"# Serving benchmark\n\n{json.dumps(meta)}\n\n" + table.round(2).to_markdown(index=False)
+        + "\n")
+    plot(table, stem.with_suffix(".png"))
+    print(f"wrote {stem}.json, .md, .png")
+
+
+if __name__ == "__main__":
+    main()
