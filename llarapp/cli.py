@@ -276,5 +276,5 @@ def tune(dataset: DatasetOpt, split_dir: SplitOpt, text: TextOpt,
     console.print_json(data=result)
 
 
-# registers pipeline, register, deploy, registry, serve and catalogue
-from llarapp import cli_ops, cli_serve  # noqa: E402,F401
+# registers pipeline, register, deploy, registry, rollout, serve and catalogue
+from llarapp import cli_ops, cli_rollout, cli_serve  # noqa: E402,F401

@@ -190,6 +190,29 @@ def server(bundle):
         yield live
 
 
+def kserve_model(obj: dict):
+    """An InferenceService dict as kserve's model classes; fields they do not know are
+    dropped, so serialising it back and comparing catches unknown fields."""
+    import kubernetes.client
+
+    import kserve
+
+    for name in dir(kubernetes.client):  # kserve's models refer to the core V1* classes
+        if name.startswith("V1") and not hasattr(kserve.models, name):
+            setattr(kserve.models, name, getattr(kubernetes.client, name))
+
+    class Response:
+        data = json.dumps(obj)
+
+    return kserve.ApiClient().deserialize(Response(), "V1beta1InferenceService")
+
+
+def kserve_serialize(model) -> dict:
+    import kserve
+
+    return kserve.ApiClient().sanitize_for_serialization(model)
+
+
 def _serve(fake):
     yield fake
     fake.close()

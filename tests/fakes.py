@@ -4,6 +4,8 @@
   merge-patch), enough for the official ``kubernetes`` client's CustomObjectsApi.
 * :class:`FakeKfp`: the parts of the KFP v2beta1 REST API that ``kfp.Client`` calls to
   create a run or a recurring run.
+* :class:`FakePrometheus`: the instant-query API, answering llarapp's rollout queries
+  from per-version numbers.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class FakeServer:
                 body = json.loads(raw) if raw else None
                 fake.requests.append({"method": self.command, "path": self.path, "body": body,
                                       "content_type": self.headers.get("Content-Type")})
-                status, payload = fake.handle(self.command, self.path.split("?")[0], body)
+                status, payload = fake.dispatch(self.command, self.path, body)
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -59,12 +61,21 @@ class FakeServer:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def dispatch(self, method: str, raw_path: str, body: Any) -> tuple[int, Any]:
+        return self.handle(method, raw_path.split("?")[0], body)
+
     def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         raise NotImplementedError
 
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 class FakeKube(FakeServer):
@@ -119,3 +130,30 @@ class FakeKfp(FakeServer):
     def posted(self, suffix: str) -> list[Any]:
         return [r["body"] for r in self.requests
                 if r["method"] == "POST" and r["path"].split("?")[0].endswith(suffix)]
+
+
+class FakePrometheus(FakeServer):
+    """``/api/v1/query``: the rollout's four queries, told apart by the metric they read,
+    answered from ``versions = {model_version: {requests, errors, p95_s, hit_rate}}``."""
+
+    SIGNALS = (("llarapp_predict_errors_total", "errors"), ("histogram_quantile", "p95_s"),
+               ("llarapp_online_hits_total", "hit_rate"),
+               ("request_predict_seconds_count", "requests"))
+
+    def __init__(self, versions: dict[str, dict[str, float]]) -> None:
+        self.versions = versions
+        super().__init__()
+
+    def dispatch(self, method: str, raw_path: str, body: Any) -> tuple[int, Any]:
+        from urllib.parse import parse_qs, urlsplit
+
+        parts = urlsplit(raw_path)
+        if parts.path != "/api/v1/query":
+            return 404, {"status": "error", "error": f"no {parts.path}"}
+        query = parse_qs(parts.query).get("query", [""])[0]
+        signal = next((name for metric, name in self.SIGNALS if metric in query), None)
+        if signal is None:
+            return 400, {"status": "error", "error": f"unexpected query {query}"}
+        result = [{"metric": {"model_version": version}, "value": [0, str(values[signal])]}
+                  for version, values in self.versions.items() if signal in values]
+        return 200, {"status": "success", "data": {"resultType": "vector", "result": result}}

@@ -11,6 +11,7 @@ from llarapp.deploy.stage import MANIFEST_FILE, run_deploy
 from llarapp.errors import ConfigError, DeployError
 from llarapp.registry.aliases import Registry
 from llarapp.registry.register import RegisterConfig, run_register
+from tests.conftest import kserve_model, kserve_serialize
 
 
 @pytest.fixture()
@@ -30,24 +31,9 @@ def rendered(folder):
 
 
 def roundtrip(obj):
-    """Through kserve's model classes; fields they do not know are dropped, so compare."""
-    import json
-
-    import kubernetes.client
-
-    import kserve
-
-    for name in dir(kubernetes.client):  # kserve's models refer to the core V1* classes
-        if name.startswith("V1") and not hasattr(kserve.models, name):
-            setattr(kserve.models, name, getattr(kubernetes.client, name))
-
-    class Response:
-        data = json.dumps(obj)
-
-    client = kserve.ApiClient()
-    model = client.deserialize(Response(), "V1beta1InferenceService")
+    model = kserve_model(obj)
     assert type(model).__name__ == "V1beta1InferenceService"
-    return client.sanitize_for_serialization(model)
+    return kserve_serialize(model)
 
 
 def test_staging_render_moves_the_staging_alias(release, tmp_path):

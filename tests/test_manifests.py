@@ -5,7 +5,6 @@ static InferenceService matches what `llarapp deploy` renders."""
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import shutil
@@ -14,7 +13,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, kserve_model, kserve_serialize
 
 KUSTOMIZE = {"staging": "kustomize/overlays/staging",
              "production": "kustomize/overlays/production",
@@ -38,16 +37,7 @@ def isvc_of(objects: list[dict]) -> dict:
 
 
 def kserve_round_trip(obj: dict) -> dict:
-    import kserve.models
-    import kubernetes.client.models as core
-    from kserve.api_client import ApiClient
-
-    for name in dir(core):  # kserve's models refer to kubernetes' V1* classes by name
-        if name.startswith("V1") and not hasattr(kserve.models, name):
-            setattr(kserve.models, name, getattr(core, name))
-    client = ApiClient()
-    return client.sanitize_for_serialization(
-        client._ApiClient__deserialize(copy.deepcopy(obj), "V1beta1InferenceService"))
+    return kserve_serialize(kserve_model(obj))
 
 
 @pytest.mark.parametrize("name", KUSTOMIZE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from llarapp.deploy.isvc import GROUP, PLURAL, VERSION
@@ -12,14 +13,15 @@ def custom_objects_api(context: str = "") -> Any:
     """In a pod: the service account's in-cluster config; elsewhere the kubeconfig."""
     from kubernetes import client, config
 
+    kubeconfig = os.environ.get("KUBECONFIG")  # read now: the client reads it at import
     try:
         if context:
-            config.load_kube_config(context=context)
+            config.load_kube_config(config_file=kubeconfig, context=context)
         else:
             try:
                 config.load_incluster_config()
             except config.ConfigException:
-                config.load_kube_config()
+                config.load_kube_config(config_file=kubeconfig)
     except (config.ConfigException, OSError) as exc:
         raise DeployError(
             f"no Kubernetes configuration ({exc}). Inside the cluster run with a service "

@@ -22,6 +22,7 @@ BATCH_SIZE = Histogram("llarapp_batch_size", "Playlists per engine call (after c
                        buckets=BATCH_BUCKETS)
 INVALID_REQUESTS = Counter("llarapp_invalid_requests", "Requests refused with a 4xx",
                            ["protocol"])
+PREDICT_ERRORS = Counter("llarapp_predict_errors", "Predictions that failed with a 5xx")
 MODEL = Info("llarapp_model", "The loaded bundle")
 
 

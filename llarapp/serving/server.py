@@ -99,7 +99,11 @@ class LlaraModel(Model):
         except InvalidRequestError as exc:
             metrics.INVALID_REQUESTS.labels(protocol).inc()
             raise InvalidInput(str(exc)) from None
-        responses = await self.batcher.submit_all([i.to_request() for i in instances])
+        try:
+            responses = await self.batcher.submit_all([i.to_request() for i in instances])
+        except Exception:
+            metrics.PREDICT_ERRORS.inc()  # the canary's error rate (llarapp rollout auto)
+            raise
         if protocol == "v2":
             return v2_response(payload, self.name, responses[0])
         return {"predictions": [v1_prediction(r) for r in responses]}
