@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
 import json
 import os
 import platform
@@ -34,25 +33,27 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from llarapp.data.slices import read_slice  # noqa: E402
 from llarapp.serving.bundle import Bundle  # noqa: E402
 from llarapp.serving.config import latest_local_bundle  # noqa: E402
 from llarapp.serving.launch import ServerProcess  # noqa: E402
+from llarapp.storage import list_uris  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 PREDICT = "/v1/models/llarapp:predict"
 
 
 def real_playlists(folder: Path, history: int, limit: int) -> list[dict]:
-    """V1 instances from MPD slices: playlists with more than ``history`` tracks."""
+    """V1 instances from MPD slices (read and cleaned as ingest does): playlists with more
+    than ``history`` tracks."""
     instances = []
-    for path in sorted(folder.glob("*.json*")):
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt") as handle:
-            for playlist in json.load(handle)["playlists"]:
-                if len(playlist["tracks"]) > history:
-                    instances.append({"playlist_name": playlist.get("name", ""), "k": 10,
-                                      "track_uris": [t["track_uri"] for t in
-                                                     playlist["tracks"][:history]]})
+    for uri in [u for u in list_uris(folder) if u.endswith((".json", ".json.gz"))]:
+        result = read_slice(uri)  # tracks back to back, ``lengths`` apart
+        starts = np.r_[0, np.cumsum(result.lengths)]
+        for playlist, start, end in zip(result.playlists, starts, starts[1:], strict=False):
+            if end - start > history:
+                instances.append({"playlist_name": playlist.name or "", "k": 10, "track_uris": [
+                    result.uris[i] for i in result.track_ids[start:start + history]]})
         if len(instances) >= limit:
             break
     if not instances:

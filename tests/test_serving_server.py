@@ -206,7 +206,7 @@ def test_a_corrupt_bundle_never_becomes_ready(bundle, tmp_path):
     server = ServerProcess(broken).start()
     try:
         server.wait_listening()
-        server._wait(lambda: "will NOT become ready" in server.log, 60, "logging the failure")
+        server.wait_until(lambda: "will NOT become ready" in server.log, 60, "logging the failure")
         assert server.status("/v1/models/llarapp") == 503
         assert server.status("/v2/models/llarapp/ready") == 503
         answer = httpx.post(f"{server.url}/v1/models/llarapp:predict",
@@ -222,7 +222,7 @@ def test_a_version_mismatch_is_refused(bundle):
     server.start()
     try:
         server.wait_listening()
-        server._wait(lambda: "will NOT become ready" in server.log, 60, "logging the failure")
+        server.wait_until(lambda: "will NOT become ready" in server.log, 60, "logging the failure")
         assert "llara-other was asked for" in server.log
         assert server.status("/v1/models/llarapp") == 503
     finally:

@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +21,12 @@ from llarapp.serving.config import KSERVE_MODEL_DIR, ServeConfig, latest_local_b
 from tests.conftest import REPO
 
 
-def run_batcher(items, config, fail_on=None, hold=0.0):
+def run_batcher(items, config, fail_on=None):
     """Submit ``items`` concurrently; return (results, the batches the engine saw)."""
     seen = []
-    gate = threading.Event()
 
     def engine(batch):
         seen.append(list(batch))
-        if hold:
-            gate.wait(hold)  # the first batch holds the thread while the rest queue up
         if fail_on is not None and fail_on in batch:
             raise RuntimeError("engine failed")
         return [x * 10 for x in batch]

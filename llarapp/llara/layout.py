@@ -29,7 +29,8 @@ PLAYLIST_SLOT = -1  # slot_items value of the playlist slot
 
 
 def extra_item(j: int) -> int:
-    """The history id of an example's ``j``-th extra item (one outside the catalogue)."""
+    """The history id of an example's ``j``-th extra item (one outside the catalogue); its
+    own inverse, so ``extra_item(history_id)`` gives ``j`` back."""
     return -2 - j
 
 
@@ -150,7 +151,7 @@ class PromptBuilder:
         history = [int(i) for i in example.history]
         known = iter(self.items([i for i in history if i >= 0]))
         extra = [i for i in history if i < 0]
-        texts = iter(self.encoder([example.extra_texts[extra_item(0) - i] for i in extra],
+        texts = iter(self.encoder([example.extra_texts[extra_item(i)] for i in extra],
                                   self.items.max_tokens) if extra else [])
         return [next(known) if i >= 0 else next(texts) for i in history]
 
@@ -172,7 +173,7 @@ class PromptBuilder:
             rows[owners == PLAYLIST_SLOT] = example.playlist_vector
             extra = owners < PLAYLIST_SLOT
             if extra.any():
-                rows[extra] = example.extra_vectors[extra_item(0) - owners[extra]]
+                rows[extra] = example.extra_vectors[extra_item(owners[extra])]
             vectors.append(rows)
             context.append(np.broadcast_to(example.playlist_vector, rows.shape))
         return Packed(input_ids, attention, slot_mask,

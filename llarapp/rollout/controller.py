@@ -83,7 +83,9 @@ class Rollout:
         self.echo(f"applied: {command}")
 
     def status(self) -> dict[str, Any]:
-        isvc = self.get()
+        return self._describe(self.get())
+
+    def _describe(self, isvc: dict[str, Any]) -> dict[str, Any]:
         notes = isvc["metadata"].get("annotations", {})
         (container,) = isvc["spec"]["predictor"]["containers"]
         env = {e["name"]: e.get("value", "") for e in container.get("env", [])}
@@ -114,7 +116,8 @@ class Rollout:
             raise DeployError(f"percent must be in 1..100, got {percent}")
         if self.registry is not None and registry_version:
             self.registry.check_move("canary", registry_version)  # before anything changes
-        isvc, now = self.get(), self.status()
+        isvc = self.get()
+        now = self._describe(isvc)
         containers = copy.deepcopy(isvc["spec"]["predictor"]["containers"])
         values = {"STORAGE_URI": storage_uri, "LLARAPP_MODEL_VERSION": model_version}
         env = [e for e in containers[0].get("env", []) if e["name"] not in values]

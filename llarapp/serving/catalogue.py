@@ -29,8 +29,9 @@ from llarapp.serving.schema import TrackText
 from llarapp.serving.text import OnnxTextEncoder
 from llarapp.storage import atomic_dir
 
-# row-aligned with the catalogue: (file, what a new track's row holds)
-ZERO_ROWS = ("vectors/lightgcn_items.npy", "weights/fold_in_weights.npy")
+# row-aligned with the catalogue; a new track's row is zeros (no training interactions)
+ZERO_ROWS = ("vectors/lightgcn_items.npy", "weights/fold_in_weights.npy",
+             "weights/item_degree.npy")
 STALE = ("vectors/projected.npy",)  # export-time only; serving does not read it
 
 
@@ -99,7 +100,6 @@ def add_tracks(bundle_uri: str | os.PathLike[str], tracks: pd.DataFrame,
         _append(folder, "vectors/item_graph.npy", graph_vectors)
         for name in ZERO_ROWS:
             _append(folder, name, None, len(new))
-        _append(folder, "weights/item_degree.npy", None, len(new))
         additions = [*meta.get("catalogue_additions", []),
                      {"tracks": len(new), "skipped_existing": skipped, "from": bundle.version,
                       "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}]

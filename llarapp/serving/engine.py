@@ -157,13 +157,18 @@ class Engine:
         unknown URI with no metadata becomes a warning, never a silent drop."""
         out, seen_rows, seen_extra = Seeds(), set(), set()
         described = {t.track_uri for t in request.tracks if t.track_uri}
-        for uri in request.track_uris:
-            row = self.row_of.get(uri)
-            if row is not None and row not in seen_rows:
+
+        def add_known(row: int) -> None:
+            if row not in seen_rows:
                 seen_rows.add(row)
                 out.known.append(row)
                 out.history.append(row)
-            elif row is None and uri not in described:
+
+        for uri in request.track_uris:
+            row = self.row_of.get(uri)
+            if row is not None:
+                add_known(row)
+            elif uri not in described:
                 out.ignored += 1
                 out.warnings.append(f"unknown track {uri}: not in the catalogue and sent "
                                     "without metadata, so it was ignored; send it in 'tracks' "
@@ -171,11 +176,9 @@ class Engine:
         for track in request.tracks:
             row = self.row_of.get(track.track_uri) if track.track_uri else None
             key = (track.track_name.lower(), track.artist_name.lower(), track.album_name.lower())
-            if row is not None and row not in seen_rows:
-                seen_rows.add(row)
-                out.known.append(row)
-                out.history.append(row)
-            elif row is None and key not in seen_extra:
+            if row is not None:
+                add_known(row)
+            elif key not in seen_extra:
                 seen_extra.add(key)
                 out.history.append(extra_item(len(out.extra)))
                 out.extra.append(track)
@@ -189,11 +192,10 @@ class Engine:
             return []
         for request in requests:
             require(request.k >= 1, f"k must be at least 1, got {request.k}")
-        stage = _Stopwatch(observe)
         seeds = [self.seeds(r) for r in requests]
-        with stage("encode"):
+        with _timed(observe, "encode"):
             titles, extra_text, extra_graph = self._encode(requests, seeds)
-        with stage("retrieve"):
+        with _timed(observe, "retrieve"):
             matrix = seed_matrix(pd.Series([np.asarray(s.known, np.int64) for s in seeds]),
                                  len(self.uris))
             sums = np.stack([t.sum(axis=0) for t in extra_text])
@@ -208,7 +210,7 @@ class Engine:
             exclude.eliminate_zeros()
             retrieved = top_n(scores, exclude,
                               max(self.num_candidates, *(r.k for r in requests)))
-        with stage("rerank"):
+        with _timed(observe, "rerank"):
             history_len = self.ranker_meta["history_len"]
             examples = [Example(r.playlist_name, np.asarray(s.history[-history_len:], np.int64),
                                 retrieved[i, :self.num_candidates], -1, queries.graph[i],
@@ -223,9 +225,7 @@ class Engine:
         """Titles and extra tracks through the text encoder in one call; extra tracks then
         through the cold mapper into graph space."""
         extra = [t for s in seeds for t in s.extra]
-        texts = item_texts(pd.DataFrame([vars(t) for t in extra],
-                                        columns=["track_name", "artist_name", "album_name"]),
-                           lyrics=False)
+        texts = item_texts(pd.DataFrame([vars(t) for t in extra]), lyrics=False) if extra else []
         vectors = self.text.encode([r.playlist_name for r in requests] + texts)
         titles, extra_text = vectors[:len(requests)], vectors[len(requests):]
         extra_graph = (apply_numpy(self.item_mapper, extra_text) if len(extra)
@@ -236,8 +236,8 @@ class Engine:
 
     @staticmethod
     def _prompt_texts(extra: Sequence[TrackMeta]) -> list[str]:
-        return track_by_artist(pd.DataFrame([vars(t) for t in extra],
-                                            columns=["track_name", "artist_name"]))
+        # the common case (no extra track) skips pandas: it is on every request's path
+        return track_by_artist(pd.DataFrame([vars(t) for t in extra])) if extra else []
 
     def _response(self, request: Request, seeds: Seeds, retrieved: np.ndarray,
                   scores: np.ndarray, extra_graph: np.ndarray, extra_text: np.ndarray
@@ -266,13 +266,9 @@ class Engine:
         return Response(recs, self.bundle.version, seeds.cold_start, warnings, seeds)
 
 
-class _Stopwatch:
-    def __init__(self, observe: Observer | None):
-        self.observe = observe
-
-    @contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
-        start = time.perf_counter()
-        yield
-        if self.observe is not None:
-            self.observe(stage, time.perf_counter() - start)
+@contextmanager
+def _timed(observe: Observer | None, stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    if observe is not None:
+        observe(stage, time.perf_counter() - start)

@@ -55,13 +55,14 @@ class ServerProcess:
             return None
 
     def wait_listening(self, timeout: float = 120) -> None:
-        self._wait(lambda: self.status("/") == 200, timeout, "listening")
+        self.wait_until(lambda: self.status("/") == 200, timeout, "listening")
 
     def wait_ready(self, timeout: float = 180) -> None:
-        self._wait(lambda: self.status(f"/v1/models/{self.model_name}") == 200, timeout,
+        self.wait_until(lambda: self.status(f"/v1/models/{self.model_name}") == 200, timeout,
                    "ready")
 
-    def _wait(self, condition, timeout: float, what: str) -> None:
+    def wait_until(self, condition, timeout: float, what: str) -> None:
+        """Poll ``condition`` until it holds; fail with the log if the server exits."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
