@@ -6,6 +6,8 @@
   create a run or a recurring run.
 * :class:`FakePrometheus`: the instant-query API, answering llarapp's rollout queries
   from per-version numbers.
+* :class:`FakeCanary`: a V1 model server split between two model versions, each with its
+  own fixed answer; :class:`FakePushgateway` records what is pushed.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ class FakeServer:
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                body = json.loads(raw) if raw else None
+                json_body = "json" in (self.headers.get("Content-Type") or "json")
+                body = (json.loads(raw) if json_body else raw.decode()) if raw else None
                 fake.requests.append({"method": self.command, "path": self.path, "body": body,
                                       "content_type": self.headers.get("Content-Type")})
                 status, payload = fake.dispatch(self.command, self.path, body)
@@ -157,3 +160,33 @@ class FakePrometheus(FakeServer):
         result = [{"metric": {"model_version": version}, "value": [0, str(values[signal])]}
                   for version, values in self.versions.items() if signal in values]
         return 200, {"status": "success", "data": {"resultType": "vector", "result": result}}
+
+
+class FakeCanary(FakeServer):
+    """V1 ``:predict`` whose requests alternate between ``answers = {version: [uris]}``."""
+
+    def __init__(self, answers: dict[str, list[str]], model_name: str = "llarapp") -> None:
+        self.answers, self.model_name, self.turn = answers, model_name, 0
+        self.lock = threading.Lock()
+        super().__init__()
+
+    def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        if method == "GET" and path == f"/v1/models/{self.model_name}":
+            return 200, {"name": self.model_name, "ready": True}
+        if method != "POST" or path != f"/v1/models/{self.model_name}:predict":
+            return 404, {"error": f"no route {method} {path}"}
+        with self.lock:
+            version = list(self.answers)[self.turn % len(self.answers)]
+            self.turn += 1
+        recs = [{"track_uri": uri, "track_name": "", "artist_name": "", "score": 0.0,
+                 "reason": ""} for uri in self.answers[version]]
+        return 200, {"predictions": [{"model_version": version, "cold_start": "none",
+                                      "warnings": [], "recommendations": recs}
+                                     for _ in body["instances"]]}
+
+
+class FakePushgateway(FakeServer):
+    """Accepts pushes (``PUT /metrics/job/...``); ``requests`` keeps each exposition text."""
+
+    def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        return (200, {}) if path.startswith("/metrics/job/") else (404, {})
