@@ -51,3 +51,31 @@ def simulate(
                 f"{row['requests']} requests ({row['errors']} errors), p95 "
                 f"{row['p95_ms']:.0f} ms")
     console(f"report: {output}/report.md")
+
+
+drift_app = typer.Typer(help="Input drift against the training reference.", no_args_is_help=True)
+app.add_typer(drift_app, name="drift")
+
+
+@drift_app.command("report")
+def drift_report(
+    bundle: Annotated[str, typer.Option("--bundle", "-b", help="Serving bundle (its "
+                                        "drift_reference.json), folder or s3://.")],
+    requests: Annotated[Path, typer.Option(
+        help="JSON lines of V1 instances or bodies, e.g. a simulate run's requests.jsonl.")],
+    output: ReportOpt = Path("runs/drift"),
+    fail_on_drift: Annotated[bool, typer.Option(
+        help="Exit 3 when any feature's PSI is significant (for a retraining trigger).")] = False,
+) -> None:
+    """PSI per request feature of logged requests against the bundle's training reference."""
+    from llarapp.online.drift_report import drift_report as run_report
+
+    result = _run(lambda: run_report(bundle, requests, output))
+    typer.echo(f"{result['requests']} requests against {result['reference']} "
+               f"(model {result['model_version']}):")
+    typer.echo(result["table"].to_markdown(index=False, floatfmt=".4f"))
+    typer.echo(f"report: {output}/drift.md")
+    if result["drifted"]:
+        typer.echo(f"significant drift on {', '.join(result['drifted'])}")
+        if fail_on_drift:
+            raise typer.Exit(3)

@@ -77,6 +77,27 @@ def pipeline_submit(
     console.print_json(data=result)
 
 
+@pipeline_app.command("retrain-webhook")
+def pipeline_retrain_webhook(
+    host: Annotated[str, typer.Option(help="KFP API, e.g. http://ml-pipeline-ui.kubeflow")],
+    platform: PlatformOpt = None,
+    listen: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port for Alertmanager's webhook.")] = 8090,
+    config: ConfigOpt = None, set_: SetOpt = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", help="Training run parameter key=value (repeat).")] = None,
+) -> None:
+    """Alertmanager webhook: a firing `action: retrain` alert submits the training pipeline."""
+    import uvicorn
+
+    from llarapp.config import parse_overrides
+    from pipelines.retrain_webhook import RetrainConfig, create_app
+
+    cfg = _config(RetrainConfig, config, set_, False, host=host)
+    cfg = _run(lambda: cfg.replace(arguments=cfg.arguments | parse_overrides(param or [])))
+    uvicorn.run(create_app(cfg, _platform(platform)), host=listen, port=port)
+
+
 @app.command()
 def register(
     bundle: Annotated[str, typer.Option("--bundle", help="Serving bundle folder.")],

@@ -22,6 +22,7 @@ from llarapp.llara.artifact import LlaraArtifact
 from llarapp.llara.examples import Sources
 from llarapp.models.text_embed import TextEmbeddings
 from llarapp.serving import bundle as B
+from llarapp.serving.drift import REFERENCE_FILE, Reference
 from llarapp.storage import atomic_dir
 
 
@@ -45,6 +46,21 @@ def copy_assets(folder: Path, sources: Sources, exporter: Exporter) -> None:
     np.save(folder / "weights/item_degree.npy", sources.graph.item_degree)
     for name in ("item_mapper.npz", "title_mapper.npz", "title_index.npy", "title_targets.npy"):
         shutil.copy(sources.mapper.folder / name, folder / "weights" / name)
+
+
+def fit_drift_reference(folder: Path, manifest: dict[str, Any], sources: Sources,
+                        size: int, threads: int | None) -> Reference:
+    """The drift reference: features of validation playlists as the server computes them,
+    through an engine on the bundle being written."""
+    from llarapp.online.replay import replay_stream
+    from llarapp.serving.engine import Engine, Request
+
+    engine = Engine(B.Bundle(folder, manifest), threads=threads)
+    replays = replay_stream(sources.dataset, sources.split, "val", limit=size)
+    requests = [Request(r.instance["playlist_name"], r.instance["track_uris"]) for r in replays]
+    rows = [row for start in range(0, len(requests), 256)
+            for row in engine.drift_features(requests[start:start + 256])]
+    return Reference.fit(rows, source=f"{len(rows)} validation playlists")
 
 
 def llara_metrics(evaluation: str | os.PathLike[str] | None) -> dict[str, Any]:
@@ -80,20 +96,8 @@ def run_export(cfg: ExportConfig, model: LlaraArtifact, sources: Sources, text: 
                                "int8_parity": parity_gate,
                                "providers": cfg.providers,
                                "threads": exporter.threads or os.cpu_count()})
-        files = B.file_table(folder)
-        created = dt.datetime.now(dt.UTC)
-        version = cfg.model_version or (f"llara-{created:%Y%m%d-%H%M%S}-"
-                                        f"{files[B.RANKER['int8']]['sha256'][:8]}")
         trained, mapper_cfg = model.config, sources.mapper.manifest["config"]
-        write_manifest(
-            folder, B.KIND, B.SCHEMA_VERSION, model_version=version, config=cfg.to_dict(),
-            sources={"llara": str(model.folder), "llara_mlflow_run": model.manifest.get("mlflow"),
-                     "dataset": str(sources.dataset.folder),
-                     "dataset_hash": sources.dataset.manifest.get("content_hash"),
-                     "evaluation": str(evaluation) if evaluation else None},
-            metrics=llara_metrics(evaluation) | report["summary"],
-            quantization={"chosen": chosen, "why": why, "summary": report["summary"],
-                          "int8_parity": parity_gate},
+        serving = dict(
             ranker={"inputs": list(INPUTS), "output": OUTPUT, "opset": cfg.opset,
                     "dynamic_axes": DYNAMIC_AXES, "graph_dim": int(sources.item_vectors.shape[1]),
                     "num_candidates": trained.num_candidates, "history_len": trained.history_len,
@@ -108,8 +112,24 @@ def run_export(cfg: ExportConfig, model: LlaraArtifact, sources: Sources, text: 
                        "title_weight": float(sources.scorer.title_weight),
                        "title_query": mapper_cfg["title_query"],
                        "title_neighbours": mapper_cfg["title_neighbours"],
-                       "title_temperature": mapper_cfg["title_temperature"]},
-            counts={"tracks": int(sources.num_items)}, files=files)
+                       "title_temperature": mapper_cfg["title_temperature"]})
+        reference = fit_drift_reference(folder, serving, sources, cfg.drift_reference_size,
+                                        exporter.threads)
+        reference.save(folder / REFERENCE_FILE)
+        files = B.file_table(folder)
+        created = dt.datetime.now(dt.UTC)
+        version = cfg.model_version or (f"llara-{created:%Y%m%d-%H%M%S}-"
+                                        f"{files[B.RANKER['int8']]['sha256'][:8]}")
+        write_manifest(
+            folder, B.KIND, B.SCHEMA_VERSION, model_version=version, config=cfg.to_dict(),
+            sources={"llara": str(model.folder), "llara_mlflow_run": model.manifest.get("mlflow"),
+                     "dataset": str(sources.dataset.folder),
+                     "dataset_hash": sources.dataset.manifest.get("content_hash"),
+                     "evaluation": str(evaluation) if evaluation else None},
+            metrics=llara_metrics(evaluation) | report["summary"],
+            quantization={"chosen": chosen, "why": why, "summary": report["summary"],
+                          "int8_parity": parity_gate},
+            counts={"tracks": int(sources.num_items)}, files=files, **serving)
         if cfg.track:
             from llarapp.tracking import log_run
 

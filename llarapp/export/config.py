@@ -32,6 +32,7 @@ class ExportConfig(TrackedConfig):
     latency_repeats: int = 10
     threads: int = 0  # ORT intra-op threads; 0: every available CPU
     providers: list[str] = field(default_factory=lambda: ["cpu"])
+    drift_reference_size: int = 2000  # validation playlists the drift reference is fit on
     model_version: str = ""  # empty: llara-<UTC time>-<hash of the int8 ranker>
     seed: int = 0
 
@@ -46,7 +47,7 @@ class ExportConfig(TrackedConfig):
         require(0 < self.min_text_cosine <= 1, "min_text_cosine must be in (0, 1]")
         require(self.parity_tolerance > 0, "parity_tolerance must be positive")
         for name in ("calibration_prompts", "eval_prompts", "latency_repeats",
-                     "text_parity_texts"):
+                     "text_parity_texts", "drift_reference_size"):
             require(getattr(self, name) >= 1, f"{name} must be at least 1")
         require(bool(self.latency_batches) and min(self.latency_batches) >= 1,
                 "latency_batches must be positive batch sizes")

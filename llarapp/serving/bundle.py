@@ -10,6 +10,7 @@
                              projected (SR2LLM slot embeddings, when playlist-independent)
     weights/                 LightGCN fold-in, cold mappers (item, title MLP, title kNN)
     report/                  quantization parity and latency (JSON, Markdown, plot)
+    drift_reference.json     drift feature bins fitted on validation playlists (optional)
 
 Loading checks every file against the manifest and refuses a missing or changed one.
 """

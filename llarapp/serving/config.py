@@ -34,6 +34,8 @@ class ServeConfig(StageConfig):
     warmup: bool = True
     expected_version: str = field(
         default_factory=lambda: os.environ.get("LLARAPP_MODEL_VERSION", ""))
+    drift_window: int = 1000  # recent requests compared with the training reference
+    drift_min_requests: int = 100  # no PSI before this many
     enable_latency_logging: bool = False  # KServe's per-request log line costs ~5 ms p99
 
     def validate(self) -> None:
@@ -46,6 +48,8 @@ class ServeConfig(StageConfig):
         require(1 <= self.http_port <= 65535, f"http_port must be in 1..65535, got "
                 f"{self.http_port}")
         require(bool(self.http_host.strip()), "http_host must not be empty")
+        require(self.drift_window >= self.drift_min_requests >= 1,
+                "need drift_window >= drift_min_requests >= 1")
         BatchingConfig(max_batch_size=self.max_batch_size, max_wait_ms=self.max_wait_ms)
 
     @property

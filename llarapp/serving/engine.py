@@ -26,10 +26,11 @@ from llarapp.errors import BundleError
 from llarapp.llara.layout import Example, PromptBuilder, extra_item, track_by_artist
 from llarapp.llara.tokens import TokenEncoder
 from llarapp.models.graph import GraphVectors, TitleNeighbours
-from llarapp.models.hybrid import HybridScorer
+from llarapp.models.hybrid import HybridScorer, Queries
 from llarapp.models.mlp_numpy import apply_numpy
 from llarapp.models.retrieval import seed_matrix, top_n
 from llarapp.serving.bundle import RANKER, TEXT_ENCODER, TEXT_TOKENIZER, TOKENIZER, Bundle
+from llarapp.serving.drift import request_features
 from llarapp.serving.reasons import Explainer
 from llarapp.serving.runtime import session
 from llarapp.serving.text import OnnxTextEncoder
@@ -71,6 +72,7 @@ class Response:
     cold_start: str  # none | title_only | unknown_tracks
     warnings: list[str]
     seeds: Seeds = field(default_factory=lambda: Seeds(), repr=False)
+    features: dict[str, float] = field(default_factory=dict, repr=False)  # for drift
 
 
 @dataclass
@@ -119,10 +121,10 @@ class Engine:
         self.artists = catalogue["artist_name"]
         self.row_of = {uri: i for i, uri in enumerate(self.uris)}
         self.item_graph = bundle.array("vectors/item_graph.npy")
+        self.degree = bundle.array("weights/item_degree.npy")
         graph = GraphVectors(np.zeros(0, np.int64), np.zeros((0, self.item_graph.shape[1])),
                              bundle.array("vectors/lightgcn_items.npy"),
-                             bundle.array("weights/fold_in_weights.npy"),
-                             bundle.array("weights/item_degree.npy"))
+                             bundle.array("weights/fold_in_weights.npy"), self.degree)
         self.scorer = HybridScorer(bundle.array("vectors/item_text.npy"), graph, self.item_graph,
                                    self._title_query(retrieval), retrieval["title_weight"])
         self.hybrid_params = retrieval["hybrid_params"]
@@ -194,13 +196,10 @@ class Engine:
             require(request.k >= 1, f"k must be at least 1, got {request.k}")
         seeds = [self.seeds(r) for r in requests]
         with _timed(observe, "encode"):
-            titles, extra_text, extra_graph = self._encode(requests, seeds)
+            encoded = self._encode(requests, seeds)
+        extra_text, extra_graph = encoded[1:]
         with _timed(observe, "retrieve"):
-            matrix = seed_matrix(pd.Series([np.asarray(s.known, np.int64) for s in seeds]),
-                                 len(self.uris))
-            sums = np.stack([t.sum(axis=0) for t in extra_text])
-            queries = self.scorer.queries(matrix, titles, sums,
-                                          np.array([len(s.extra) for s in seeds]))
+            matrix, queries = self._queries(seeds, encoded)
             kinds = ["seeded" if s.history else "title_only" for s in seeds]
             lam = np.array([self.hybrid_params[k]["lambda"] for k in kinds])
             beta = np.array([self.hybrid_params[k]["cold_offset"] for k in kinds])
@@ -217,8 +216,31 @@ class Engine:
                                 self._prompt_texts(s.extra), extra_graph[i])
                         for i, (r, s) in enumerate(zip(requests, seeds, strict=True))]
             reranked = self.rerank(examples)
-        return [self._response(r, s, retrieved[i], reranked[i], extra_graph[i], extra_text[i])
-                for i, (r, s) in enumerate(zip(requests, seeds, strict=True))]
+        responses = [self._response(r, s, retrieved[i], reranked[i], extra_graph[i],
+                                    extra_text[i])
+                     for i, (r, s) in enumerate(zip(requests, seeds, strict=True))]
+        for response, query in zip(responses, queries.graph, strict=True):
+            response.features = self._features(response.seeds, query)
+        return responses
+
+    def drift_features(self, requests: Sequence[Request]) -> list[dict[str, float]]:
+        """The drift features of ``requests`` (see :mod:`llarapp.serving.drift`) without
+        retrieving or reranking."""
+        seeds = [self.seeds(r) for r in requests]
+        _, queries = self._queries(seeds, self._encode(requests, seeds))
+        return [self._features(s, q) for s, q in zip(seeds, queries.graph, strict=True)]
+
+    def _features(self, seeds: Seeds, graph_query: np.ndarray) -> dict[str, float]:
+        return request_features(seeds.known, len(seeds.history), graph_query, self.degree)
+
+    def _queries(self, seeds: Sequence[Seeds], encoded: tuple) -> tuple[sp.csr_matrix, Queries]:
+        """The seed matrix and the playlists' graph and text queries."""
+        titles, extra_text, _ = encoded
+        matrix = seed_matrix(pd.Series([np.asarray(s.known, np.int64) for s in seeds]),
+                             len(self.uris))
+        sums = np.stack([t.sum(axis=0) for t in extra_text])
+        return matrix, self.scorer.queries(matrix, titles, sums,
+                                           np.array([len(s.extra) for s in seeds]))
 
     def _encode(self, requests: Sequence[Request], seeds: Sequence[Seeds]
                 ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:

@@ -3,7 +3,7 @@ histograms on the same ``/metrics`` (both use prometheus_client's default regist
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, Info
+from prometheus_client import Counter, Gauge, Histogram, Info
 
 from llarapp.serving.engine import Response
 
@@ -24,6 +24,8 @@ INVALID_REQUESTS = Counter("llarapp_invalid_requests", "Requests refused with a 
                            ["protocol"])
 PREDICT_ERRORS = Counter("llarapp_predict_errors", "Predictions that failed with a 5xx")
 MODEL = Info("llarapp_model", "The loaded bundle")
+DRIFT_PSI = Gauge("llarapp_drift_psi", "PSI of the recent requests against the training "
+                  "reference, per feature (llarapp.serving.drift)", ["feature"])
 
 
 def observe_stage(stage: str, seconds: float) -> None:
@@ -44,3 +46,8 @@ def observe_batch(responses: list[Response]) -> None:
 def set_model_info(model_name: str, version: str, precision: str, tracks: int) -> None:
     MODEL.info({"model_name": model_name, "model_version": version, "precision": precision,
                 "tracks": str(tracks)})
+
+
+def set_drift(psi: dict[str, float]) -> None:
+    for feature, value in psi.items():
+        DRIFT_PSI.labels(feature).set(value)

@@ -28,6 +28,7 @@ from llarapp.serving import metrics
 from llarapp.serving.batching import Batcher
 from llarapp.serving.bundle import Bundle
 from llarapp.serving.config import ServeConfig
+from llarapp.serving.drift import REFERENCE_FILE, DriftMonitor, Reference
 from llarapp.serving.engine import Engine, Request, Response
 from llarapp.serving.protocol import v1_prediction, v2_instance, v2_response
 from llarapp.serving.schema import parse_v1
@@ -49,6 +50,7 @@ class LlaraModel(Model):
         self.recommender: Engine | None = None  # kserve.Model uses `engine` for itself
         self.batcher: Batcher[Request, Response] | None = None
         self.load_error: str | None = None
+        self.drift: DriftMonitor | None = None
         self.enable_latency_logging = cfg.enable_latency_logging
 
     def start(self) -> None:
@@ -76,6 +78,7 @@ class LlaraModel(Model):
                       self.name, location, self.load_error)
             return False
         self.recommender = engine
+        self.drift = self._drift_monitor(bundle)
         self.batcher = Batcher(self._run, self.cfg.batching)
         metrics.set_model_info(self.name, bundle.version, self.cfg.precision,
                                len(engine.uris))
@@ -85,9 +88,20 @@ class LlaraModel(Model):
         self.ready = True
         return True
 
+    def _drift_monitor(self, bundle: Bundle) -> DriftMonitor | None:
+        path = bundle.path(REFERENCE_FILE)
+        if not path.is_file():
+            log.warning("bundle %s has no %s (exported before drift monitoring): "
+                        "llarapp_drift_psi is not exported", bundle.version, REFERENCE_FILE)
+            return None
+        return DriftMonitor(Reference.load(path), self.cfg.drift_window,
+                            self.cfg.drift_min_requests)
+
     def _run(self, requests: list[Request]) -> list[Response]:
         responses = self.recommender.recommend(requests, observe=metrics.observe_stage)
         metrics.observe_batch(responses)
+        if self.drift is not None:
+            metrics.set_drift(self.drift.observe(r.features for r in responses))
         return responses
 
     async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
@@ -159,6 +173,9 @@ def parser() -> argparse.ArgumentParser:
                      help="1 turns batching off")
     out.add_argument("--max_wait_ms", type=float, default=defaults.max_wait_ms)
     out.add_argument("--no_warmup", action="store_true")
+    out.add_argument("--drift_window", type=int, default=defaults.drift_window,
+                     help="recent requests compared with the training reference")
+    out.add_argument("--drift_min_requests", type=int, default=defaults.drift_min_requests)
     out.add_argument("--enable_latency_logging", type=lambda x: x.lower() in ("1", "true"),
                      default=False, help="kserve's per-request latency log line")
     return out
@@ -171,6 +188,8 @@ def config_from_args(argv: list[str] | None = None) -> ServeConfig:
                        precision=args.precision, providers=args.providers,
                        threads=args.threads, max_batch_size=args.max_batch_size,
                        max_wait_ms=args.max_wait_ms, warmup=not args.no_warmup,
+                       drift_window=args.drift_window,
+                       drift_min_requests=args.drift_min_requests,
                        enable_latency_logging=args.enable_latency_logging)
 
 
