@@ -47,7 +47,7 @@ def save_grid(frame: pd.DataFrame, x: str, series: str, columns: list[str],
             table.plot(ax=axis, marker="o", markersize=3)
         axis.set_title(column)
         axis.grid(alpha=0.3)
-    figure.suptitle(title)
+    figure.suptitle(title, y=1.04)
     save_figure(figure, path)
 
 
