@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 BUNDLE ?=
 
-.PHONY: run serve bench-serving test lint install clean compile bench-ingest bench-lightgcn bench-llara bench-export help
+.PHONY: run serve bench-serving test lint install clean compile notebooks-clean bench-ingest bench-lightgcn bench-llara bench-export help
 
 help:
 	@echo "make run [DATA=folder|s3://bucket/prefix]   train the whole pipeline locally"
@@ -54,6 +54,9 @@ test: $(STAMP)
 compile: $(STAMP)
 	$(VENV)/bin/llarapp pipeline compile -o build/training_pipeline.yaml $(ARGS)
 	$(VENV)/bin/llarapp pipeline compile -p hpo -o build/hpo_pipeline.yaml $(ARGS)
+
+notebooks-clean: $(STAMP)
+	$(PY) notebooks/clear_outputs.py notebooks/*.ipynb
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check llarapp pipelines components tests benchmarks

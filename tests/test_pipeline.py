@@ -128,43 +128,6 @@ def aliases(tracking_uri):
 
 
 @pytest.mark.slow
-def test_local_run_end_to_end(tmp_path, monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    result = run_locally(workdir=tmp_path / "runs",
-                         overrides=["synth_playlists=300", "llara_steps=6",
-                                    "llara_pretrain_steps=3", "export_eval_prompts=64",
-                                    "export_latency_repeats=2", "gate_threshold=0.0"])
-    evaluation = Path(result["evaluation"])
-    metrics = json.loads((evaluation / "metrics.json").read_text())
-    assert {"popularity", "item_knn", "lightgcn", "text", "hybrid"} <= {
-        row["model"] for row in metrics["summary"]}
-    assert metrics["gate"]["model"] == "hybrid"
-    assert (tmp_path / "runs" / "mlflow.db").is_file()
-    root = evaluation.parent.parent
-    assert {"synth", "ingest", "split", "baselines", "text-embed", "lightgcn", "cold-mapper",
-            "retrieve", "evaluate", "llara", "eval-llara", "export", "register",
-            "deploy"} <= {p.name for p in root.iterdir()}
-    llara = json.loads((root / "eval-llara" / "evaluation" / "metrics.json").read_text())
-    assert {r["model"] for r in llara["candidates"]} == {"llara", "lightgcn", "hybrid"}
-    assert (root / "llara" / "model" / "adapter" / "adapter_config.json").is_file()
-    from llarapp.serving.bundle import Bundle
-
-    bundle = Bundle.load(root / "export" / "bundle")  # verifies every hash
-    assert bundle.manifest["quantization"]["chosen"] in ("dynamic", "per_channel", "static")
-    assert bundle.manifest["metrics"]["size_ratio"] > 3
-    report = (evaluation / "report.html").read_text()
-    assert "LLaRA ranker and ablations" in report and "Quantization parity" in report
-    assert report.count("data:image/png;base64") >= 6
-    assert "## Quantization parity" in (evaluation / "metrics.md").read_text()
-    # Registered, gate cleared (threshold 0 and parity holds), deployed to staging.
-    assert result["registration"]["model_version"] == bundle.version
-    isvc = yaml.safe_load((root / "deploy" / "manifest" / "inferenceservice.yaml").read_text())
-    assert isvc["metadata"]["name"] == "llarapp-staging"
-    assert aliases(result["registration"]["mlflow"]["tracking_uri"]) == {
-        "candidate": "1", "staging": "1"}
-
-
-@pytest.mark.slow
 def test_an_impossible_gate_skips_deploy_and_moves_no_alias(tmp_path, synthetic_slices, s3_env,
                                                            bundle, monkeypatch):
     """make run DATA=s3://… with bundle_uri set and staging held by an earlier version: the

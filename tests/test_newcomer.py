@@ -1,0 +1,161 @@
+"""The newcomer journey, as a new user runs it: a fresh clone, ``make run`` (which installs
+everything), ``make serve`` in the background, V1 predictions for a title-only and a seeded
+playlist, the notebooks on that run, and a kustomize build. Every step must succeed.
+
+``make run`` gets tiny settings through ``ARGS`` (300 synthetic playlists, a few LLaRA
+steps) so the journey fits the suite's time budget; everything else is the default path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from notebook_runner import run_notebook
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_RUN = ["synth_playlists=300", "llara_steps=6", "llara_pretrain_steps=3",
+            "export_eval_prompts=64", "export_latency_repeats=2", "gate_threshold=0.0"]
+pytestmark = pytest.mark.slow
+
+
+def _user_env() -> dict[str, str]:
+    """The environment of a new user's shell: no outer make, venv or MLflow settings."""
+    drop = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "VIRTUAL_ENV", "PYTHONPATH",
+            "MLFLOW_TRACKING_URI"}
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    outer_bin = str(Path(os.sys.executable).parent)
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != outer_bin)
+    return env
+
+
+def _make(clone: Path, *args: str, timeout: float) -> subprocess.CompletedProcess:
+    done = subprocess.run(["make", *args], cwd=clone, env=_user_env(), capture_output=True,
+                          text=True, timeout=timeout)
+    assert done.returncode == 0, f"make {' '.join(args)} failed:\n{done.stdout[-4000:]}" \
+                                 f"\n{done.stderr[-4000:]}"
+    return done
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory) -> Path:
+    """A fresh clone after `make run`."""
+    if shutil.which("make") is None or shutil.which("git") is None:
+        pytest.skip("make and git are needed for the newcomer journey")
+    dest = tmp_path_factory.mktemp("newcomer") / "llarapp"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(dest)], check=True, timeout=120)
+    _make(dest, "run", "ARGS=" + " ".join(f"--set {s}" for s in TINY_RUN), timeout=1500)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def run_dir(clone) -> Path:
+    (run,) = (clone / "runs" / "pipeline-root").iterdir()
+    return run
+
+
+def test_make_run_trains_evaluates_exports_and_deploys(clone, run_dir):
+    evaluation = run_dir / "evaluate" / "evaluation"
+    metrics = json.loads((evaluation / "metrics.json").read_text())
+    assert {"popularity", "item_knn", "lightgcn", "text", "hybrid"} <= {
+        row["model"] for row in metrics["summary"]}
+    assert metrics["gate"]["model"] == "hybrid"
+    assert {"synth", "ingest", "split", "baselines", "text-embed", "lightgcn", "cold-mapper",
+            "retrieve", "evaluate", "llara", "eval-llara", "export", "register",
+            "deploy"} <= {p.name for p in run_dir.iterdir()}
+    llara = json.loads((run_dir / "eval-llara" / "evaluation" / "metrics.json").read_text())
+    assert {r["model"] for r in llara["candidates"]} == {"llara", "lightgcn", "hybrid"}
+    assert (run_dir / "llara" / "model" / "adapter" / "adapter_config.json").is_file()
+    from llarapp.serving.bundle import Bundle
+
+    bundle = Bundle.load(run_dir / "export" / "bundle")  # verifies every hash
+    assert bundle.manifest["quantization"]["chosen"] in ("dynamic", "per_channel", "static")
+    assert bundle.manifest["metrics"]["size_ratio"] > 3
+    assert "drift_reference.json" in bundle.manifest["files"]
+    report = (evaluation / "report.html").read_text()
+    assert "LLaRA ranker and ablations" in report and "Quantization parity" in report
+    assert report.count("data:image/png;base64") >= 6
+    # registered, gate cleared (threshold 0 and parity holds), deployed to staging
+    isvc = yaml.safe_load((run_dir / "deploy" / "manifest" / "inferenceservice.yaml").read_text())
+    assert isvc["metadata"]["name"] == "llarapp-staging"
+    from llarapp.registry.aliases import Registry
+
+    registry = Registry("llarapp", f"sqlite:///{clone / 'runs' / 'mlflow.db'}")
+    assert registry.aliases() == {"candidate": "1", "staging": "1"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_make_serve_answers_title_only_and_seeded_playlists(clone, run_dir):
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(clone / "serve.log", "wb")
+    server = subprocess.Popen(["make", "serve", f"PORT={port}"], cwd=clone, env=_user_env(),
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert server.poll() is None, (clone / "serve.log").read_text()[-3000:]
+            try:
+                if httpx.get(f"{url}/v1/models/llarapp", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, (clone / "serve.log").read_text()[-3000:]
+            time.sleep(1)
+        version = json.loads((run_dir / "export/bundle/manifest.json").read_text())[
+            "model_version"]
+        seeds = _catalogue_uris(run_dir)[:5]
+        answer = httpx.post(f"{url}/v1/models/llarapp:predict", timeout=120, json={
+            "instances": [{"playlist_name": "summer road trip", "k": 10},
+                          {"playlist_name": "favourites", "track_uris": seeds, "k": 10}]})
+        assert answer.status_code == 200, answer.text
+        title_only, seeded = answer.json()["predictions"]
+        for prediction in (title_only, seeded):
+            assert prediction["model_version"] == version
+            assert len(prediction["recommendations"]) == 10
+            assert all(r["track_uri"].startswith("spotify:track:") and r["reason"]
+                       for r in prediction["recommendations"])
+        assert title_only["cold_start"] == "title_only" and seeded["cold_start"] == "none"
+        assert not set(seeds) & {r["track_uri"] for r in seeded["recommendations"]}
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+        log.close()
+
+
+def _catalogue_uris(run_dir: Path) -> list[str]:
+    import pandas as pd
+
+    return pd.read_parquet(run_dir / "export/bundle/catalogue.parquet")["track_uri"].tolist()
+
+
+@pytest.mark.parametrize("name", ["02_model_evaluation", "03_serving_walkthrough"])
+def test_notebooks_on_the_run(clone, run_dir, name):
+    run_notebook(REPO / "notebooks" / f"{name}.ipynb", cwd=clone,
+                 env={"LLARAPP_RUN": str(run_dir),
+                      "LLARAPP_BUNDLE": str(run_dir / "export" / "bundle")})
+
+
+def test_kustomize_builds_in_the_clone(clone):
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not on PATH: `kubectl kustomize` cannot build the overlays")
+    for overlay in ("staging", "production", "production-gpu"):
+        done = subprocess.run(["kubectl", "kustomize", f"kustomize/overlays/{overlay}"],
+                              cwd=clone, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        kinds = {d["kind"] for d in yaml.safe_load_all(done.stdout) if d}
+        assert "InferenceService" in kinds
