@@ -60,7 +60,7 @@ notebooks-clean: $(STAMP)
 	$(PY) notebooks/clear_outputs.py notebooks/*.ipynb
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check llarapp pipelines components tests benchmarks
+	$(VENV)/bin/ruff check llarapp pipelines components tests benchmarks notebooks
 
 bench-ingest: $(STAMP)
 	$(PY) benchmarks/ingest.py $(ARGS)
