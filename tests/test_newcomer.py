@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -99,42 +100,89 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_make_serve_answers_title_only_and_seeded_playlists(clone, run_dir):
+@pytest.fixture(scope="module")
+def served(clone) -> str:
+    """`make serve` in the background, as the README says; yields its URL once ready."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    log = open(clone / "serve.log", "wb")
-    server = subprocess.Popen(["make", "serve", f"PORT={port}"], cwd=clone, env=_user_env(),
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert server.poll() is None, (clone / "serve.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{url}/v1/models/llarapp", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, (clone / "serve.log").read_text()[-3000:]
-            time.sleep(1)
-        version = json.loads((run_dir / "export/bundle/manifest.json").read_text())[
-            "model_version"]
-        seeds = _catalogue_uris(run_dir)[:5]
-        answer = httpx.post(f"{url}/v1/models/llarapp:predict", timeout=120, json={
-            "instances": [{"playlist_name": "summer road trip", "k": 10},
-                          {"playlist_name": "favourites", "track_uris": seeds, "k": 10}]})
-        assert answer.status_code == 200, answer.text
-        title_only, seeded = answer.json()["predictions"]
-        for prediction in (title_only, seeded):
-            assert prediction["model_version"] == version
-            assert len(prediction["recommendations"]) == 10
-            assert all(r["track_uri"].startswith("spotify:track:") and r["reason"]
-                       for r in prediction["recommendations"])
-        assert title_only["cold_start"] == "title_only" and seeded["cold_start"] == "none"
-        assert not set(seeds) & {r["track_uri"] for r in seeded["recommendations"]}
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
-        log.close()
+    log_path = clone / "serve.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(["make", "serve", f"PORT={port}"], cwd=clone,
+                                  env=_user_env(), stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            while True:
+                assert server.poll() is None, log_path.read_text()[-3000:]
+                try:
+                    if httpx.get(f"{url}/v1/models/llarapp", timeout=5).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+                time.sleep(1)
+            yield url
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=60)
+
+
+def test_make_serve_answers_title_only_and_seeded_playlists(served, run_dir):
+    version = json.loads((run_dir / "export/bundle/manifest.json").read_text())["model_version"]
+    seeds = _catalogue_uris(run_dir)[:5]
+    answer = httpx.post(f"{served}/v1/models/llarapp:predict", timeout=120, json={
+        "instances": [{"playlist_name": "summer road trip", "k": 10},
+                      {"playlist_name": "favourites", "track_uris": seeds, "k": 10}]})
+    assert answer.status_code == 200, answer.text
+    title_only, seeded = answer.json()["predictions"]
+    for prediction in (title_only, seeded):
+        assert prediction["model_version"] == version
+        assert len(prediction["recommendations"]) == 10
+        assert all(r["track_uri"].startswith("spotify:track:") and r["reason"]
+                   for r in prediction["recommendations"])
+    assert title_only["cold_start"] == "title_only" and seeded["cold_start"] == "none"
+    assert not set(seeds) & {r["track_uri"] for r in seeded["recommendations"]}
+
+
+def _readme_curl_commands() -> list[tuple[str, str]]:
+    """Every `curl -s localhost:8080…` command in the READMEs' bash blocks, as written."""
+    commands = []
+    for readme in ("README.md", "kserve/README.md"):
+        for block in re.findall(r"```bash\n(.*?)```", (REPO / readme).read_text(), re.S):
+            lines: list[str] = []
+            for line in block.splitlines():
+                if lines or line.startswith("curl -s localhost:8080"):
+                    lines.append(line)
+                    if "".join(lines).count("'") % 2 == 0:  # the -d '…' body has closed
+                        commands.append((readme, "\n".join(lines)))
+                        lines = []
+    return commands
+
+
+def test_the_readme_curl_commands_work_as_written(served):
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not on PATH")
+    commands = _readme_curl_commands()
+    assert len(commands) >= 5, commands
+    port = served.rsplit(":", 1)[1]
+    for readme, command in commands:
+        done = subprocess.run(["bash", "-c", command.replace("localhost:8080",
+                                                             f"127.0.0.1:{port}")],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{readme}: {command}\n{done.stderr}"
+        if "/metrics" in command:
+            assert "llarapp_stage_seconds_count" in done.stdout, done.stdout[-2000:]
+            continue
+        body = json.loads(done.stdout)
+        assert "error" not in body, f"{readme}: {command}\n{body}"
+        if "/v1/" in command:
+            sent = json.loads(command.split("-d '", 1)[1].rstrip("'"))
+            assert len(body["predictions"]) == len(sent["instances"])
+            assert all(len(p["recommendations"]) == 5 for p in body["predictions"])
+        else:
+            outputs = {o["name"]: o for o in body["outputs"]}
+            assert len(outputs["track_uris"]["data"]) == 5
+            assert {"scores", "reasons", "cold_start", "warnings"} <= outputs.keys()
 
 
 def _catalogue_uris(run_dir: Path) -> list[str]:
