@@ -31,11 +31,12 @@ $(PY):
 
 # constraints.txt pins the whole dependency tree (a lock): installing it with --no-deps
 # skips dependency resolution, and `pip check` proves the set is consistent.
-# Reinstall only when the dependency files change. --no-compile halves the install (2:43 →
-# 1:23 on 2 cores): modules compile on first import instead, and only those imported.
+# Reinstall only when the dependency files change. pip compiles the bytecode at install:
+# with PYTHONDONTWRITEBYTECODE=1 (common in containers and CI) nothing is ever compiled
+# later, and every process would recompile torch and transformers from source.
 $(STAMP): pyproject.toml constraints.txt | $(PY)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --no-compile --no-deps -r constraints.txt
+	$(PY) -m pip install -q --no-deps -r constraints.txt
 	$(PY) -m pip install -q --no-deps -e .
 	$(PY) -m pip check
 	touch $(STAMP)

@@ -232,3 +232,26 @@ def kfp_api():
     from fakes import FakeKfp
 
     yield from _serve(FakeKfp())
+
+
+NEWCOMER = "test_newcomer.py"
+
+
+def pytest_collection_modifyitems(items):
+    # The newcomer journey waits on its background `make run`: last, so the suite overlaps it.
+    items.sort(key=lambda item: item.path.name == NEWCOMER)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def newcomer_journey(request, tmp_path_factory):
+    """The clone + `make run` of test_newcomer.py, started before the first test (or None
+    when no newcomer test is selected, or git or make is missing)."""
+    from newcomer_journey import Journey
+
+    if Journey.missing_tools() or not any(
+            item.path.name == NEWCOMER for item in request.session.items):
+        yield None
+        return
+    journey = Journey(tmp_path_factory.mktemp("newcomer") / "llarapp")
+    yield journey
+    journey.stop()

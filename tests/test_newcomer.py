@@ -2,8 +2,10 @@
 everything), ``make serve`` in the background, V1 predictions for a title-only and a seeded
 playlist, the notebooks on that run, and a kustomize build. Every step must succeed.
 
-``make run`` gets tiny settings through ``ARGS`` (300 synthetic playlists, a few LLaRA
-steps) so the journey fits the suite's time budget; everything else is the default path.
+The clone and ``make run`` start in the background before the first test (conftest and
+``newcomer_journey.py``) and these tests run last. ``make run`` gets tiny settings through
+``ARGS`` (300 synthetic playlists, a few training steps) so the journey fits the suite's time
+budget; everything else is the default path.
 """
 
 from __future__ import annotations
@@ -21,41 +23,19 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from newcomer_journey import user_env
 from notebook_runner import run_notebook
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_RUN = ["synth_playlists=300", "llara_steps=6", "llara_pretrain_steps=3",
-            "export_eval_prompts=64", "export_latency_repeats=2", "gate_threshold=0.0"]
 pytestmark = pytest.mark.slow
 
 
-def _user_env() -> dict[str, str]:
-    """The environment of a new user's shell: no outer make, venv or MLflow settings."""
-    drop = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "VIRTUAL_ENV", "PYTHONPATH",
-            "MLFLOW_TRACKING_URI"}
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    outer_bin = str(Path(os.sys.executable).parent)
-    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != outer_bin)
-    return env
-
-
-def _make(clone: Path, *args: str, timeout: float) -> subprocess.CompletedProcess:
-    done = subprocess.run(["make", *args], cwd=clone, env=_user_env(), capture_output=True,
-                          text=True, timeout=timeout)
-    assert done.returncode == 0, f"make {' '.join(args)} failed:\n{done.stdout[-4000:]}" \
-                                 f"\n{done.stderr[-4000:]}"
-    return done
-
-
 @pytest.fixture(scope="module")
-def clone(tmp_path_factory) -> Path:
-    """A fresh clone after `make run`."""
-    if shutil.which("make") is None or shutil.which("git") is None:
+def clone(newcomer_journey) -> Path:
+    """A fresh clone after `make run` (started in the background by conftest)."""
+    if newcomer_journey is None:
         pytest.skip("make and git are needed for the newcomer journey")
-    dest = tmp_path_factory.mktemp("newcomer") / "llarapp"
-    subprocess.run(["git", "clone", "-q", str(REPO), str(dest)], check=True, timeout=120)
-    _make(dest, "run", "ARGS=" + " ".join(f"--set {s}" for s in TINY_RUN), timeout=1500)
-    return dest
+    return newcomer_journey.wait(timeout=1800)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +88,7 @@ def served(clone) -> str:
     log_path = clone / "serve.log"
     with open(log_path, "wb") as log:
         server = subprocess.Popen(["make", "serve", f"PORT={port}"], cwd=clone,
-                                  env=_user_env(), stdout=log, stderr=subprocess.STDOUT,
+                                  env=user_env(), stdout=log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
         try:
             deadline = time.monotonic() + 300
