@@ -173,9 +173,11 @@ def _catalogue_uris(run_dir: Path) -> list[str]:
 
 @pytest.mark.parametrize("name", ["02_model_evaluation", "03_serving_walkthrough"])
 def test_notebooks_on_the_run(clone, run_dir, name):
-    run_notebook(REPO / "notebooks" / f"{name}.ipynb", cwd=clone,
+    """The clone's own notebook, on a kernel of the clone's .venv, as a user's Jupyter would."""
+    run_notebook(clone / "notebooks" / f"{name}.ipynb", cwd=clone,
                  env={"LLARAPP_RUN": str(run_dir),
-                      "LLARAPP_BUNDLE": str(run_dir / "export" / "bundle")})
+                      "LLARAPP_BUNDLE": str(run_dir / "export" / "bundle")},
+                 python=clone / ".venv" / "bin" / "python")
 
 
 def test_kustomize_builds_in_the_clone(clone):

@@ -3,6 +3,7 @@ trained run; tests/test_newcomer.py runs them on the fresh clone's `make run`.)"
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import nbformat
@@ -35,3 +36,14 @@ def test_data_exploration_runs_on_tiny_data(synthetic_slices, tmp_path):
     assert not [o for o in outputs if o.output_type == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3  # the plots
     assert any(str(synthetic_slices) in o.get("text", "") for o in outputs)
+
+
+def test_the_kernel_runs_on_the_interpreter_asked_for(tmp_path):
+    """tests/test_newcomer.py runs 02 and 03 on the clone's .venv through this option."""
+    path = tmp_path / "which.ipynb"
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell("import sys; print(sys.executable)")]
+    nbformat.write(notebook, path)
+    python = Path(sys.executable).with_name("python3")  # same venv, another name
+    ran = run_notebook(path, cwd=tmp_path, env={}, python=python)
+    assert ran.cells[0].outputs[0]["text"].strip() == str(python)
