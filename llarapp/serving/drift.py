@@ -125,10 +125,12 @@ class DriftMonitor:
         self.rows: deque[Mapping[str, float]] = deque(maxlen=window)
         self.lock = threading.Lock()
 
-    def observe(self, rows: Iterable[Mapping[str, float]]) -> dict[str, float]:
-        """Add ``rows``; PSI per feature over the window, or {} while it is too short."""
+    def observe(self, rows: Iterable[Mapping[str, float]]) -> None:
         with self.lock:
             self.rows.extend(rows)
-            if len(self.rows) < self.min_requests:
-                return {}
-            return self.reference.psi(self.rows)
+
+    def psi(self) -> dict[str, float]:
+        """PSI per feature over the window, or {} while it is too short."""
+        with self.lock:
+            rows = list(self.rows)
+        return self.reference.psi(rows) if len(rows) >= self.min_requests else {}

@@ -3,8 +3,11 @@ histograms on the same ``/metrics`` (both use prometheus_client's default regist
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, Info
+from prometheus_client import REGISTRY, Counter, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
+from llarapp.serving.drift import DriftMonitor
 from llarapp.serving.engine import Response
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -24,8 +27,28 @@ INVALID_REQUESTS = Counter("llarapp_invalid_requests", "Requests refused with a 
                            ["protocol"])
 PREDICT_ERRORS = Counter("llarapp_predict_errors", "Predictions that failed with a 5xx")
 MODEL = Info("llarapp_model", "The loaded bundle")
-DRIFT_PSI = Gauge("llarapp_drift_psi", "PSI of the recent requests against the training "
-                  "reference, per feature (llarapp.serving.drift)", ["feature"])
+
+
+class DriftCollector(Collector):
+    """``llarapp_drift_psi{feature}``, computed when Prometheus scrapes, not on every batch;
+    absent until the monitor's window holds enough requests."""
+
+    def __init__(self) -> None:
+        self.monitor: DriftMonitor | None = None
+
+    def collect(self):
+        psi = self.monitor.psi() if self.monitor is not None else {}
+        if psi:
+            family = GaugeMetricFamily("llarapp_drift_psi", "PSI of the recent requests "
+                                       "against the training reference, per feature "
+                                       "(llarapp.serving.drift)", labels=["feature"])
+            for feature, value in psi.items():
+                family.add_metric([feature], value)
+            yield family
+
+
+DRIFT = DriftCollector()
+REGISTRY.register(DRIFT)
 
 
 def observe_stage(stage: str, seconds: float) -> None:
@@ -48,6 +71,5 @@ def set_model_info(model_name: str, version: str, precision: str, tracks: int) -
                 "tracks": str(tracks)})
 
 
-def set_drift(psi: dict[str, float]) -> None:
-    for feature, value in psi.items():
-        DRIFT_PSI.labels(feature).set(value)
+def watch_drift(monitor: DriftMonitor | None) -> None:
+    DRIFT.monitor = monitor

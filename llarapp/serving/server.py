@@ -79,6 +79,7 @@ class LlaraModel(Model):
             return False
         self.recommender = engine
         self.drift = self._drift_monitor(bundle)
+        metrics.watch_drift(self.drift)
         self.batcher = Batcher(self._run, self.cfg.batching)
         metrics.set_model_info(self.name, bundle.version, self.cfg.precision,
                                len(engine.uris))
@@ -101,7 +102,7 @@ class LlaraModel(Model):
         responses = self.recommender.recommend(requests, observe=metrics.observe_stage)
         metrics.observe_batch(responses)
         if self.drift is not None:
-            metrics.set_drift(self.drift.observe(r.features for r in responses))
+            self.drift.observe(r.features for r in responses)
         return responses
 
     async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
