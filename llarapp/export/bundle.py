@@ -58,8 +58,7 @@ def fit_drift_reference(folder: Path, manifest: dict[str, Any], sources: Sources
     engine = Engine(B.Bundle(folder, manifest), threads=threads)
     replays = replay_stream(sources.dataset, sources.split, "val", limit=size)
     requests = [Request(r.instance["playlist_name"], r.instance["track_uris"]) for r in replays]
-    rows = [row for start in range(0, len(requests), 256)
-            for row in engine.drift_features(requests[start:start + 256])]
+    rows = engine.drift_features(requests)
     return Reference.fit(rows, source=f"{len(rows)} validation playlists")
 
 

@@ -25,7 +25,6 @@ from llarapp.serving.schema import parse_v1
 from llarapp.storage import atomic_dir, atomic_write_bytes
 
 MODERATE_PSI = 0.1
-BATCH = 256
 
 
 def read_requests(path: str | os.PathLike[str]) -> list[Request]:
@@ -84,9 +83,7 @@ def drift_report(bundle_uri: str, requests_path: str | os.PathLike[str],
                           "monitoring); re-run `llarapp export` to fit one")
     reference = Reference.load(bundle.path(REFERENCE_FILE))
     requests = read_requests(requests_path)
-    engine = Engine(bundle)
-    rows = [row for start in range(0, len(requests), BATCH)
-            for row in engine.drift_features(requests[start:start + BATCH])]
+    rows = Engine(bundle).drift_features(requests)
     psi = reference.psi(rows)
     table = pd.DataFrame([{"feature": name, "psi": psi[name], "verdict": verdict(psi[name])}
                           for name in FEATURES if name in psi])

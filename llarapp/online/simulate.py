@@ -58,6 +58,10 @@ class SimulateConfig(StageConfig):
     def predict_path(self) -> str:
         return f"/v1/models/{self.model_name}:predict"
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Host": self.host_header} if self.host_header else {}
+
 
 class OnlineCounters:
     """The online hit counts by model version, in their own registry for the Pushgateway."""
@@ -102,7 +106,6 @@ async def _replay_all(cfg: SimulateConfig, replays: Sequence[Replay],
     queue: asyncio.Queue[Replay] = asyncio.Queue()
     for replay in replays:
         queue.put_nowait(replay)
-    headers = {"Host": cfg.host_header} if cfg.host_header else {}
     limits = httpx.Limits(max_connections=cfg.concurrency)
     progress = tqdm(total=len(replays), desc="replaying", unit="req", leave=False)
     start = time.perf_counter()
@@ -131,7 +134,7 @@ async def _replay_all(cfg: SimulateConfig, replays: Sequence[Replay],
             await asyncio.sleep(cfg.push_interval_s)
             await asyncio.to_thread(counters.push, cfg.pushgateway, cfg.push_namespace)
 
-    async with httpx.AsyncClient(base_url=cfg.url, headers=headers, limits=limits,
+    async with httpx.AsyncClient(base_url=cfg.url, headers=cfg.headers, limits=limits,
                                  timeout=cfg.timeout_s) as client:
         background = asyncio.create_task(pusher()) if cfg.pushgateway else None
         try:
@@ -147,9 +150,8 @@ async def _replay_all(cfg: SimulateConfig, replays: Sequence[Replay],
 
 def check_server(cfg: SimulateConfig) -> None:
     """Fail fast, naming the fix, when the server is down or the model not ready."""
-    headers = {"Host": cfg.host_header} if cfg.host_header else {}
     try:
-        answer = httpx.get(f"{cfg.url}/v1/models/{cfg.model_name}", headers=headers, timeout=10)
+        answer = httpx.get(f"{cfg.url}/v1/models/{cfg.model_name}", headers=cfg.headers, timeout=10)
     except httpx.TransportError as exc:
         raise DeployError(f"no model server at {cfg.url} ({exc}); start one with `make serve` "
                           "or pass --url") from exc

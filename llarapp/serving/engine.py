@@ -223,12 +223,17 @@ class Engine:
             response.features = self._features(response.seeds, query)
         return responses
 
-    def drift_features(self, requests: Sequence[Request]) -> list[dict[str, float]]:
+    def drift_features(self, requests: Sequence[Request], batch_size: int = 256
+                       ) -> list[dict[str, float]]:
         """The drift features of ``requests`` (see :mod:`llarapp.serving.drift`) without
-        retrieving or reranking."""
-        seeds = [self.seeds(r) for r in requests]
-        _, queries = self._queries(seeds, self._encode(requests, seeds))
-        return [self._features(s, q) for s, q in zip(seeds, queries.graph, strict=True)]
+        retrieving or reranking, ``batch_size`` at a time."""
+        out = []
+        for start in range(0, len(requests), batch_size):
+            batch = requests[start:start + batch_size]
+            seeds = [self.seeds(r) for r in batch]
+            _, queries = self._queries(seeds, self._encode(batch, seeds))
+            out += [self._features(s, q) for s, q in zip(seeds, queries.graph, strict=True)]
+        return out
 
     def _features(self, seeds: Seeds, graph_query: np.ndarray) -> dict[str, float]:
         return request_features(seeds.known, len(seeds.history), graph_query, self.degree)
