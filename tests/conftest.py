@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from llarapp.data.dataset import Dataset, Split
 from llarapp.data.ingest import IngestConfig, ingest
 from llarapp.data.split import SplitConfig, make_split
 from llarapp.data.synth import SynthConfig, synthesize
+from llarapp.serving.launch import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("LLARAPP_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -62,18 +62,12 @@ def make_playlist(pid, name="chill vibes", tracks=None, **extra) -> dict:
     return {"pid": pid, "name": name, "tracks": tracks, **extra}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def s3_server():
     """A real S3 HTTP API on localhost (moto), for the minio client to talk to."""
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
     yield f"127.0.0.1:{port}"

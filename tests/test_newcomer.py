@@ -15,9 +15,7 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -25,6 +23,8 @@ import pytest
 import yaml
 from newcomer_journey import user_env
 from notebook_runner import run_notebook
+
+from llarapp.serving.launch import ServerProcess
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -65,6 +65,10 @@ def test_make_run_trains_evaluates_exports_and_deploys(clone, run_dir):
     report = (evaluation / "report.html").read_text()
     assert "LLaRA ranker and ablations" in report and "Quantization parity" in report
     assert report.count("data:image/png;base64") >= 6
+    assert "## Quantization parity" in (evaluation / "metrics.md").read_text()
+    registration = json.loads((run_dir / "register/registration/manifest.json").read_text())
+    assert registration["model_version"] == bundle.version
+    assert (clone / "runs" / "mlflow.db").is_file()
     # registered, gate cleared (threshold 0 and parity holds), deployed to staging
     isvc = yaml.safe_load((run_dir / "deploy" / "manifest" / "inferenceservice.yaml").read_text())
     assert isvc["metadata"]["name"] == "llarapp-staging"
@@ -74,37 +78,31 @@ def test_make_run_trains_evaluates_exports_and_deploys(clone, run_dir):
     assert registry.aliases() == {"candidate": "1", "staging": "1"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class MakeServe(ServerProcess):
+    """`make serve PORT=…` in the clone, with ServerProcess's readiness wait and log."""
+
+    def __init__(self, clone: Path):
+        super().__init__(clone / "runs")
+        self.clone, self.command = clone, ["make", "serve", f"PORT={self.port}"]
+
+    def start(self) -> MakeServe:
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(self.command, cwd=self.clone, env=user_env(),
+                                            stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        return self
+
+    def stop(self) -> None:  # make's child is the server: stop the whole process group
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")
 def served(clone) -> str:
     """`make serve` in the background, as the README says; yields its URL once ready."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = clone / "serve.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(["make", "serve", f"PORT={port}"], cwd=clone,
-                                  env=user_env(), stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
-        try:
-            deadline = time.monotonic() + 300
-            while True:
-                assert server.poll() is None, log_path.read_text()[-3000:]
-                try:
-                    if httpx.get(f"{url}/v1/models/llarapp", timeout=5).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, log_path.read_text()[-3000:]
-                time.sleep(1)
-            yield url
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=60)
+    with MakeServe(clone) as server:
+        yield server.url
 
 
 def test_make_serve_answers_title_only_and_seeded_playlists(served, run_dir):
