@@ -31,20 +31,18 @@ MODEL = Info("llarapp_model", "The loaded bundle")
 
 class DriftCollector(Collector):
     """``llarapp_drift_psi{feature}``, computed when Prometheus scrapes, not on every batch;
-    absent until the monitor's window holds enough requests."""
+    no samples until the monitor's window holds enough requests."""
 
     def __init__(self) -> None:
         self.monitor: DriftMonitor | None = None
 
     def collect(self):
-        psi = self.monitor.psi() if self.monitor is not None else {}
-        if psi:
-            family = GaugeMetricFamily("llarapp_drift_psi", "PSI of the recent requests "
-                                       "against the training reference, per feature "
-                                       "(llarapp.serving.drift)", labels=["feature"])
-            for feature, value in psi.items():
-                family.add_metric([feature], value)
-            yield family
+        family = GaugeMetricFamily("llarapp_drift_psi", "PSI of the recent requests against "
+                                   "the training reference, per feature "
+                                   "(llarapp.serving.drift)", labels=["feature"])
+        for feature, value in (self.monitor.psi() if self.monitor is not None else {}).items():
+            family.add_metric([feature], value)
+        yield family
 
 
 DRIFT = DriftCollector()
