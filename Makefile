@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 BUNDLE ?=
 
-.PHONY: run serve bench-serving test lint install clean compile notebooks-clean bench-ingest bench-lightgcn bench-llara bench-export help
+.PHONY: run serve bench-serving test lint install clean compile notebooks-clean bench-ingest bench-lightgcn bench-gowalla bench-full-mpd bench-llara bench-export help
 
 help:
 	@echo "make run [DATA=folder|s3://bucket/prefix]   train the whole pipeline locally"
@@ -21,6 +21,8 @@ help:
 	@echo "make compile [ARGS=--platform FILE]         training + HPO pipeline YAML in build/"
 	@echo "make bench-ingest                           ingest throughput benchmark"
 	@echo "make bench-lightgcn [ARGS=--device cuda]    LightGCN epoch time and memory"
+	@echo "make bench-gowalla [ARGS=--minutes 30]      LightGCN quality on the paper's Gowalla split"
+	@echo "make bench-full-mpd [ARGS=--scale 0.1]      LightGCN and text_embed cost at full MPD size"
 	@echo "make bench-llara [ARGS=--run RUN_DIR]       LLaRA ablations on a pipeline run's artifacts"
 	@echo "make bench-export [ARGS=--run RUN_DIR]      fp32 vs QInt8 ranker: size, latency, accuracy"
 	@echo "make bench-serving [ARGS=--bundle DIR]      HTTP latency/throughput: batching, int8 vs fp32"
@@ -68,6 +70,12 @@ bench-ingest: $(STAMP)
 
 bench-lightgcn: $(STAMP)
 	$(PY) benchmarks/lightgcn.py $(ARGS)
+
+bench-gowalla: $(STAMP)
+	$(PY) benchmarks/lightgcn_gowalla.py $(ARGS)
+
+bench-full-mpd: $(STAMP)
+	$(PY) benchmarks/full_mpd.py $(ARGS)
 
 bench-llara: $(STAMP)
 	$(PY) benchmarks/llara_ablations.py $(ARGS)

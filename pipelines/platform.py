@@ -16,7 +16,7 @@ from llarapp.config import StageConfig, require
 
 # Stages with side effects outside their own artifacts: never served from the cache.
 UNCACHED = ("register", "deploy", "hpo-study", "hpo-worker", "hpo-summary")
-GPU_STAGES = ("lightgcn", "llara", "eval-llara", "export", "hpo-worker")
+GPU_STAGES = ("text-embed", "lightgcn", "llara", "eval-llara", "export", "hpo-worker")
 
 
 def _default_resources() -> dict[str, list[str]]:

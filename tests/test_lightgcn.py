@@ -76,8 +76,10 @@ def test_early_stopping_keeps_the_best_epoch(trainer):
     assert result.best_epoch == int(history["epoch"][history["val_recall@100"].idxmax()])
 
 
-def test_stage_learns_and_is_deterministic(synthetic_dataset, synthetic_split, tmp_path):
-    cfg = LightGCNConfig(**FAST_GRAPH)
+@pytest.mark.parametrize("loss", ["softmax", "bpr"])
+def test_stage_learns_and_is_deterministic(synthetic_dataset, synthetic_split, tmp_path, loss):
+    cfg = LightGCNConfig(**{**FAST_GRAPH, "loss": loss,
+                            "negatives": 256 if loss == "softmax" else 1})
     manifest = run_lightgcn(cfg, synthetic_dataset, synthetic_split, tmp_path / "a")
     run_lightgcn(cfg, synthetic_dataset, synthetic_split, tmp_path / "b")
     a, b = (GraphEmbeddings.load(tmp_path / name).vectors for name in ("a", "b"))
@@ -90,10 +92,13 @@ def test_stage_learns_and_is_deterministic(synthetic_dataset, synthetic_split, t
     assert (tmp_path / "a" / "curves.png").is_file()
     assert a.items.shape == (synthetic_dataset.num_tracks, cfg.dim)
     assert a.warm.sum() == manifest["counts"]["warm_items"]
+    norms = np.linalg.norm(a.items[a.warm], axis=1)
+    assert np.allclose(norms, 1.0, atol=1e-5) == (loss == "softmax")  # cosine models
 
 
 @pytest.mark.parametrize("key, value", [("dim", 0), ("lr", 0.0), ("reg", -1.0),
-                                        ("device", "tpu")])
+                                        ("device", "tpu"), ("loss", "hinge"),
+                                        ("temperature", 0.0), ("max_minutes", -1.0)])
 def test_config_rejects_bad_values(key, value):
     from llarapp.errors import ConfigError
 
@@ -106,3 +111,19 @@ def test_without_validation_playlists_every_epoch_runs():
                                              device="cpu"), TRAIN, NUM_ITEMS)
     result = trainer.fit(Validation([], []))
     assert len(result.history) == 3 and result.best_epoch == 3
+
+
+def test_max_minutes_stops_training_after_the_epoch_that_crosses_it():
+    trainer = LightGCNTrainer(LightGCNConfig(dim=4, layers=1, epochs=50, patience=50,
+                                             max_minutes=1e-9, device="cpu"), TRAIN, NUM_ITEMS)
+    result = trainer.fit(Validation([np.array([0])], [np.array([1, 2])]))
+    assert len(result.history) == 1 and result.history["elapsed"].iloc[0] > 0
+
+
+def test_train_epoch_can_stop_after_a_few_steps():
+    trainer = LightGCNTrainer(LightGCNConfig(dim=4, layers=1, batch_size=2, device="cpu"),
+                              TRAIN, NUM_ITEMS)
+    trainer.train_epoch(max_steps=1)
+    assert trainer.optimizer.state[trainer.model.embedding.weight]["step"] == 1
+    trainer.train_epoch()  # 8 edges in batches of 2
+    assert trainer.optimizer.state[trainer.model.embedding.weight]["step"] == 1 + 4

@@ -73,7 +73,7 @@ def test_gpu_stages_request_an_mi100(tmp_path, label):
     spec, kube = compiled(tmp_path, platform=PlatformConfig(gpu_node_label=label))
     executors = spec["deploymentSpec"]["executors"]
     key, value = label.split("=")
-    for stage in ("lightgcn", "llara", "eval-llara", "export"):
+    for stage in ("text-embed", "lightgcn", "llara", "eval-llara", "export"):
         resources = executors[f"exec-{stage}"]["container"]["resources"]
         accelerator = resources["accelerator"]
         assert accelerator["resourceType"] == "amd.com/gpu" and accelerator["resourceCount"] == "1"

@@ -27,6 +27,7 @@ from llarapp.storage import atomic_dir
 SEGMENTS = ("all", "warm", "cold")
 RANKED_LIST_LENGTH = 500  # the challenge scores the first 500 recommendations
 TABLE_METRICS = ("r_precision", "r_precision_artist", "ndcg", "clicks")
+WARM_COLD_TITLE = "Warm targets against cold targets"
 
 
 @dataclass
@@ -112,6 +113,23 @@ def metrics_table(summary: pd.DataFrame) -> pd.DataFrame:
     return table[["model", "category", "playlists", *TABLE_METRICS]].reset_index(drop=True)
 
 
+def warm_cold_table(summary: pd.DataFrame, k: int = 100) -> pd.DataFrame:
+    """The hybrid's trade-off side by side: per model, accuracy on warm targets next to
+    reach on cold ones (all categories)."""
+    overall = summary[summary["category"] == "all"].set_index(["model", "segment"])
+    columns = {("warm", "r_precision"): "warm R-prec", ("warm", "ndcg"): "warm NDCG",
+               ("cold", "r_precision"): "cold R-prec", ("cold", f"recall@{k}"): f"cold Recall@{k}",
+               ("cold", "ndcg"): "cold NDCG"}
+    rows = []
+    for model in overall.index.get_level_values("model").unique():
+        row = {"model": model}
+        for (segment, metric), name in columns.items():
+            found = (model, segment) in overall.index and metric in overall.columns
+            row[name] = overall.loc[(model, segment), metric] if found else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def gate_value(summary: pd.DataFrame, cfg: EvaluateConfig) -> tuple[str, float]:
     overall = summary[(summary["segment"] == "all") & (summary["category"] == "all")]
     overall = overall.set_index("model")[cfg.gate_metric]
@@ -147,10 +165,14 @@ def evaluate(cfg: EvaluateConfig, dataset: Dataset, split: Split,
         per_playlist.to_parquet(folder / "per_playlist.parquet", index=False)
         summary.to_csv(folder / "metrics.csv", index=False)
         markdown = table.to_markdown(index=False, floatfmt=".4f")
+        trade_off = warm_cold_table(summary, max(cfg.ks))
+        result["warm_cold"] = trade_off.replace({np.nan: None}).to_dict(orient="records")
         extra = "".join(f"\n{section_markdown(s)}" for s in sections)
         (folder / "metrics.md").write_text(
-            f"# Metrics ({cfg.split} split)\n\n{markdown}\n{extra}")
-        write_report(folder / "report.html", summary, table, cfg.split, sections)
+            f"# Metrics ({cfg.split} split)\n\n{markdown}\n\n## {WARM_COLD_TITLE}\n\n"
+            f"{trade_off.to_markdown(index=False, floatfmt='.4f')}\n{extra}")
+        write_report(folder / "report.html", summary, table, cfg.split,
+                     [Section(WARM_COLD_TITLE, trade_off), *sections])
         if cfg.track:
             from llarapp.tracking import log_run
 

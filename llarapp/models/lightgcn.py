@@ -1,4 +1,4 @@
-"""The lightgcn stage: torch-geometric LightGCN trained with BPR on the playlist–track graph.
+"""The lightgcn stage: torch-geometric LightGCN on the playlist–track graph.
 
 Nodes are the training playlists (first) and every catalogue track (after them); cold
 tracks are isolated nodes. The symmetric-normalised adjacency is built once with
@@ -6,10 +6,15 @@ tracks are isolated nodes. The symmetric-normalised adjacency is built once with
 ``torch.sparse.mm`` and ``LGConv`` never re-normalises (``normalize=False``). The adjacency
 is symmetric, so the backward pass reuses it (``Aᵀ = A``) instead of letting autograd
 transpose the CSR tensor on every step, which costs several times the forward pass on the
-CPU. Training
-samples one positive edge and ``negatives`` uniform warm tracks per step, optimises BPR
-plus L2 (``LightGCN.recommendation_loss``) with Adam, and stops early on validation
-Recall@K, computed through fold-in (see :mod:`llarapp.models.graph`).
+CPU.
+
+Training: an epoch visits every training edge once in a seeded random order, in batches.
+Each step propagates the whole graph once and scores the batch's edges against sampled
+warm negatives with :mod:`llarapp.models.ranking_loss` (sampled softmax by default, or
+BPR) plus the paper's L2 on the batch's layer-0 rows, then takes one Adam step. After each
+epoch a :class:`Validator` scores the snapshot (held-out playlists through fold-in, see
+:mod:`llarapp.models.graph`); training stops after ``patience`` epochs without a better
+score, or at ``max_minutes``, and keeps the best epoch.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -37,6 +42,13 @@ from llarapp.data.dataset import Dataset, Split
 from llarapp.eval.metrics import recall_at_k, relevance_matrix
 from llarapp.eval.plots import save_curves
 from llarapp.models.graph import GraphVectors, fold_in_weights
+from llarapp.models.ranking_loss import (
+    LOSSES,
+    layer0_l2,
+    negative_shape,
+    ranking_loss,
+    serving_items,
+)
 from llarapp.models.retrieval import seed_matrix, top_n
 from llarapp.models.torch_utils import DEVICES, resolve_device, seed_everything, state_copy
 from llarapp.storage import atomic_dir
@@ -48,12 +60,15 @@ EpochCallback = Callable[[int, float], None]
 class LightGCNConfig(StageConfig):
     dim: int = 64
     layers: int = 3
+    loss: str = "softmax"  # or "bpr" (see llarapp.models.ranking_loss)
+    temperature: float = 0.1  # softmax only
+    negatives: int = 1024  # softmax: shared per batch; bpr: per positive edge
     lr: float = 0.01
-    reg: float = 1e-4
-    negatives: int = 1
-    batch_size: int = 16384  # each step propagates the whole graph: fewer, larger steps
+    reg: float = 1e-4  # L2 on the batch's layer-0 embeddings, as in the paper
+    batch_size: int = 8192  # each step propagates the whole graph: fewer, larger steps
     epochs: int = 30
     patience: int = 3
+    max_minutes: float = 0.0  # > 0: also stop once training has taken this long
     k: int = 100  # early stopping watches validation Recall@k
     val_playlists: int = 1000  # at most this many validation playlists are scored
     seed: int = 0
@@ -63,8 +78,11 @@ class LightGCNConfig(StageConfig):
         for name in ("dim", "layers", "negatives", "batch_size", "epochs", "patience", "k",
                      "val_playlists"):
             require(getattr(self, name) >= 1, f"{name} must be at least 1")
+        require(self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}")
+        require(self.temperature > 0, "temperature must be positive")
         require(self.lr > 0, "lr must be positive")
         require(self.reg >= 0, "reg must be >= 0")
+        require(self.max_minutes >= 0, "max_minutes must be >= 0 (0: no time limit)")
         require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}")
 
 
@@ -120,6 +138,12 @@ def layer_embeddings(model: LightGCN, adjacency: torch.Tensor) -> list[torch.Ten
     return layers
 
 
+class Validator(Protocol):
+    """Scores a snapshot for early stopping (higher is better; NaN: nothing to score)."""
+
+    def score(self, vectors: GraphVectors, k: int) -> float: ...
+
+
 @dataclass
 class Validation:
     """Seeded validation playlists: early stopping scores their fold-in vectors."""
@@ -131,6 +155,16 @@ class Validation:
     def from_heldout(cls, heldout: pd.DataFrame, limit: int) -> Validation:
         seeded = heldout[heldout["num_seeds"] > 0].head(limit)
         return cls(list(seeded["seeds"]), list(seeded["targets"]))
+
+    def score(self, vectors: GraphVectors, k: int) -> float:
+        """Mean Recall@k of the fold-in recommendations, seeds excluded."""
+        if not self.seeds:
+            return float("nan")
+        num_items = len(vectors.items)
+        seeds = seed_matrix(pd.Series(self.seeds), num_items)
+        recs = top_n(vectors.fold_in(seeds) @ vectors.items.T, seeds, k)
+        relevance = relevance_matrix(self.targets, num_items)
+        return float(np.nanmean(recall_at_k(recs, relevance, k)))
 
 
 @dataclass
@@ -148,16 +182,6 @@ class TrainedGraph:
     extra: dict = field(default_factory=dict)
 
 
-def validation_recall(vectors: GraphVectors, validation: Validation, k: int) -> float:
-    if not validation.seeds:
-        return float("nan")
-    num_items = len(vectors.items)
-    seeds = seed_matrix(pd.Series(validation.seeds), num_items)
-    recs = top_n(vectors.fold_in(seeds) @ vectors.items.T, seeds, k)
-    relevance = relevance_matrix(validation.targets, num_items)
-    return float(np.nanmean(recall_at_k(recs, relevance, k)))
-
-
 class LightGCNTrainer:
     """Owns the graph, the model and the optimiser for one training run."""
 
@@ -168,39 +192,40 @@ class LightGCNTrainer:
         self.playlist_pids, rows = np.unique(train["pid"].to_numpy(), return_inverse=True)
         items = train["track_idx"].to_numpy().astype(np.int64)
         self.num_playlists, self.num_items = len(self.playlist_pids), num_items
-        self.edges = torch.as_tensor(np.stack([rows, items + self.num_playlists]))
+        self.edges = torch.as_tensor(np.stack([rows, items]))
         self.item_degree = np.bincount(items, minlength=num_items).astype(np.int64)
-        self.warm_nodes = torch.as_tensor(np.flatnonzero(self.item_degree > 0)
-                                          + self.num_playlists)
+        self.warm_items = torch.as_tensor(np.flatnonzero(self.item_degree > 0))
         self.adjacency = normalized_adjacency(rows, items, self.num_playlists,
                                               num_items).to(self.device)
         self.model = build_model(self.num_playlists + num_items, cfg.dim,
                                  cfg.layers).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
 
-    def _batches(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def _batches(self):
+        """(playlist rows, positive items, negative items) per step of one epoch."""
         order = torch.randperm(self.edges.shape[1], generator=self.generator)
-        batches = []
         for start in range(0, len(order), self.cfg.batch_size):
             playlist, positive = self.edges[:, order[start:start + self.cfg.batch_size]]
-            picks = torch.randint(len(self.warm_nodes), (len(playlist), self.cfg.negatives),
-                                  generator=self.generator)
-            batches.append((playlist, positive, self.warm_nodes[picks]))
-        return batches
+            shape = negative_shape(self.cfg.loss, len(playlist), self.cfg.negatives)
+            picks = torch.randint(len(self.warm_items), shape, generator=self.generator)
+            yield (t.to(self.device) for t in (playlist, positive, self.warm_items[picks]))
 
-    def train_epoch(self) -> float:
+    def train_epoch(self, max_steps: int | None = None) -> float:
+        """One pass over the training edges (or its first ``max_steps`` batches); mean loss."""
+        cfg, split = self.cfg, self.num_playlists
         self.model.train()
         total, count = 0.0, 0
-        for playlist, positive, negative in self._batches():
-            playlist, positive, negative = (t.to(self.device)
-                                            for t in (playlist, positive, negative))
+        for step, (playlist, positive, negative) in enumerate(self._batches()):
+            if max_steps is not None and step >= max_steps:
+                break
             out = self.model.get_embedding(self.adjacency)
-            user = out[playlist]
-            pos_rank = (user * out[positive]).sum(-1).repeat_interleave(self.cfg.negatives)
-            neg_rank = (user.unsqueeze(1) * out[negative]).sum(-1).flatten()
-            node_id = torch.cat([playlist, positive, negative.flatten()]).unique()
-            loss = self.model.recommendation_loss(pos_rank, neg_rank, node_id=node_id,
-                                                  lambda_reg=self.cfg.reg)
+            users, items = out[:split], out[split:]
+            loss = ranking_loss(cfg.loss, users[playlist], items[positive], items[negative],
+                                cfg.temperature)
+            if cfg.reg:
+                layer0 = self.model.embedding.weight
+                loss = loss + cfg.reg * layer0_l2(layer0[playlist], layer0[split + positive],
+                                                  layer0[split + negative])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -210,17 +235,18 @@ class LightGCNTrainer:
     @torch.no_grad()
     def snapshot(self) -> GraphVectors:
         self.model.eval()
-        layers = [x.float().cpu().numpy() for x in layer_embeddings(self.model, self.adjacency)]
-        alpha = self.model.alpha.cpu().numpy()
+        layers = [x.float().cpu() for x in layer_embeddings(self.model, self.adjacency)]
+        alpha = self.model.alpha.cpu()
         final = sum(a * x for a, x in zip(alpha, layers, strict=True))
         split = self.num_playlists
         return GraphVectors(
-            playlist_pids=self.playlist_pids, playlists=final[:split], items=final[split:],
-            fold_in_weights=fold_in_weights([x[split:] for x in layers], alpha,
-                                            self.item_degree),
+            playlist_pids=self.playlist_pids, playlists=final[:split].numpy(),
+            items=serving_items(self.cfg.loss, final[split:]).numpy(),
+            fold_in_weights=fold_in_weights([x[split:].numpy() for x in layers],
+                                            alpha.numpy(), self.item_degree),
             item_degree=self.item_degree)
 
-    def fit(self, validation: Validation, on_epoch: EpochCallback | None = None
+    def fit(self, validation: Validator, on_epoch: EpochCallback | None = None
             ) -> TrainedGraph:
         cfg = self.cfg
         history, best, best_state, best_epoch, stale = [], -math.inf, None, 0, 0
@@ -231,9 +257,10 @@ class LightGCNTrainer:
             loss = self.train_epoch()
             seconds = time.perf_counter() - tick
             vectors = self.snapshot()
-            recall = validation_recall(vectors, validation, cfg.k)
+            recall = validation.score(vectors, cfg.k)
             history.append({"epoch": epoch, "loss": loss, f"val_recall@{cfg.k}": recall,
-                            "seconds": seconds})
+                            "seconds": seconds,
+                            "elapsed": time.perf_counter() - started})
             bar.set_postfix(loss=f"{loss:.4f}", recall=f"{recall:.4f}")
             if on_epoch is not None:
                 on_epoch(epoch, recall)  # may raise (e.g. optuna.TrialPruned)
@@ -245,6 +272,8 @@ class LightGCNTrainer:
                 stale += 1
                 if stale >= cfg.patience:
                     break
+            if cfg.max_minutes and history[-1]["elapsed"] >= 60 * cfg.max_minutes:
+                break
         bar.close()
         self.model.load_state_dict(best_state)
         frame = pd.DataFrame(history)

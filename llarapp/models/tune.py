@@ -22,10 +22,13 @@ from llarapp.models.cold_mapper import ColdMapperConfig, fit_mappers, graph_vect
 from llarapp.models.cold_mapper import holdout_mask as item_holdout_mask
 from llarapp.models.hybrid import HybridScorer
 from llarapp.models.lightgcn import LightGCNConfig, LightGCNTrainer, TrainedGraph, Validation
-from llarapp.models.retrieve import TUNE_METRICS, tune_lambda
+from llarapp.models.retrieve import tune_lambda
 from llarapp.models.text_embed import TextEmbeddings
 from llarapp.models.torch_utils import resolve_device
 from llarapp.tracking import DEFAULT_WORKDIR, finite_metrics, start_tracking
+
+
+TRIAL_METRICS = ("ndcg", "balanced_ndcg")  # one (λ, β) per trial: no budget to choose within
 
 
 @dataclass
@@ -41,7 +44,7 @@ class TuneConfig(StageConfig):
     layers: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
     lr_range: list[float] = field(default_factory=lambda: [1e-3, 2e-2])
     reg_range: list[float] = field(default_factory=lambda: [1e-6, 1e-2])
-    negatives: list[int] = field(default_factory=lambda: [1, 2, 4])
+    negatives: list[int] = field(default_factory=lambda: [256, 1024, 4096])  # softmax loss
     lambda_range: list[float] = field(default_factory=lambda: [0.0, 3.0])
     cold_offset_range: list[float] = field(default_factory=lambda: [-0.5, 1.0])
     metric: str = "ndcg"  # or balanced_ndcg (mean of warm- and cold-target NDCG)
@@ -60,7 +63,8 @@ class TuneConfig(StageConfig):
                     f"{name} must be [low, high] with 0 <= low <= high")
         require(self.lr_range[0] > 0 and self.reg_range[0] > 0,
                 "lr_range and reg_range are log-scaled and must start above 0")
-        require(self.metric in TUNE_METRICS, f"metric must be one of {', '.join(TUNE_METRICS)}")
+        require(self.metric in TRIAL_METRICS,
+                f"metric must be one of {', '.join(TRIAL_METRICS)}")
         require(len(self.cold_offset_range) == 2
                 and self.cold_offset_range[0] <= self.cold_offset_range[1],
                 "cold_offset_range must be [low, high]")
