@@ -93,8 +93,9 @@ class AllRanking:
 
 
 def train_and_trace(cfg, train: pd.DataFrame, num_items: int, validation: AllRanking,
-                    test: AllRanking) -> tuple[pd.DataFrame, int]:
-    """Train; after each epoch also score the test set, off the training clock."""
+                    test: AllRanking, test_every: int) -> tuple[pd.DataFrame, dict]:
+    """Train; every ``test_every`` epochs also score the test set, off the training clock.
+    Returns the curve and the test metrics of the epoch validation chose."""
     from llarapp.models.lightgcn import LightGCNTrainer
 
     trainer = LightGCNTrainer(cfg, train, num_items)
@@ -103,7 +104,8 @@ def train_and_trace(cfg, train: pd.DataFrame, num_items: int, validation: AllRan
     def on_epoch(epoch: int, val_recall: float) -> None:
         nonlocal off_clock
         tick = time.perf_counter()
-        recall, ndcg = test.metrics(trainer.snapshot())
+        recall, ndcg = (test.metrics(trainer.snapshot()) if epoch % test_every == 0
+                        else (np.nan, np.nan))
         curve.append({"epoch": epoch, "val_recall@20": val_recall, "test_recall@20": recall,
                       "test_ndcg@20": ndcg, "off_clock": off_clock})
         off_clock += time.perf_counter() - tick
@@ -113,27 +115,33 @@ def train_and_trace(cfg, train: pd.DataFrame, num_items: int, validation: AllRan
     result = trainer.fit(validation, on_epoch=on_epoch)
     frame = pd.DataFrame(curve).merge(result.history[["epoch", "loss", "elapsed"]], on="epoch")
     frame["minutes"] = (frame["elapsed"] - frame["off_clock"]) / 60
-    return frame.drop(columns=["off_clock", "elapsed"]), result.best_epoch
+    recall, ndcg = test.metrics(result.vectors)
+    chosen = frame[frame["epoch"] == result.best_epoch].iloc[0]
+    return frame.drop(columns=["off_clock", "elapsed"]), {
+        "epoch": result.best_epoch, "minutes": float(chosen["minutes"]),
+        "val_recall@20": float(chosen["val_recall@20"]), "recall@20": recall, "ndcg@20": ndcg,
+        "epochs_run": len(frame), "train_minutes": float(frame["minutes"].iloc[-1])}
 
 
-def plot(frame: pd.DataFrame, best_epoch: int, path: Path, title: str) -> None:
+def plot(frame: pd.DataFrame, chosen: dict, path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
-    for axis, column, index in ((axes[0], "test_recall@20", 0), (axes[1], "test_ndcg@20", 1)):
-        axis.plot(frame["minutes"], frame[column], marker="o", ms=3, label="LightGCN (ours)")
-        if column == "test_recall@20":
+    tested = frame.dropna(subset=["test_recall@20"])
+    for axis, column, index in ((axes[0], "recall@20", 0), (axes[1], "ndcg@20", 1)):
+        axis.plot(tested["minutes"], tested[f"test_{column}"], marker="o", ms=3,
+                  label="LightGCN (ours), test")
+        if column == "recall@20":
             axis.plot(frame["minutes"], frame["val_recall@20"], ls=":", label="validation")
-        best = frame[frame["epoch"] == best_epoch]
-        axis.scatter(best["minutes"], best[column], s=80, facecolors="none",
-                     edgecolors="black", zorder=5, label=f"chosen (epoch {best_epoch})")
+        axis.scatter([chosen["minutes"]], [chosen[column]], s=80, facecolors="none",
+                     edgecolors="black", zorder=5, label=f"chosen (epoch {chosen['epoch']})")
         for (name, values), style in zip(PUBLISHED.items(), ("--", "-."), strict=True):
             axis.axhline(values[index], color="grey", ls=style, label=f"{name} {values[index]}")
         axis.set_xlabel("training minutes")
-        axis.set_ylabel(column.replace("test_", "test "))
+        axis.set_ylabel(f"test {column}")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8, loc="lower right")
     fig.suptitle(title)
@@ -149,7 +157,10 @@ def main() -> None:
     parser.add_argument("--val-fraction", type=float, default=0.2)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="LightGCNConfig override (configs/lightgcn.yaml holds the defaults)")
+    parser.add_argument("--test-every", type=int, default=3,
+                        help="score the test set every N epochs for the curve")
     parser.add_argument("--tag", default="", help="suffix of the result files")
+    parser.add_argument("--output-dir", type=Path, default=RESULTS)
     args = parser.parse_args()
 
     from rich.console import Console
@@ -169,41 +180,45 @@ def main() -> None:
                                      "epochs=1000", *args.set])
     print(f"gowalla: {shape[0]:,} users, {shape[1]:,} items, {len(train):,} train edges "
           f"({len(val):,} held out for early stopping), {len(test):,} test edges")
-    frame, best_epoch = train_and_trace(
+    frame, chosen = train_and_trace(
         cfg, fit_on, shape[1], AllRanking.build(fit_on, val, shape),
-        AllRanking.build(train, test, shape))
-    best = frame[frame["epoch"] == best_epoch].iloc[0]
+        AllRanking.build(train, test, shape), args.test_every)
 
     table = Table(title=f"LightGCN on Gowalla ({cfg.loss}, {os.cpu_count()} CPU cores)")
     for column in ("epoch", "minutes", "loss", "val Recall@20", "test Recall@20",
                    "test NDCG@20"):
         table.add_column(column, justify="right")
-    for row in frame.itertuples():
-        mark = " *" if row.epoch == best_epoch else ""
-        table.add_row(f"{row.epoch}{mark}", f"{row.minutes:.1f}", f"{row.loss:.4f}",
-                      f"{row._3:.4f}", f"{row._4:.4f}", f"{row._5:.4f}")
+    for row in frame.to_dict(orient="records"):
+        if row["epoch"] == chosen["epoch"]:
+            row.update({"epoch": f"{row['epoch']} *", "test_recall@20": chosen["recall@20"],
+                        "test_ndcg@20": chosen["ndcg@20"]})
+        elif np.isnan(row["test_recall@20"]):
+            continue
+        table.add_row(str(row["epoch"]), f"{row['minutes']:.1f}", f"{row['loss']:.4f}",
+                      *(f"{row[c]:.4f}" for c in ("val_recall@20", "test_recall@20",
+                                                  "test_ndcg@20")))
     for name, (recall, ndcg) in PUBLISHED.items():
         table.add_row(name, "", "", "", f"{recall:.4f}", f"{ndcg:.4f}")
     Console(width=120).print(table)
-    print(f"chosen by validation: epoch {best_epoch}, {best['minutes']:.1f} min, "
-          f"Recall@20 {best['test_recall@20']:.4f}, NDCG@20 {best['test_ndcg@20']:.4f}")
+    print(f"chosen by validation: epoch {chosen['epoch']} of {chosen['epochs_run']}, "
+          f"{chosen['minutes']:.1f} of {chosen['train_minutes']:.1f} training minutes: "
+          f"Recall@20 {chosen['recall@20']:.4f}, NDCG@20 {chosen['ndcg@20']:.4f}")
 
     stem = "lightgcn-gowalla" + (f"-{args.tag}" if args.tag else "")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(frame, best_epoch, RESULTS / f"{stem}.png",
+    out = args.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    plot(frame, chosen, out / f"{stem}.png",
          f"LightGCN on Gowalla, {cfg.loss} loss: test metrics against training time")
-    (RESULTS / f"{stem}.json").write_text(json.dumps({
+    (out / f"{stem}.json").write_text(json.dumps({
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "processor": platform.processor(), "python": platform.python_version()},
         "protocol": "all-ranking, training items excluded; early stopping on held-out "
                     f"train edges ({args.val_users} users x {args.val_fraction})",
         "config": cfg.to_dict(), "published": PUBLISHED,
-        "chosen": {"epoch": best_epoch, "minutes": float(best["minutes"]),
-                   "recall@20": float(best["test_recall@20"]),
-                   "ndcg@20": float(best["test_ndcg@20"])},
-        "curve": frame.to_dict(orient="records"),
+        "chosen": chosen,
+        "curve": frame.replace({np.nan: None}).to_dict(orient="records"),
     }, indent=1))
-    print(f"wrote {RESULTS / stem}.json and .png")
+    print(f"wrote {out / stem}.json and .png")
 
 
 if __name__ == "__main__":

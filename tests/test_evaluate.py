@@ -23,6 +23,8 @@ def test_outputs_are_written(evaluation):
         assert (root / "eval" / name).is_file(), name
     report = (root / "eval" / "report.html").read_text()
     assert report.count("data:image/png;base64,") == 4
+    assert "Warm targets against cold targets" in report
+    assert "## Warm targets against cold targets" in (root / "eval" / "metrics.md").read_text()
     assert json.loads((root / "eval" / "metrics.json").read_text())["gate"] == result["gate"]
 
 
@@ -79,3 +81,15 @@ def test_a_playlist_a_model_skipped_scores_as_a_miss():
     overall = frame[frame["segment"] == "all"].set_index("pid")
     assert overall.loc[1, "clicks"] == 0 and overall.loc[2, "clicks"] == 51
     assert overall.loc[2, "r_precision"] == 0
+
+
+def test_warm_cold_table_puts_each_models_segments_side_by_side(evaluation):
+    _, result = evaluation
+    table = pd.DataFrame(result["warm_cold"]).set_index("model")
+    summary = pd.DataFrame(result["summary"])
+    overall = summary[summary["category"] == "all"].set_index(["model", "segment"])
+    assert set(table.index) == {"popularity", "item_knn"}
+    for model in table.index:
+        assert table.loc[model, "warm NDCG"] == pytest.approx(overall.loc[(model, "warm"), "ndcg"])
+        assert table.loc[model, "cold Recall@100"] == pytest.approx(
+            overall.loc[(model, "cold"), "recall@100"])

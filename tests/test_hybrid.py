@@ -6,7 +6,13 @@ import pytest
 
 from llarapp.models.hybrid import HybridScorer, standardise
 from llarapp.models.retrieval import seed_matrix
-from llarapp.models.retrieve import RetrieveConfig, query_types, run_retrieve, tune_lambda
+from llarapp.models.retrieve import (
+    RetrieveConfig,
+    best_row,
+    query_types,
+    run_retrieve,
+    tune_lambda,
+)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +95,11 @@ def test_stage_tunes_lambda_and_offset_per_query_type(
     val = synthetic_split.heldout_for("val")
     for query_type, table in tuning.groupby("query_type"):
         assert len(table) == 6
-        best = table.loc[table["balanced_ndcg"].idxmax()]
+        # cold_budget: the best cold NDCG within 2% warm NDCG of LightGCN alone
+        within = table[table["ndcg_warm"] >= 0.98 * table["lightgcn_ndcg_warm"]]
+        assert len(within), "λ = 0, β = 0 ranks warm tracks as LightGCN does"
+        key = "ndcg_cold" if (within["ndcg_cold"] > 0).any() else "ndcg_warm"
+        best = within.loc[within[key].idxmax()]
         chosen = manifest["hybrid_params"][query_type]
         assert (chosen["lambda"], chosen["cold_offset"]) == (best["lambda"], best["cold_offset"])
         np.testing.assert_allclose(best["balanced_ndcg"],
@@ -111,3 +121,33 @@ def test_fixed_lambda_skips_tuning(synthetic_dataset, synthetic_split, text_embe
                             graph_embeddings, cold_mapper, tmp_path / "recs")
     assert manifest["hybrid_params"]["title_only"] == {"lambda": 0.3, "cold_offset": 0.2}
     assert not (tmp_path / "recs" / "lambda_tuning.csv").exists()
+
+
+TUNING = pd.DataFrame({  # λ, β, warm NDCG, cold NDCG; LightGCN alone: warm NDCG 0.50
+    "lambda": [0.0, 0.5, 1.0, 1.0], "cold_offset": [-1.0, 0.0, 0.5, 1.0],
+    "ndcg_warm": [0.50, 0.495, 0.48, 0.40], "ndcg_cold": [0.01, 0.05, 0.10, 0.30],
+    "lightgcn_ndcg_warm": [0.50] * 4})
+TUNING["balanced_ndcg"] = (TUNING["ndcg_warm"] + TUNING["ndcg_cold"]) / 2
+
+
+@pytest.mark.parametrize("metric, budget, chosen_offset", [
+    ("cold_budget", 0.02, 0.0),  # 0.495 is within 2% of 0.50; 0.48 is not
+    ("cold_budget", 0.05, 0.5),  # a looser budget buys more cold NDCG
+    ("cold_budget", 0.0, -1.0),  # no budget: LightGCN's warm accuracy
+    ("balanced_ndcg", 0.02, 1.0),  # the budget is ignored
+])
+def test_best_row_trades_warm_accuracy_for_cold_reach_within_the_budget(metric, budget,
+                                                                       chosen_offset):
+    assert best_row(TUNING, metric, budget)["cold_offset"] == chosen_offset
+
+
+def test_best_row_falls_back_to_warm_accuracy_when_nothing_is_within_budget():
+    worse = TUNING.assign(lightgcn_ndcg_warm=0.9)
+    assert best_row(worse, "cold_budget", 0.02)["cold_offset"] == -1.0
+
+
+def test_cold_budget_is_validated():
+    from llarapp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cold_budget"):
+        RetrieveConfig(cold_budget=1.5)

@@ -76,9 +76,11 @@ def test_early_stopping_keeps_the_best_epoch(trainer):
     assert result.best_epoch == int(history["epoch"][history["val_recall@100"].idxmax()])
 
 
-@pytest.mark.parametrize("loss", ["softmax", "bpr"])
-def test_stage_learns_and_is_deterministic(synthetic_dataset, synthetic_split, tmp_path, loss):
-    cfg = LightGCNConfig(**{**FAST_GRAPH, "loss": loss,
+@pytest.mark.parametrize("loss, similarity", [("softmax", "dot"), ("softmax", "cosine"),
+                                              ("bpr", "dot")])
+def test_stage_learns_and_is_deterministic(synthetic_dataset, synthetic_split, tmp_path, loss,
+                                           similarity):
+    cfg = LightGCNConfig(**{**FAST_GRAPH, "loss": loss, "similarity": similarity,
                             "negatives": 256 if loss == "softmax" else 1})
     manifest = run_lightgcn(cfg, synthetic_dataset, synthetic_split, tmp_path / "a")
     run_lightgcn(cfg, synthetic_dataset, synthetic_split, tmp_path / "b")
@@ -93,12 +95,13 @@ def test_stage_learns_and_is_deterministic(synthetic_dataset, synthetic_split, t
     assert a.items.shape == (synthetic_dataset.num_tracks, cfg.dim)
     assert a.warm.sum() == manifest["counts"]["warm_items"]
     norms = np.linalg.norm(a.items[a.warm], axis=1)
-    assert np.allclose(norms, 1.0, atol=1e-5) == (loss == "softmax")  # cosine models
+    assert np.allclose(norms, 1.0, atol=1e-5) == (similarity == "cosine")
 
 
 @pytest.mark.parametrize("key, value", [("dim", 0), ("lr", 0.0), ("reg", -1.0),
                                         ("device", "tpu"), ("loss", "hinge"),
-                                        ("temperature", 0.0), ("max_minutes", -1.0)])
+                                        ("temperature", 0.0), ("max_minutes", -1.0),
+                                        ("similarity", "l1")])
 def test_config_rejects_bad_values(key, value):
     from llarapp.errors import ConfigError
 

@@ -17,16 +17,23 @@ USER = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
 POSITIVE = torch.tensor([[2.0, 0.0], [1.0, 1.0]])
 
 
-def test_softmax_is_cross_entropy_of_the_positive_among_shared_negatives():
+def cosine(a, b):
+    return torch.nn.functional.cosine_similarity(a, b, dim=0).item()
+
+
+def dot(a, b):
+    return float(a @ b)
+
+
+@pytest.mark.parametrize("similarity, score", [("dot", dot), ("cosine", cosine)])
+def test_softmax_is_cross_entropy_of_the_positive_among_shared_negatives(similarity, score):
     negative = torch.tensor([[0.0, 1.0], [-1.0, 0.0], [1.0, 1.0]])
     tau = 0.5
     expected = []
     for user, positive in zip(USER, POSITIVE, strict=True):
-        cos = [torch.nn.functional.cosine_similarity(user, item, dim=0).item()
-               for item in (positive, *negative)]
-        logits = [c / tau for c in cos]
+        logits = [score(user, item) / tau for item in (positive, *negative)]
         expected.append(-(logits[0] - math.log(sum(math.exp(v) for v in logits))))
-    loss = ranking_loss("softmax", USER, POSITIVE, negative, tau)
+    loss = ranking_loss("softmax", USER, POSITIVE, negative, tau, similarity)
     assert loss.item() == pytest.approx(sum(expected) / 2, rel=1e-5)
 
 
@@ -62,7 +69,7 @@ def test_layer0_l2_counts_each_occurrence_like_the_reference(negative):
     assert layer0_l2(USER, POSITIVE, negative).item() == pytest.approx(expected)
 
 
-def test_softmax_models_serve_unit_item_vectors_and_bpr_models_raw_ones():
+def test_cosine_models_serve_unit_item_vectors_and_dot_models_raw_ones():
     items = torch.tensor([[3.0, 4.0], [0.0, 2.0]])
-    torch.testing.assert_close(serving_items("softmax", items).norm(dim=1), torch.ones(2))
-    torch.testing.assert_close(serving_items("bpr", items), items)
+    torch.testing.assert_close(serving_items("cosine", items).norm(dim=1), torch.ones(2))
+    torch.testing.assert_close(serving_items("dot", items), items)

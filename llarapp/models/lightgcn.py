@@ -10,8 +10,8 @@ CPU.
 
 Training: an epoch visits every training edge once in a seeded random order, in batches.
 Each step propagates the whole graph once and scores the batch's edges against sampled
-warm negatives with :mod:`llarapp.models.ranking_loss` (sampled softmax by default, or
-BPR) plus the paper's L2 on the batch's layer-0 rows, then takes one Adam step. After each
+warm negatives with :mod:`llarapp.models.ranking_loss` (BPR by default, or a sampled
+softmax) plus the paper's L2 on the batch's layer-0 rows, then takes one Adam step. After each
 epoch a :class:`Validator` scores the snapshot (held-out playlists through fold-in, see
 :mod:`llarapp.models.graph`); training stops after ``patience`` epochs without a better
 score, or at ``max_minutes``, and keeps the best epoch.
@@ -44,6 +44,7 @@ from llarapp.eval.plots import save_curves
 from llarapp.models.graph import GraphVectors, fold_in_weights
 from llarapp.models.ranking_loss import (
     LOSSES,
+    SIMILARITIES,
     layer0_l2,
     negative_shape,
     ranking_loss,
@@ -60,12 +61,13 @@ EpochCallback = Callable[[int, float], None]
 class LightGCNConfig(StageConfig):
     dim: int = 64
     layers: int = 3
-    loss: str = "softmax"  # or "bpr" (see llarapp.models.ranking_loss)
+    loss: str = "bpr"  # or "softmax" (see llarapp.models.ranking_loss)
     temperature: float = 0.1  # softmax only
-    negatives: int = 1024  # softmax: shared per batch; bpr: per positive edge
+    similarity: str = "dot"  # softmax only: "dot" or "cosine"
+    negatives: int = 1  # bpr: per positive edge; softmax: shared by the batch (e.g. 1024)
     lr: float = 0.01
     reg: float = 1e-4  # L2 on the batch's layer-0 embeddings, as in the paper
-    batch_size: int = 8192  # each step propagates the whole graph: fewer, larger steps
+    batch_size: int = 16384  # each step propagates the whole graph: fewer, larger steps
     epochs: int = 30
     patience: int = 3
     max_minutes: float = 0.0  # > 0: also stop once training has taken this long
@@ -80,6 +82,8 @@ class LightGCNConfig(StageConfig):
             require(getattr(self, name) >= 1, f"{name} must be at least 1")
         require(self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}")
         require(self.temperature > 0, "temperature must be positive")
+        require(self.similarity in SIMILARITIES,
+                f"similarity must be one of {', '.join(SIMILARITIES)}")
         require(self.lr > 0, "lr must be positive")
         require(self.reg >= 0, "reg must be >= 0")
         require(self.max_minutes >= 0, "max_minutes must be >= 0 (0: no time limit)")
@@ -199,7 +203,8 @@ class LightGCNTrainer:
                                               num_items).to(self.device)
         self.model = build_model(self.num_playlists + num_items, cfg.dim,
                                  cfg.layers).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        # fused: one pass over the parameters per step instead of one per Adam operation
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, fused=True)
 
     def _batches(self):
         """(playlist rows, positive items, negative items) per step of one epoch."""
@@ -218,19 +223,26 @@ class LightGCNTrainer:
         for step, (playlist, positive, negative) in enumerate(self._batches()):
             if max_steps is not None and step >= max_steps:
                 break
-            out = self.model.get_embedding(self.adjacency)
-            users, items = out[:split], out[split:]
-            loss = ranking_loss(cfg.loss, users[playlist], items[positive], items[negative],
-                                cfg.temperature)
+            # One gather per matrix: each indexing op's backward zero-fills a buffer the
+            # size of the whole graph, which dominates a step on a large catalogue.
+            rows = torch.cat([playlist, split + positive, split + negative.flatten()])
+            sizes = (len(playlist), len(positive), negative.numel())
+            out = self.model.get_embedding(self.adjacency)[rows]
+            user, pos, neg = out.split(sizes)
+            loss = ranking_loss(cfg.loss, user, pos, neg.reshape(*negative.shape, -1),
+                                cfg.temperature, cfg.similarity)
             if cfg.reg:
-                layer0 = self.model.embedding.weight
-                loss = loss + cfg.reg * layer0_l2(layer0[playlist], layer0[split + positive],
-                                                  layer0[split + negative])
+                user0, pos0, neg0 = self.model.embedding.weight[rows].split(sizes)
+                loss = loss + cfg.reg * layer0_l2(user0, pos0, neg0.reshape(*negative.shape, -1))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             total, count = total + loss.item() * len(playlist), count + len(playlist)
         return total / max(count, 1)
+
+    @property
+    def similarity(self) -> str:
+        return self.cfg.similarity if self.cfg.loss == "softmax" else "dot"
 
     @torch.no_grad()
     def snapshot(self) -> GraphVectors:
@@ -241,7 +253,7 @@ class LightGCNTrainer:
         split = self.num_playlists
         return GraphVectors(
             playlist_pids=self.playlist_pids, playlists=final[:split].numpy(),
-            items=serving_items(self.cfg.loss, final[split:]).numpy(),
+            items=serving_items(self.similarity, final[split:]).numpy(),
             fold_in_weights=fold_in_weights([x[split:].numpy() for x in layers],
                                             alpha.numpy(), self.item_degree),
             item_degree=self.item_degree)

@@ -173,7 +173,7 @@ def run_retrieve(cfg: RetrieveConfig, dataset: Dataset, split: Split, text: Text
             tuning.to_csv(folder / "lambda_tuning.csv", index=False)
             for name, table in tuning.groupby("query_type"):
                 save_grid(table, "lambda", "cold_offset",
-                          ["ndcg", "ndcg_cold", cfg.tune_metric],
+                          ["ndcg_warm", "ndcg_cold", "ndcg"],
                           folder / f"lambda_tuning_{name}.png",
                           f"hybrid on validation ({name}): by λ, one line per β")
 

@@ -44,7 +44,7 @@ class TuneConfig(StageConfig):
     layers: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
     lr_range: list[float] = field(default_factory=lambda: [1e-3, 2e-2])
     reg_range: list[float] = field(default_factory=lambda: [1e-6, 1e-2])
-    negatives: list[int] = field(default_factory=lambda: [256, 1024, 4096])  # softmax loss
+    negatives: list[int] = field(default_factory=lambda: [1, 2, 4])
     lambda_range: list[float] = field(default_factory=lambda: [0.0, 3.0])
     cold_offset_range: list[float] = field(default_factory=lambda: [-0.5, 1.0])
     metric: str = "ndcg"  # or balanced_ndcg (mean of warm- and cold-target NDCG)
