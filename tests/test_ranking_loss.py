@@ -47,7 +47,8 @@ def test_bpr_is_the_mean_log_sigmoid_of_each_margin():
 
 @pytest.mark.parametrize("loss", LOSSES)
 def test_a_better_ranked_positive_lowers_the_loss(loss):
-    negative = torch.randn(*negative_shape(loss, 2, 4), 2, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    negative = torch.randn(*negative_shape(loss, 2, 4), 2, generator=generator)
     good = ranking_loss(loss, USER, USER * 3, negative, 0.1)
     bad = ranking_loss(loss, USER, -USER * 3, negative, 0.1)
     assert good < bad

@@ -27,7 +27,6 @@ from llarapp.models.text_embed import TextEmbeddings
 from llarapp.models.torch_utils import resolve_device
 from llarapp.tracking import DEFAULT_WORKDIR, finite_metrics, start_tracking
 
-
 TRIAL_METRICS = ("ndcg", "balanced_ndcg")  # one (λ, β) per trial: no budget to choose within
 
 
