@@ -123,6 +123,16 @@ def test_max_minutes_stops_training_after_the_epoch_that_crosses_it():
     assert len(result.history) == 1 and result.history["elapsed"].iloc[0] > 0
 
 
+def test_time_spent_in_on_epoch_does_not_count_against_max_minutes():
+    import time
+
+    trainer = LightGCNTrainer(LightGCNConfig(dim=4, layers=1, epochs=4, patience=50,
+                                             max_minutes=0.005, device="cpu"), TRAIN, NUM_ITEMS)
+    result = trainer.fit(Validation([np.array([0])], [np.array([1, 2])]),
+                         on_epoch=lambda epoch, recall: time.sleep(0.4))  # 0.4 s > 0.3 s budget
+    assert len(result.history) == 4 and result.history["elapsed"].iloc[-1] < 0.3
+
+
 def test_train_epoch_can_stop_after_a_few_steps():
     trainer = LightGCNTrainer(LightGCNConfig(dim=4, layers=1, batch_size=2, device="cpu"),
                               TRAIN, NUM_ITEMS)

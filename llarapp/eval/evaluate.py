@@ -116,18 +116,12 @@ def metrics_table(summary: pd.DataFrame) -> pd.DataFrame:
 def warm_cold_table(summary: pd.DataFrame, k: int = 100) -> pd.DataFrame:
     """The hybrid's trade-off side by side: per model, accuracy on warm targets next to
     reach on cold ones (all categories)."""
-    overall = summary[summary["category"] == "all"].set_index(["model", "segment"])
-    columns = {("warm", "r_precision"): "warm R-prec", ("warm", "ndcg"): "warm NDCG",
-               ("cold", "r_precision"): "cold R-prec", ("cold", f"recall@{k}"): f"cold Recall@{k}",
-               ("cold", "ndcg"): "cold NDCG"}
-    rows = []
-    for model in overall.index.get_level_values("model").unique():
-        row = {"model": model}
-        for (segment, metric), name in columns.items():
-            found = (model, segment) in overall.index and metric in overall.columns
-            row[name] = overall.loc[(model, segment), metric] if found else np.nan
-        rows.append(row)
-    return pd.DataFrame(rows)
+    overall = summary[summary["category"] == "all"].pivot(index="model", columns="segment")
+    columns = {("r_precision", "warm"): "warm R-prec", ("ndcg", "warm"): "warm NDCG",
+               ("r_precision", "cold"): "cold R-prec", (f"recall@{k}", "cold"): f"cold Recall@{k}",
+               ("ndcg", "cold"): "cold NDCG"}
+    table = overall.reindex(columns=list(columns)).set_axis(list(columns.values()), axis=1)
+    return table.reset_index()
 
 
 def gate_value(summary: pd.DataFrame, cfg: EvaluateConfig) -> tuple[str, float]:
@@ -167,12 +161,11 @@ def evaluate(cfg: EvaluateConfig, dataset: Dataset, split: Split,
         markdown = table.to_markdown(index=False, floatfmt=".4f")
         trade_off = warm_cold_table(summary, max(cfg.ks))
         result["warm_cold"] = trade_off.replace({np.nan: None}).to_dict(orient="records")
+        sections = [Section(WARM_COLD_TITLE, trade_off), *sections]
         extra = "".join(f"\n{section_markdown(s)}" for s in sections)
         (folder / "metrics.md").write_text(
-            f"# Metrics ({cfg.split} split)\n\n{markdown}\n\n## {WARM_COLD_TITLE}\n\n"
-            f"{trade_off.to_markdown(index=False, floatfmt='.4f')}\n{extra}")
-        write_report(folder / "report.html", summary, table, cfg.split,
-                     [Section(WARM_COLD_TITLE, trade_off), *sections])
+            f"# Metrics ({cfg.split} split)\n\n{markdown}\n{extra}")
+        write_report(folder / "report.html", summary, table, cfg.split, sections)
         if cfg.track:
             from llarapp.tracking import log_run
 

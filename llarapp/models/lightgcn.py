@@ -262,7 +262,7 @@ class LightGCNTrainer:
             ) -> TrainedGraph:
         cfg = self.cfg
         history, best, best_state, best_epoch, stale = [], -math.inf, None, 0, 0
-        started = time.perf_counter()
+        started, elapsed = time.perf_counter(), 0.0
         bar = tqdm(range(1, cfg.epochs + 1), desc="lightgcn", unit="epoch")
         for epoch in bar:
             tick = time.perf_counter()
@@ -270,9 +270,11 @@ class LightGCNTrainer:
             seconds = time.perf_counter() - tick
             vectors = self.snapshot()
             recall = validation.score(vectors, cfg.k)
+            # training and validation time; on_epoch's own work (a caller's extra
+            # scoring, say) is not the trainer's and does not count against max_minutes
+            elapsed += time.perf_counter() - tick
             history.append({"epoch": epoch, "loss": loss, f"val_recall@{cfg.k}": recall,
-                            "seconds": seconds,
-                            "elapsed": time.perf_counter() - started})
+                            "seconds": seconds, "elapsed": elapsed})
             bar.set_postfix(loss=f"{loss:.4f}", recall=f"{recall:.4f}")
             if on_epoch is not None:
                 on_epoch(epoch, recall)  # may raise (e.g. optuna.TrialPruned)
@@ -284,7 +286,7 @@ class LightGCNTrainer:
                 stale += 1
                 if stale >= cfg.patience:
                     break
-            if cfg.max_minutes and history[-1]["elapsed"] >= 60 * cfg.max_minutes:
+            if cfg.max_minutes and elapsed >= 60 * cfg.max_minutes:
                 break
         bar.close()
         self.model.load_state_dict(best_state)
