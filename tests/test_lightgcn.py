@@ -12,6 +12,7 @@ from llarapp.models.lightgcn import (
     Validation,
     build_model,
     normalized_adjacency,
+    propagate,
     run_lightgcn,
 )
 from llarapp.models.retrieval import seed_matrix
@@ -37,12 +38,18 @@ def test_adjacency_is_symmetric_normalised():
     assert adjacency[1, 3].item() == pytest.approx(1 / np.sqrt(1 * 2))
 
 
-def test_symmetric_backward_matches_autograd():
+@pytest.mark.parametrize("forward", ["symmetric conv", "propagate"])
+def test_symmetric_backward_matches_autograd(forward):
     fast, plain = build_model(8, 4, 2, symmetric=True), build_model(8, 4, 2, symmetric=False)
     plain.load_state_dict(fast.state_dict())
     adjacency = normalized_adjacency(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 4]), 3, 5)
-    for model in (fast, plain):
-        (model.get_embedding(adjacency) ** 2).sum().backward()
+    rows = [0, 1, 1, 6]  # a batch's gather, with a repeat
+    expected = plain.get_embedding(adjacency)
+    (expected[rows] ** 2).sum().backward()
+    out = (fast.get_embedding(adjacency) if forward == "symmetric conv"
+           else propagate(fast, adjacency))
+    (out[rows] ** 2).sum().backward()
+    torch.testing.assert_close(out, expected)
     torch.testing.assert_close(fast.embedding.weight.grad, plain.embedding.weight.grad)
 
 
@@ -101,7 +108,8 @@ def test_stage_learns_and_is_deterministic(synthetic_dataset, synthetic_split, t
 @pytest.mark.parametrize("key, value", [("dim", 0), ("lr", 0.0), ("reg", -1.0),
                                         ("device", "tpu"), ("loss", "hinge"),
                                         ("temperature", 0.0), ("max_minutes", -1.0),
-                                        ("similarity", "l1")])
+                                        ("similarity", "l1"), ("sampling", "user"),
+                                        ("lr_schedule", "step"), ("val_every", 0)])
 def test_config_rejects_bad_values(key, value):
     from llarapp.errors import ConfigError
 
@@ -131,6 +139,32 @@ def test_time_spent_in_on_epoch_does_not_count_against_max_minutes():
     result = trainer.fit(Validation([np.array([0])], [np.array([1, 2])]),
                          on_epoch=lambda epoch, recall: time.sleep(0.4))  # 0.4 s > 0.3 s budget
     assert len(result.history) == 4 and result.history["elapsed"].iloc[-1] < 0.3
+
+
+@pytest.mark.parametrize("schedule, final_lr", [("cosine", 0.0), ("constant", 0.01)])
+def test_learning_rate_schedule_runs_over_the_configured_epochs(schedule, final_lr):
+    trainer = LightGCNTrainer(LightGCNConfig(dim=4, layers=1, epochs=3, batch_size=4,
+                                             lr=0.01, lr_schedule=schedule, device="cpu"),
+                              TRAIN, NUM_ITEMS)
+    rates = []
+    for _ in range(3):
+        rates.append(trainer.optimizer.param_groups[0]["lr"])
+        trainer.train_epoch()
+    assert rates[0] == pytest.approx(0.01)
+    assert rates == sorted(rates, reverse=True)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(final_lr, abs=1e-12)
+
+
+def test_validation_runs_every_val_every_epochs_and_after_the_last():
+    trainer = LightGCNTrainer(LightGCNConfig(dim=4, layers=1, epochs=5, val_every=2,
+                                             patience=10, device="cpu"), TRAIN, NUM_ITEMS)
+    validated = []
+    result = trainer.fit(Validation([np.array([0])], [np.array([1, 2])]),
+                         on_epoch=lambda epoch, recall: validated.append(epoch))
+    assert validated == [2, 4, 5]
+    scored = result.history.dropna(subset=["val_recall@100"])["epoch"].tolist()
+    assert scored == validated and len(result.history) == 5
+    assert result.best_epoch in validated
 
 
 def test_train_epoch_can_stop_after_a_few_steps():

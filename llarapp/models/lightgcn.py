@@ -8,13 +8,16 @@ is symmetric, so the backward pass reuses it (``Aᵀ = A``) instead of letting a
 transpose the CSR tensor on every step, which costs several times the forward pass on the
 CPU.
 
-Training: an epoch visits every training edge once in a seeded random order, in batches.
-Each step propagates the whole graph once and scores the batch's edges against sampled
-warm negatives with :mod:`llarapp.models.ranking_loss` (BPR by default, or a sampled
-softmax) plus the paper's L2 on the batch's layer-0 rows, then takes one Adam step. After each
-epoch a :class:`Validator` scores the snapshot (held-out playlists through fold-in, see
-:mod:`llarapp.models.graph`); training stops after ``patience`` epochs without a better
-score, or at ``max_minutes``, and keeps the best epoch.
+Training: an epoch makes as many draws as there are training edges, in batches
+(:mod:`llarapp.models.edge_sampler`: a uniform playlist, then one of its tracks). Each step
+propagates the whole graph once, as one autograd node whose backward pass is the same
+propagation of the gradient (``Â`` is symmetric), and scores the batch's edges against
+sampled warm negatives with :mod:`llarapp.models.ranking_loss` (BPR by default, or a sampled
+softmax) plus the paper's L2 on the batch's layer-0 rows, then takes one Adam step; the
+learning rate follows a cosine from ``lr`` to zero over ``epochs``. Every ``val_every``
+epochs a :class:`Validator` scores the snapshot (held-out playlists through fold-in, see
+:mod:`llarapp.models.graph`); training stops after ``patience`` validations without a
+better score, or at ``max_minutes``, and keeps the best validated epoch.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from llarapp.config import StageConfig, require
 from llarapp.data.dataset import Dataset, Split
 from llarapp.eval.metrics import recall_at_k, relevance_matrix
 from llarapp.eval.plots import save_curves
+from llarapp.models.edge_sampler import SAMPLINGS, EdgeSampler
 from llarapp.models.graph import GraphVectors, fold_in_weights
 from llarapp.models.ranking_loss import (
     LOSSES,
@@ -55,6 +59,7 @@ from llarapp.models.torch_utils import DEVICES, resolve_device, seed_everything,
 from llarapp.storage import atomic_dir
 
 EpochCallback = Callable[[int, float], None]
+LR_SCHEDULES = ("cosine", "constant")
 
 
 @dataclass
@@ -64,12 +69,15 @@ class LightGCNConfig(StageConfig):
     loss: str = "bpr"  # or "softmax" (see llarapp.models.ranking_loss)
     temperature: float = 0.1  # softmax only
     similarity: str = "dot"  # softmax only: "dot" or "cosine"
-    negatives: int = 1  # bpr: per positive edge; softmax: shared by the batch (e.g. 1024)
-    lr: float = 0.01
+    negatives: int = 4  # bpr: per positive edge; softmax: shared by the batch (e.g. 1024)
+    sampling: str = "playlist"  # or "edge" (see llarapp.models.edge_sampler)
+    lr: float = 0.02
+    lr_schedule: str = "cosine"  # cosine to zero over `epochs`, or "constant"
     reg: float = 1e-4  # L2 on the batch's layer-0 embeddings, as in the paper
     batch_size: int = 16384  # each step propagates the whole graph: fewer, larger steps
     epochs: int = 30
-    patience: int = 3
+    val_every: int = 1  # validate every this many epochs
+    patience: int = 3  # validations without a better score before stopping
     max_minutes: float = 0.0  # > 0: also stop once training has taken this long
     k: int = 100  # early stopping watches validation Recall@k
     val_playlists: int = 1000  # at most this many validation playlists are scored
@@ -77,14 +85,17 @@ class LightGCNConfig(StageConfig):
     device: str = "auto"
 
     def validate(self) -> None:
-        for name in ("dim", "layers", "negatives", "batch_size", "epochs", "patience", "k",
-                     "val_playlists"):
+        for name in ("dim", "layers", "negatives", "batch_size", "epochs", "val_every",
+                     "patience", "k", "val_playlists"):
             require(getattr(self, name) >= 1, f"{name} must be at least 1")
         require(self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}")
         require(self.temperature > 0, "temperature must be positive")
         require(self.similarity in SIMILARITIES,
                 f"similarity must be one of {', '.join(SIMILARITIES)}")
+        require(self.sampling in SAMPLINGS, f"sampling must be one of {', '.join(SAMPLINGS)}")
         require(self.lr > 0, "lr must be positive")
+        require(self.lr_schedule in LR_SCHEDULES,
+                f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}")
         require(self.reg >= 0, "reg must be >= 0")
         require(self.max_minutes >= 0, "max_minutes must be >= 0 (0: no time limit)")
         require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}")
@@ -132,6 +143,37 @@ def build_model(num_nodes: int, dim: int, layers: int, symmetric: bool = True) -
     if symmetric:
         model.convs = torch.nn.ModuleList(SymmetricLGConv() for _ in range(layers))
     return model
+
+
+class _Propagation(torch.autograd.Function):
+    """``Σ_k α_k Âᵏ x`` as one autograd node. ``Â`` is symmetric, so the gradient
+    ``Σ_k α_k Âᵏ g`` is the same propagation: no per-layer graph, nothing stored, and none
+    of the full-graph temporaries that PyG's ``get_embedding`` makes autograd keep (a step
+    on Gowalla: 0.19 s -> see README)."""
+
+    @staticmethod
+    def forward(ctx, adjacency: torch.Tensor, x: torch.Tensor, alpha: tuple[float, ...]
+                ) -> torch.Tensor:
+        ctx.adjacency, ctx.alpha = adjacency, alpha
+        return _propagate(adjacency, x, alpha)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor, None]:
+        return None, _propagate(ctx.adjacency, grad, ctx.alpha), None
+
+
+def _propagate(adjacency: torch.Tensor, x: torch.Tensor, alpha: tuple[float, ...]
+               ) -> torch.Tensor:
+    out = x * alpha[0]
+    for weight in alpha[1:]:
+        x = torch.sparse.mm(adjacency, x)
+        out.add_(x, alpha=weight)
+    return out
+
+
+def propagate(model: LightGCN, adjacency: torch.Tensor) -> torch.Tensor:
+    """The same final embeddings as PyG's ``model.get_embedding(adjacency)``."""
+    return _Propagation.apply(adjacency, model.embedding.weight, tuple(model.alpha.tolist()))
 
 
 def layer_embeddings(model: LightGCN, adjacency: torch.Tensor) -> list[torch.Tensor]:
@@ -196,7 +238,7 @@ class LightGCNTrainer:
         self.playlist_pids, rows = np.unique(train["pid"].to_numpy(), return_inverse=True)
         items = train["track_idx"].to_numpy().astype(np.int64)
         self.num_playlists, self.num_items = len(self.playlist_pids), num_items
-        self.edges = torch.as_tensor(np.stack([rows, items]))
+        self.sampler = EdgeSampler(rows, items, self.num_playlists, cfg.sampling, self.generator)
         self.item_degree = np.bincount(items, minlength=num_items).astype(np.int64)
         self.warm_items = torch.as_tensor(np.flatnonzero(self.item_degree > 0))
         self.adjacency = normalized_adjacency(rows, items, self.num_playlists,
@@ -205,12 +247,13 @@ class LightGCNTrainer:
                                  cfg.layers).to(self.device)
         # fused: one pass over the parameters per step instead of one per Adam operation
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, fused=True)
+        total_steps = cfg.epochs * self.sampler.steps_per_epoch(cfg.batch_size)
+        self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, total_steps)
+                          if cfg.lr_schedule == "cosine" else None)
 
     def _batches(self):
         """(playlist rows, positive items, negative items) per step of one epoch."""
-        order = torch.randperm(self.edges.shape[1], generator=self.generator)
-        for start in range(0, len(order), self.cfg.batch_size):
-            playlist, positive = self.edges[:, order[start:start + self.cfg.batch_size]]
+        for playlist, positive in self.sampler.epoch(self.cfg.batch_size):
             shape = negative_shape(self.cfg.loss, len(playlist), self.cfg.negatives)
             picks = torch.randint(len(self.warm_items), shape, generator=self.generator)
             yield (t.to(self.device) for t in (playlist, positive, self.warm_items[picks]))
@@ -227,7 +270,7 @@ class LightGCNTrainer:
             # size of the whole graph, which dominates a step on a large catalogue.
             rows = torch.cat([playlist, split + positive, split + negative.flatten()])
             sizes = (len(playlist), len(positive), negative.numel())
-            out = self.model.get_embedding(self.adjacency)[rows]
+            out = propagate(self.model, self.adjacency)[rows]
             user, pos, neg = out.split(sizes)
             loss = ranking_loss(cfg.loss, user, pos, neg.reshape(*negative.shape, -1),
                                 cfg.temperature, cfg.similarity)
@@ -237,6 +280,8 @@ class LightGCNTrainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
             total, count = total + loss.item() * len(playlist), count + len(playlist)
         return total / max(count, 1)
 
@@ -268,17 +313,25 @@ class LightGCNTrainer:
             tick = time.perf_counter()
             loss = self.train_epoch()
             seconds = time.perf_counter() - tick
+            out_of_time = bool(cfg.max_minutes) and elapsed + seconds >= 60 * cfg.max_minutes
+            last = epoch == cfg.epochs or out_of_time
+            row = {"epoch": epoch, "loss": loss, f"val_recall@{cfg.k}": math.nan,
+                   "seconds": seconds}
+            history.append(row)
+            if epoch % cfg.val_every and not last:
+                elapsed += seconds
+                row["elapsed"] = elapsed
+                continue
             vectors = self.snapshot()
-            recall = validation.score(vectors, cfg.k)
+            recall = row[f"val_recall@{cfg.k}"] = validation.score(vectors, cfg.k)
             # training and validation time; on_epoch's own work (a caller's extra
             # scoring, say) is not the trainer's and does not count against max_minutes
             elapsed += time.perf_counter() - tick
-            history.append({"epoch": epoch, "loss": loss, f"val_recall@{cfg.k}": recall,
-                            "seconds": seconds, "elapsed": elapsed})
+            row["elapsed"] = elapsed
             bar.set_postfix(loss=f"{loss:.4f}", recall=f"{recall:.4f}")
             if on_epoch is not None:
                 on_epoch(epoch, recall)  # may raise (e.g. optuna.TrialPruned)
-            # Without seeded validation playlists (NaN) every epoch counts as the best.
+            # Without seeded validation playlists (NaN) every validation counts as the best.
             if best_state is None or math.isnan(recall) or recall > best:
                 best, best_epoch, stale = recall, epoch, 0
                 best_state, best_vectors = state_copy(self.model), vectors
@@ -286,7 +339,7 @@ class LightGCNTrainer:
                 stale += 1
                 if stale >= cfg.patience:
                     break
-            if cfg.max_minutes and elapsed >= 60 * cfg.max_minutes:
+            if out_of_time:
                 break
         bar.close()
         self.model.load_state_dict(best_state)
