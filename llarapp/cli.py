@@ -174,8 +174,9 @@ def retrieve(output: OutputOpt, dataset: DatasetOpt, split_dir: SplitOpt, text: 
         cfg, Dataset.load(dataset), Split.load(split_dir), TextEmbeddings.load(text),
         GraphEmbeddings.load(graph).vectors, ColdMapper.load(mapper), output))
     for query_type, chosen in manifest["hybrid_params"].items():
-        console.print(f"{query_type}: λ = {chosen['lambda']}, cold offset β = "
-                      f"{chosen['cold_offset']}")
+        console.print(f"{query_type}: λ = {chosen['lambda']}, cold tracks: λ = "
+                      f"{chosen['cold_lambda']}, {chosen['cold_slots']} slots above rank "
+                      f"{chosen['cold_slots_end']}")
     console.print(f"{manifest['rows']} lists -> {output}")
 
 

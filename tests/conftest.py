@@ -127,8 +127,8 @@ def cold_mapper(synthetic_dataset, synthetic_split, text_embeddings, graph_embed
     return ColdMapper.load(out)
 
 
-HYBRID_PARAMS = {"seeded": {"lambda": 0.5, "cold_offset": 0.0},
-                 "title_only": {"lambda": 0.5, "cold_offset": 0.0}}
+HYBRID_PARAMS = {kind: {"lambda": 0.5, "cold_lambda": 2.0, "cold_slots": 10,
+                        "cold_slots_end": 50} for kind in ("seeded", "title_only")}
 TINY_LLARA = {"steps": 6, "batch_size": 4, "history_len": 3, "num_candidates": 6,
               "hard_negatives": 2, "hard_pool": 5, "item_tokens": 4, "pretrain_steps": 2,
               "pretrain_batch_size": 2, "pretrain_max_length": 24, "warmup_steps": 0,

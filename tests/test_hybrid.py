@@ -4,15 +4,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llarapp.models.hybrid import HybridScorer, standardise
-from llarapp.models.retrieval import seed_matrix
+from llarapp.models.hybrid import HybridParams, HybridScorer, params_for, standardise
+from llarapp.models.retrieval import seed_matrix, top_n
 from llarapp.models.retrieve import (
     RetrieveConfig,
     best_row,
+    merge_slots,
     query_types,
     run_retrieve,
     tune_lambda,
 )
+
+
+def mix(lam: float = 0.5, cold_lambda: float = 2.0, slots: int = 0, end: int = 100):
+    return HybridParams(lam, cold_lambda, slots, end)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +39,7 @@ def _queries(scorer, text, heldout, num_items):
 def test_recommendations_never_contain_seeds(model, scorer, text_embeddings, heldout,
                                              synthetic_dataset):
     q = _queries(scorer, text_embeddings, heldout, synthetic_dataset.num_tracks)
-    recs = scorer.recommend(q, model, 0.5, 100)
+    recs = scorer.recommend(q, model, mix(slots=20), 100)
     assert recs.shape == (len(heldout), 100) and (recs >= 0).all()
     for row, seeds in zip(recs, heldout["seeds"], strict=True):
         assert not set(row) & set(seeds)
@@ -44,29 +49,55 @@ def test_hybrid_covers_cold_tracks_but_lightgcn_alone_cannot(
         scorer, text_embeddings, heldout, synthetic_dataset, graph_embeddings):
     cold = ~graph_embeddings.warm
     q = _queries(scorer, text_embeddings, heldout, synthetic_dataset.num_tracks)
-    hybrid = scorer.recommend(q, "hybrid", 1.0, 500)
+    hybrid = scorer.recommend(q, "hybrid", mix(slots=10), 500)
     assert cold[hybrid].any()
-    assert not cold[scorer.recommend(q, "lightgcn", 0.0, 500)].any()
+    assert not cold[scorer.recommend(q, "lightgcn", None, 500)].any()
 
 
-def test_cold_offset_promotes_cold_tracks(scorer, text_embeddings, heldout, synthetic_dataset,
-                                          graph_embeddings):
+@pytest.mark.parametrize("slots, end", [(0, 100), (10, 100), (25, 40), (5, 5), (3, 200)])
+def test_cold_slots_sit_just_above_their_end_and_nowhere_else(
+        slots, end, scorer, text_embeddings, heldout, synthetic_dataset, graph_embeddings):
     cold = ~graph_embeddings.warm
     q = _queries(scorer, text_embeddings, heldout, synthetic_dataset.num_tracks)
-    parts = scorer.components(q)
-    shares = [cold[scorer.recommend(q, "hybrid", 0.5, 100, parts, beta)].mean()
-              for beta in (-1.0, 0.0, 1.0, 3.0)]
-    assert shares == sorted(shares) and shares[-1] > shares[0]
+    recs = scorer.recommend(q, "hybrid", mix(slots=slots, end=end), 300)
+    expected = np.zeros(300, bool)
+    expected[end - slots:end] = True
+    assert (cold[recs] == expected).all()
+
+
+def test_hybrid_scores_rank_as_the_merge_of_warm_and_cold_lists(
+        scorer, text_embeddings, heldout, synthetic_dataset, graph_embeddings):
+    """What retrieve tunes (list merges) is what serving ranks (scores)."""
+    warm = graph_embeddings.warm
+    q = _queries(scorer, text_embeddings, heldout, synthetic_dataset.num_tracks)
+    graph, text = parts = scorer.components(q)
+    merged = merge_slots(top_n(np.where(warm, graph + 0.5 * text, -np.inf), q.seeds, 200),
+                         top_n(np.where(warm, -np.inf, graph + 2.0 * text), q.seeds, 20),
+                         20, 60, 200)
+    np.testing.assert_array_equal(scorer.recommend(q, "hybrid", mix(slots=20, end=60), 200,
+                                                   parts), merged)
+
+
+def test_each_row_gets_its_query_type_s_mix(scorer, text_embeddings, heldout,
+                                            synthetic_dataset, graph_embeddings):
+    cold = ~graph_embeddings.warm
+    q = _queries(scorer, text_embeddings, heldout, synthetic_dataset.num_tracks)
+    kinds = query_types(heldout)
+    params = params_for({"seeded": mix(slots=0).to_dict(),
+                         "title_only": mix(slots=10, end=20).to_dict()}, kinds)
+    recs = scorer.recommend(q, "hybrid", params, 50)
+    assert (cold[recs].sum(axis=1) == np.where(kinds == "title_only", 10, 0)).all()
 
 
 def test_lambda_zero_ranks_by_graph_and_large_lambda_by_text(
         scorer, text_embeddings, heldout, synthetic_dataset):
     q = _queries(scorer, text_embeddings, heldout, synthetic_dataset.num_tracks)
     graph, text = scorer.components(q)
-    np.testing.assert_array_equal(scorer.recommend(q, "hybrid", 0.0, 50, (graph, text)),
-                                  scorer.recommend(q, "hybrid", 0.0, 50, (graph, 0 * text)))
-    text_only = scorer.recommend(q, "text", 0.0, 10, (graph, text))
-    mostly_text = scorer.recommend(q, "hybrid", 1e6, 10, (graph, text))
+    np.testing.assert_array_equal(scorer.recommend(q, "hybrid", mix(0.0), 50, (graph, text)),
+                                  scorer.recommend(q, "hybrid", mix(0.0), 50, (graph, 0 * text)))
+    # without cold slots the hybrid lists warm tracks only
+    text_only = top_n(np.where(scorer.warm, text, -np.inf), q.seeds, 10)
+    mostly_text = scorer.recommend(q, "hybrid", mix(1e6), 10, (graph, text))
     assert (text_only == mostly_text).mean() > 0.95
 
 
@@ -84,10 +115,10 @@ def test_standardise_rows():
     assert np.isfinite(scores[1]).all()
 
 
-def test_stage_tunes_lambda_and_offset_per_query_type(
+def test_stage_tunes_the_mix_per_query_type(
         synthetic_dataset, synthetic_split, text_embeddings, graph_embeddings, cold_mapper,
         tmp_path, scorer):
-    cfg = RetrieveConfig(lambdas=[0.0, 0.5, 2.0], cold_offsets=[0.0, 1.0])
+    cfg = RetrieveConfig(lambdas=[0.0, 0.5, 2.0], cold_lambdas=[2.0], cold_slot_counts=[0, 20])
     manifest = run_retrieve(cfg, synthetic_dataset, synthetic_split, text_embeddings,
                             graph_embeddings, cold_mapper, tmp_path / "recs")
     tuning = pd.read_csv(tmp_path / "recs" / "lambda_tuning.csv")
@@ -95,18 +126,22 @@ def test_stage_tunes_lambda_and_offset_per_query_type(
     val = synthetic_split.heldout_for("val")
     for query_type, table in tuning.groupby("query_type"):
         assert len(table) == 6
-        # cold_budget: the best cold NDCG within 2% warm NDCG of LightGCN alone
-        within = table[table["ndcg_warm"] >= 0.98 * table["lightgcn_ndcg_warm"]]
-        assert len(within), "λ = 0, β = 0 ranks warm tracks as LightGCN does"
-        key = "ndcg_cold" if (within["ndcg_cold"] > 0).any() else "ndcg_warm"
-        best = within.loc[within[key].idxmax()]
+        # cold_budget: the best cold NDCG within 2% warm NDCG and 7.5% warm R-precision of
+        # LightGCN alone, ties to the better warm NDCG
+        within = table[(table["ndcg_warm"] >= 0.98 * table["lightgcn_ndcg_warm"])
+                       & (table["r_precision_warm"]
+                          >= 0.925 * table["lightgcn_r_precision_warm"])]
+        assert len(within), "λ = 0 without cold slots ranks warm tracks as LightGCN does"
+        best = within.sort_values(["ndcg_cold", "ndcg_warm"]).iloc[-1]
         chosen = manifest["hybrid_params"][query_type]
-        assert (chosen["lambda"], chosen["cold_offset"]) == (best["lambda"], best["cold_offset"])
+        assert chosen == {"lambda": best["lambda"], "cold_lambda": best["cold_lambda"],
+                          "cold_slots": best["cold_slots"], "cold_slots_end": 100}
         np.testing.assert_allclose(best["balanced_ndcg"],
                                    (best["ndcg_warm"] + best["ndcg_cold"]) / 2)
         subset = val[query_types(val) == query_type]
         again = tune_lambda(scorer, text_embeddings, subset, [best["lambda"]],
-                            synthetic_dataset.num_tracks, 7, [best["cold_offset"]])
+                            synthetic_dataset.num_tracks, 7, [best["cold_lambda"]],
+                            [int(best["cold_slots"])])
         # float32 products round differently per batch size: near-ties may swap
         assert again["balanced_ndcg"].iloc[0] == pytest.approx(best["balanced_ndcg"], rel=1e-4)
     recs = pd.read_parquet(tmp_path / "recs" / "recommendations.parquet")
@@ -116,34 +151,44 @@ def test_stage_tunes_lambda_and_offset_per_query_type(
 
 def test_fixed_lambda_skips_tuning(synthetic_dataset, synthetic_split, text_embeddings,
                                    graph_embeddings, cold_mapper, tmp_path):
-    cfg = RetrieveConfig(lam=0.3, cold_offset=0.2, models=["hybrid"], splits=["test"])
+    cfg = RetrieveConfig(lam=0.3, cold_lambda=1.0, cold_slots=5, models=["hybrid"],
+                         splits=["test"])
     manifest = run_retrieve(cfg, synthetic_dataset, synthetic_split, text_embeddings,
                             graph_embeddings, cold_mapper, tmp_path / "recs")
-    assert manifest["hybrid_params"]["title_only"] == {"lambda": 0.3, "cold_offset": 0.2}
+    assert manifest["hybrid_params"]["title_only"] == {"lambda": 0.3, "cold_lambda": 1.0,
+                                                       "cold_slots": 5, "cold_slots_end": 100}
     assert not (tmp_path / "recs" / "lambda_tuning.csv").exists()
 
 
-TUNING = pd.DataFrame({  # λ, β, warm NDCG, cold NDCG; LightGCN alone: warm NDCG 0.50
-    "lambda": [0.0, 0.5, 1.0, 1.0], "cold_offset": [-1.0, 0.0, 0.5, 1.0],
+TUNING = pd.DataFrame({  # LightGCN alone: warm NDCG 0.50, warm R-precision 0.10
+    "lambda": [0.0, 0.5, 1.0, 1.0], "cold_slots": [0, 10, 20, 40],
     "ndcg_warm": [0.50, 0.495, 0.48, 0.40], "ndcg_cold": [0.01, 0.05, 0.10, 0.30],
-    "lightgcn_ndcg_warm": [0.50] * 4})
+    "r_precision_warm": [0.10, 0.097, 0.093, 0.08],
+    "lightgcn_ndcg_warm": [0.50] * 4, "lightgcn_r_precision_warm": [0.10] * 4})
 TUNING["balanced_ndcg"] = (TUNING["ndcg_warm"] + TUNING["ndcg_cold"]) / 2
 
 
-@pytest.mark.parametrize("metric, budget, chosen_offset", [
-    ("cold_budget", 0.02, 0.0),  # 0.495 is within 2% of 0.50; 0.48 is not
-    ("cold_budget", 0.05, 0.5),  # a looser budget buys more cold NDCG
-    ("cold_budget", 0.0, -1.0),  # no budget: LightGCN's warm accuracy
-    ("balanced_ndcg", 0.02, 1.0),  # the budget is ignored
+@pytest.mark.parametrize("metric, budget, r_precision_budget, chosen_slots", [
+    ("cold_budget", 0.02, 0.05, 10),  # NDCG 0.495 is within 2% of 0.50; 0.48 is not
+    ("cold_budget", 0.05, 0.05, 10),  # R-precision 0.093 is not within 5% of 0.10
+    ("cold_budget", 0.05, 0.10, 20),  # looser budgets buy more cold NDCG
+    ("cold_budget", 0.02, 0.02, 0),  # R-precision 0.097 is not within 2%
+    ("cold_budget", 0.0, 0.05, 0),  # no budget: LightGCN's warm accuracy
+    ("balanced_ndcg", 0.02, 0.05, 40),  # the budgets are ignored
 ])
-def test_best_row_trades_warm_accuracy_for_cold_reach_within_the_budget(metric, budget,
-                                                                       chosen_offset):
-    assert best_row(TUNING, metric, budget)["cold_offset"] == chosen_offset
+def test_best_row_trades_warm_accuracy_for_cold_reach_within_the_budget(
+        metric, budget, r_precision_budget, chosen_slots):
+    assert best_row(TUNING, metric, budget, r_precision_budget)["cold_slots"] == chosen_slots
+
+
+def test_best_row_breaks_cold_ties_by_warm_ndcg():
+    tied = TUNING.assign(ndcg_cold=[0.0, 0.05, 0.05, 0.05])
+    assert best_row(tied, "cold_budget", 0.05, 0.10)["lambda"] == 0.5  # 0.495 > 0.48
 
 
 def test_best_row_falls_back_to_warm_accuracy_when_nothing_is_within_budget():
     worse = TUNING.assign(lightgcn_ndcg_warm=0.9)
-    assert best_row(worse, "cold_budget", 0.02)["cold_offset"] == -1.0
+    assert best_row(worse, "cold_budget", 0.02, 0.05)["cold_slots"] == 0
 
 
 def test_cold_budget_is_validated():
@@ -151,3 +196,5 @@ def test_cold_budget_is_validated():
 
     with pytest.raises(ConfigError, match="cold_budget"):
         RetrieveConfig(cold_budget=1.5)
+    with pytest.raises(ConfigError, match="cold_budget_r_precision"):
+        RetrieveConfig(cold_budget_r_precision=-0.1)

@@ -171,4 +171,4 @@ def test_hpo_pipeline_runs_locally_with_a_shared_study(tmp_path, monkeypatch):
     study = optuna.load_study(study_name="llarapp-lightgcn", storage=result["storage"])
     assert len(study.trials) == 2  # one per worker, in one study
     assert set(result["best_params"]) == {"dim", "layers", "lr", "reg", "negatives", "lam",
-                                          "cold_offset"}
+                                          "cold_lambda", "cold_slots"}

@@ -18,7 +18,7 @@ def test_three_trials_with_nested_mlflow_runs(synthetic_dataset, synthetic_split
     assert result["trials"] == 3 and result["complete"] + result["pruned"] == 3
     assert 0 < result["best_value"] <= 1
     assert set(result["best_params"]) == {"dim", "layers", "lr", "reg", "negatives", "lam",
-                                          "cold_offset"}
+                                          "cold_lambda", "cold_slots"}
     assert (tmp_path / "optuna.db").is_file()
     assert len(trials_table(cfg)) == 3
 

@@ -27,7 +27,7 @@ from llarapp.llara.layout import track_by_artist
 from llarapp.llara.prompts import Example
 from llarapp.models.cold_mapper import ColdMapper
 from llarapp.models.graph import GraphEmbeddings, GraphVectors
-from llarapp.models.hybrid import HybridScorer, Queries
+from llarapp.models.hybrid import HybridScorer, Queries, params_for
 from llarapp.models.retrieval import batches_of, seed_matrix, top_n
 from llarapp.models.text_embed import TextEmbeddings
 
@@ -81,9 +81,8 @@ class Sources:
         q = self.scorer.queries(seed_matrix(pd.Series(seeds), self.num_items),
                                 self.text.titles(pids))
         kinds = np.where([len(s) > 0 for s in seeds], "seeded", "title_only")
-        lam = np.array([self.hybrid_params[k]["lambda"] for k in kinds])
-        beta = np.array([self.hybrid_params[k]["cold_offset"] for k in kinds])
-        return Retrieval(q, self.scorer.hybrid_scores(self.scorer.components(q), lam, beta))
+        return Retrieval(q, self.scorer.hybrid_scores(
+            self.scorer.components(q), params_for(self.hybrid_params, kinds), q.seeds))
 
 
 @dataclass

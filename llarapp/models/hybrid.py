@@ -1,4 +1,5 @@
-"""Hybrid retrieval over the whole catalogue: score = z(graph) + λ·z(text) (+ β on cold).
+"""Hybrid retrieval over the whole catalogue: warm tracks by z(graph) + λ·z(text), and a
+block of cold-track slots just above rank ``cold_slots_end``.
 
 Queries:
 * graph: the LightGCN fold-in of the playlist's warm seeds; a playlist without warm seeds
@@ -9,12 +10,21 @@ Queries:
 Item vectors: graph scores use LightGCN vectors for warm tracks and the cold mapper's
 vectors for cold ones; text scores use the item text embeddings. Each score row is
 standardised (z-scored) before mixing, so λ means the same for a 1-seed and a 100-seed
-playlist. Graph scores are standardised separately over warm and over cold tracks: the
-two come from different models (LightGCN, the mapper) whose score scales differ, and the
-mapper's regression-to-the-mean would otherwise bury every cold track. A cold offset β
-then sets how far cold tracks are promoted. λ and β are chosen on the validation split.
-Scoring is a matrix product per batch, then ``argpartition``
-(:func:`~llarapp.models.retrieval.top_n`); seeds are excluded.
+playlist; graph scores are standardised separately over warm and over cold tracks, since
+the two come from different models (LightGCN, the mapper).
+
+The list (:meth:`HybridScorer.hybrid_scores`, per playlist and :class:`HybridParams`):
+1. warm tracks ranked by z(graph) + λ·z(text);
+2. cold tracks ranked by z(graph) + λ_cold·z(text) (text carries more of a cold track's
+   evidence: its graph vector is only mapped from text);
+3. the best ``cold_slots`` cold tracks take ranks ``cold_slots_end − cold_slots`` …
+   ``cold_slots_end − 1`` (seeds not counted), every other cold track ranks below every
+   warm one.
+A cold track thus never displaces the top of the warm list, where most warm targets are
+found, but still reaches Recall@100. Placing cold tracks by a score offset instead (the
+old β) put confident cold tracks at rank 1 and cost more warm accuracy for the same cold
+reach (README "Results"). The result is a score matrix whose descending order is that
+list, so serving, the LLaRA candidates and evaluation all rank with ``top_n``.
 
 Three models come out of one pass: ``lightgcn`` (graph only, warm tracks only — what
 LightGCN alone can rank), ``text`` (text only) and ``hybrid``.
@@ -22,7 +32,7 @@ LightGCN alone can rank), ``text`` (text only) and ``hybrid``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -54,6 +64,32 @@ def normalise_rows(vectors: np.ndarray) -> np.ndarray:
 def _per_row(value: float | np.ndarray) -> np.ndarray:
     """A scalar or one value per playlist, as a column that broadcasts over items."""
     return np.asarray(value, dtype=np.float32).reshape(-1, 1)
+
+
+@dataclass(frozen=True)
+class HybridParams:
+    """One query type's mix, as tuned by the retrieve stage (``hybrid_params`` in its
+    manifest and in the serving bundle)."""
+
+    lam: float  # text weight for warm tracks
+    cold_lambda: float  # text weight for cold tracks
+    cold_slots: int  # how many cold tracks get a slot
+    cold_slots_end: int  # the slots end just above this rank (0-based, seeds not counted)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> HybridParams:
+        return cls(float(values["lambda"]), float(values["cold_lambda"]),
+                   int(values["cold_slots"]), int(values["cold_slots_end"]))
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"lambda": self.lam, "cold_lambda": self.cold_lambda,
+                "cold_slots": self.cold_slots, "cold_slots_end": self.cold_slots_end}
+
+
+def params_for(hybrid_params: dict[str, dict], kinds: Iterable[str]) -> list[HybridParams]:
+    """Per playlist, the params of its query type (``seeded`` or ``title_only``)."""
+    by_kind = {kind: HybridParams.from_dict(values) for kind, values in hybrid_params.items()}
+    return [by_kind[kind] for kind in kinds]
 
 
 @dataclass
@@ -107,10 +143,9 @@ class HybridScorer:
                 graph[:, group] = standardise(graph[:, group])
         return graph, standardise(q.text @ self.item_text.T)
 
-    def recommend(self, q: Queries, model: str, lam: float | np.ndarray, n: int,
-                  parts: tuple[np.ndarray, np.ndarray] | None = None,
-                  cold_offset: float | np.ndarray = 0.0) -> np.ndarray:
-        """Top ``n`` per playlist; ``lam`` and ``cold_offset`` are scalars or per-row arrays."""
+    def recommend(self, q: Queries, model: str, params: HybridParams | Sequence[HybridParams],
+                  n: int, parts: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """Top ``n`` per playlist, seeds excluded; ``params``: one for all rows, or per row."""
         if model == "lightgcn":
             scores = q.graph @ self.lightgcn_items.T
             scores[:, ~self.warm] = -np.inf  # LightGCN alone cannot rank cold tracks
@@ -118,12 +153,45 @@ class HybridScorer:
         parts = parts if parts is not None else self.components(q)
         if model == "text":
             return top_n(parts[1], q.seeds, n)
-        return top_n(self.hybrid_scores(parts, lam, cold_offset), q.seeds, n)
+        if isinstance(params, HybridParams):
+            params = [params] * q.seeds.shape[0]
+        return top_n(self.hybrid_scores(parts, params, q.seeds), q.seeds, n)
 
-    def hybrid_scores(self, parts: tuple[np.ndarray, np.ndarray], lam: float | np.ndarray,
-                      cold_offset: float | np.ndarray = 0.0) -> np.ndarray:
-        """z(graph) + λ·z(text), plus β on cold tracks: playlists × items."""
+    def hybrid_scores(self, parts: tuple[np.ndarray, np.ndarray],
+                      params: Sequence[HybridParams], exclude: sp.csr_matrix) -> np.ndarray:
+        """Playlists × items scores whose descending order is the hybrid's list (module
+        docstring); ``exclude`` (the seeds) does not count when placing the cold slots."""
         graph, text = parts
-        scores = graph + _per_row(lam) * text
-        scores[:, ~self.warm] += _per_row(cold_offset)
+        cold = ~self.warm
+        scores = graph + _per_row([p.lam for p in params]) * text
+        if not cold.any():
+            return scores
+        cold_lambda = _per_row([p.cold_lambda for p in params])
+        cold_scores = graph[:, cold] + cold_lambda * text[:, cold]
+        # every cold track below every warm one, in its own order
+        shift = scores[:, self.warm].min(axis=1, keepdims=True) - cold_scores.max(
+            axis=1, keepdims=True) - 1.0 if self.warm.any() else 0.0
+        scores[:, cold] = cold_scores + shift
+        slots = np.array([p.cold_slots for p in params])
+        if slots.any():
+            self._fill_slots(scores, slots, np.array([p.cold_slots_end for p in params]),
+                             exclude)
         return scores
+
+    def _fill_slots(self, scores: np.ndarray, slots: np.ndarray, ends: np.ndarray,
+                    exclude: sp.csr_matrix) -> None:
+        """Give each row's best ``slots`` cold tracks scores between its warm tracks at
+        ranks ``end − slots − 1`` and ``end − slots``."""
+        warm_scores = np.where(self.warm, scores, -np.inf)
+        top_warm = top_n(warm_scores, exclude, int(ends.max()))
+        ranked = np.take_along_axis(warm_scores, top_warm, axis=1)
+        top_cold = top_n(np.where(self.warm, -np.inf, scores), exclude, int(slots.max()))
+        for row in np.flatnonzero(slots):
+            count, above_rank = slots[row], ends[row] - slots[row]
+            below = ranked[row, above_rank] if above_rank < ranked.shape[1] else -np.inf
+            above = ranked[row, above_rank - 1] if above_rank > 0 else np.inf
+            if not np.isfinite(above):  # the block opens the list
+                above = (below if np.isfinite(below) else 0.0) + count + 1.0
+            if not np.isfinite(below):  # fewer warm tracks than the block's rank
+                below = above - count - 1.0
+            scores[row, top_cold[row, :count]] = np.linspace(above, below, count + 2)[1:-1]

@@ -1,7 +1,7 @@
 """``llarapp tune``: Optuna search over LightGCN and the hybrid's λ.
 
 Each trial trains LightGCN with sampled dim, layers, lr, L2 and negatives (and samples
-the hybrid's λ and cold offset β), reporting
+the hybrid's λ, λ_cold and number of cold slots), reporting
 validation Recall@K after every epoch so ``MedianPruner`` can stop weak trials early;
 then it fits the cold mappers on the trial's graph and returns the hybrid's validation
 NDCG at the sampled λ. The study lives in an RDB: sqlite by default, or any SQLAlchemy
@@ -27,7 +27,7 @@ from llarapp.models.text_embed import TextEmbeddings
 from llarapp.models.torch_utils import resolve_device
 from llarapp.tracking import DEFAULT_WORKDIR, finite_metrics, start_tracking
 
-TRIAL_METRICS = ("ndcg", "balanced_ndcg")  # one (λ, β) per trial: no budget to choose within
+TRIAL_METRICS = ("ndcg", "balanced_ndcg")  # one mix per trial: no budget to choose within
 
 
 @dataclass
@@ -45,7 +45,8 @@ class TuneConfig(StageConfig):
     reg_range: list[float] = field(default_factory=lambda: [1e-6, 1e-2])
     negatives: list[int] = field(default_factory=lambda: [1, 2, 4])
     lambda_range: list[float] = field(default_factory=lambda: [0.0, 3.0])
-    cold_offset_range: list[float] = field(default_factory=lambda: [-0.5, 1.0])
+    cold_lambda_range: list[float] = field(default_factory=lambda: [0.0, 4.0])
+    cold_slots_range: list[int] = field(default_factory=lambda: [0, 50])
     metric: str = "ndcg"  # or balanced_ndcg (mean of warm- and cold-target NDCG)
     pruner_warmup_epochs: int = 2
     mapper_epochs: int = 15
@@ -56,7 +57,8 @@ class TuneConfig(StageConfig):
     def validate(self) -> None:
         require(self.trials >= 1, "trials must be at least 1")
         require(self.epochs >= 1, "epochs must be at least 1")
-        for name in ("lr_range", "reg_range", "lambda_range"):
+        for name in ("lr_range", "reg_range", "lambda_range", "cold_lambda_range",
+                     "cold_slots_range"):
             low, high = (getattr(self, name) + [0, 0])[:2]
             require(len(getattr(self, name)) == 2 and 0 <= low <= high,
                     f"{name} must be [low, high] with 0 <= low <= high")
@@ -64,9 +66,6 @@ class TuneConfig(StageConfig):
                 "lr_range and reg_range are log-scaled and must start above 0")
         require(self.metric in TRIAL_METRICS,
                 f"metric must be one of {', '.join(TRIAL_METRICS)}")
-        require(len(self.cold_offset_range) == 2
-                and self.cold_offset_range[0] <= self.cold_offset_range[1],
-                "cold_offset_range must be [low, high]")
         require(bool(self.dims) and bool(self.layers) and bool(self.negatives),
                 "dims, layers and negatives must not be empty")
 
@@ -86,7 +85,8 @@ def sample_params(trial: Any, cfg: TuneConfig) -> dict[str, Any]:
         "reg": trial.suggest_float("reg", *cfg.reg_range, log=True),
         "negatives": trial.suggest_categorical("negatives", cfg.negatives),
         "lam": trial.suggest_float("lam", *cfg.lambda_range),
-        "cold_offset": trial.suggest_float("cold_offset", *cfg.cold_offset_range),
+        "cold_lambda": trial.suggest_float("cold_lambda", *cfg.cold_lambda_range),
+        "cold_slots": trial.suggest_int("cold_slots", *cfg.cold_slots_range),
     }
 
 
@@ -126,7 +126,8 @@ class Objective:
 
             trainer = LightGCNTrainer(graph_cfg, self.split.train, self.dataset.num_tracks)
             trained = trainer.fit(self.validation, on_epoch=report)
-            ndcg = self._hybrid_ndcg(trained, params["lam"], params["cold_offset"])
+            ndcg = self._hybrid_ndcg(trained, params["lam"], params["cold_lambda"],
+                                     params["cold_slots"])
             if run:
                 self.mlflow.log_metrics(finite_metrics(
                     {f"val_{self.cfg.metric}": ndcg, "best_val_recall": trained.best_recall,
@@ -142,8 +143,8 @@ class Objective:
             if run:
                 self.mlflow.end_run()
 
-    def _hybrid_ndcg(self, trained: TrainedGraph, lam: float,
-                     cold_offset: float) -> float:
+    def _hybrid_ndcg(self, trained: TrainedGraph, lam: float, cold_lambda: float,
+                     cold_slots: int) -> float:
         mapper_cfg = ColdMapperConfig(epochs=self.cfg.mapper_epochs, seed=self.cfg.seed)
         device = resolve_device(mapper_cfg.device)
         graph = trained.vectors
@@ -154,7 +155,8 @@ class Objective:
             self.text.items, graph, graph_vectors_for_all(mappers, self.text, graph, device),
             lambda titles: mappers.title_vectors(titles, device))
         table = tune_lambda(scorer, self.text, self.val, [lam], self.dataset.num_tracks,
-                            batch_size=256, cold_offsets=[cold_offset])
+                            batch_size=256, cold_lambdas=[cold_lambda],
+                            cold_slot_counts=[cold_slots])
         return float(table[self.cfg.metric].iloc[0])
 
 

@@ -26,7 +26,7 @@ from llarapp.errors import BundleError
 from llarapp.llara.layout import Example, PromptBuilder, extra_item, track_by_artist
 from llarapp.llara.tokens import TokenEncoder
 from llarapp.models.graph import GraphVectors, TitleNeighbours
-from llarapp.models.hybrid import HybridScorer, Queries
+from llarapp.models.hybrid import HybridScorer, Queries, params_for
 from llarapp.models.mlp_numpy import apply_numpy
 from llarapp.models.retrieval import seed_matrix, top_n
 from llarapp.serving.bundle import RANKER, TEXT_ENCODER, TEXT_TOKENIZER, TOKENIZER, Bundle
@@ -201,12 +201,11 @@ class Engine:
         with _timed(observe, "retrieve"):
             matrix, queries = self._queries(seeds, encoded)
             kinds = ["seeded" if s.history else "title_only" for s in seeds]
-            lam = np.array([self.hybrid_params[k]["lambda"] for k in kinds])
-            beta = np.array([self.hybrid_params[k]["cold_offset"] for k in kinds])
-            scores = self.scorer.hybrid_scores(self.scorer.components(queries), lam, beta)
             exclude = sp.csr_matrix(sp.diags([float(r.exclude_seen) for r in requests])
                                     @ matrix)
             exclude.eliminate_zeros()
+            scores = self.scorer.hybrid_scores(self.scorer.components(queries),
+                                               params_for(self.hybrid_params, kinds), exclude)
             retrieved = top_n(scores, exclude,
                               max(self.num_candidates, *(r.k for r in requests)))
         with _timed(observe, "rerank"):
