@@ -56,12 +56,14 @@ def device_bytes(trainer) -> dict[str, float]:
                            adjacency.values()))
     weight = trainer.model.embedding.weight
     node_matrix = weight.numel() * weight.element_size()
-    layers = trainer.cfg.layers
+    layers, sampler = trainer.cfg.layers, trainer.sampler
     gib = 2 ** 30
     parts = {"adjacency": adjacency_bytes / gib,
              "weights, gradient, Adam moments": 4 * node_matrix / gib,
              "activations (layers, sum, backward)": (2 * layers + 2) * node_matrix / gib,
-             "edge list and batch order": trainer.edges.numel() * 8 * 1.5 / gib}
+             "edge lists (sampler)": sum(t.numel() * t.element_size() for t in (
+                 sampler.edges, sampler.items_by_playlist, sampler.first, sampler.degree))
+             / gib}
     parts["total"] = sum(parts.values())
     return parts
 
