@@ -162,7 +162,7 @@ def cold_mapper(output: OutputOpt, dataset: DatasetOpt, split_dir: SplitOpt, tex
 def retrieve(output: OutputOpt, dataset: DatasetOpt, split_dir: SplitOpt, text: TextOpt,
              graph: GraphOpt, mapper: MapperOpt, config: ConfigOpt = None,
              set_: SetOpt = None, show_config: ShowOpt = False) -> None:
-    """LightGCN, text-only and hybrid recommendations; λ and the cold offset tuned on val."""
+    """LightGCN, text-only and hybrid recommendations; the hybrid mix tuned on val."""
     from llarapp.data.dataset import Dataset, Split
     from llarapp.models.cold_mapper import ColdMapper
     from llarapp.models.graph import GraphEmbeddings

@@ -2,7 +2,7 @@
 
 A new track gets what a cold training track gets: its text vector from the bundle's ONNX
 text encoder and its graph vector from the cold mapper (text → LightGCN space), with
-training degree 0, so retrieval treats it as cold (the tuned cold offset applies) and the
+training degree 0, so retrieval treats it as cold (it competes for the cold slots) and the
 ranker sees its mapped vector. The result is a new bundle (a new model version, every
 file re-hashed), written atomically: the source is never half-changed.
 """
