@@ -182,16 +182,21 @@ class HybridScorer:
                     exclude: sp.csr_matrix) -> None:
         """Give each row's best ``slots`` cold tracks scores between its warm tracks at
         ranks ``end − slots − 1`` and ``end − slots``."""
-        warm_scores = np.where(self.warm, scores, -np.inf)
-        top_warm = top_n(warm_scores, exclude, int(ends.max()))
-        ranked = np.take_along_axis(warm_scores, top_warm, axis=1)
-        top_cold = top_n(np.where(self.warm, -np.inf, scores), exclude, int(slots.max()))
+        # every cold track already ranks below every warm one, so the top of the whole
+        # row is the top of its warm tracks (a cold one only where warm tracks run out)
+        top = top_n(scores, exclude, int(ends.max()))  # -1 pads rows that run out
+        ranked = np.where((top >= 0) & self.warm[top],
+                          np.take_along_axis(scores, top, axis=1), -np.inf)
+        cold = np.flatnonzero(~self.warm)
+        top_cold = top_n(scores[:, cold], exclude[:, cold], int(slots.max()))
         for row in np.flatnonzero(slots):
-            count, above_rank = slots[row], ends[row] - slots[row]
+            best_cold = top_cold[row, :slots[row]]
+            picked = cold[best_cold[best_cold >= 0]]  # fewer when cold tracks run out
+            count, above_rank = len(picked), ends[row] - slots[row]
             below = ranked[row, above_rank] if above_rank < ranked.shape[1] else -np.inf
             above = ranked[row, above_rank - 1] if above_rank > 0 else np.inf
             if not np.isfinite(above):  # the block opens the list
                 above = (below if np.isfinite(below) else 0.0) + count + 1.0
             if not np.isfinite(below):  # fewer warm tracks than the block's rank
                 below = above - count - 1.0
-            scores[row, top_cold[row, :count]] = np.linspace(above, below, count + 2)[1:-1]
+            scores[row, picked] = np.linspace(above, below, count + 2)[1:-1]

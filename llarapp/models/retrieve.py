@@ -134,9 +134,9 @@ def tune_lambda(scorer: HybridScorer, text: TextEmbeddings, val: pd.DataFrame,
         relevant = [M.relevance_matrix(targets, num_items),
                     M.relevance_matrix([t[warm[t]] for t in targets], num_items),
                     M.relevance_matrix([t[~warm[t]] for t in targets], num_items)]
-        graph_only = scorer.recommend(q, "lightgcn", None, num_recs)
-        graph_only = [M.challenge_ndcg(graph_only, relevant[1]),
-                      M.r_precision(graph_only, relevant[1])]
+        lightgcn_recs = scorer.recommend(q, "lightgcn", None, num_recs)
+        lightgcn_warm = [M.challenge_ndcg(lightgcn_recs, relevant[1]),
+                         M.r_precision(lightgcn_recs, relevant[1])]
         warm_lists = {lam: top_n(np.where(warm, graph + lam * text_scores, -np.inf),
                                  q.seeds, num_recs) for lam in lambdas}
         cold_lists = {lam: top_n(np.where(warm, -np.inf, graph + lam * text_scores),
@@ -146,7 +146,7 @@ def tune_lambda(scorer: HybridScorer, text: TextEmbeddings, val: pd.DataFrame,
                                num_recs)
             values = [M.challenge_ndcg(recs, r) for r in relevant]
             values += [M.r_precision(recs, relevant[0]), M.r_precision(recs, relevant[1]),
-                       *graph_only]
+                       *lightgcn_warm]
             sums[i] += [np.nansum(v) for v in values]
             if i == 0:
                 counts += [np.isfinite(v).sum() for v in values]
