@@ -1,5 +1,6 @@
 """evaluate: metrics, the report (retrieval, LLaRA, quantization), the MLflow run and the
-scalar the deploy gate reads."""
+scalar the deploy gate reads (-1 when the bundle's served ranking loses to retrieval alone on
+test)."""
 
 from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Model, Output
 
@@ -22,7 +23,9 @@ def evaluate(dataset: Input[Dataset], splits: Input[Dataset],
     from llarapp.data.dataset import Split
     from llarapp.eval.evaluate import EvaluateConfig
     from llarapp.eval.evaluate import evaluate as run_evaluate
-    from llarapp.eval.sections import llara_section, quantization_section
+    from llarapp.eval.sections import llara_section, quantization_section, rankers_section
+    from llarapp.eval.served_gate import served_ranking_gate
+    from llarapp.serving.bundle import Bundle
 
     require(gate_metric != "clicks", "the deploy gate passes when the scalar is at least the "
             "threshold, so gate_metric must be higher-is-better (ndcg, r_precision, …)")
@@ -32,7 +35,9 @@ def evaluate(dataset: Input[Dataset], splits: Input[Dataset],
     result = run_evaluate(cfg, LoadedDataset.load(dataset.path), Split.load(splits.path),
                           [recommendations.path, retrieved.path], evaluation.path,
                           sections=[llara_section(llara_evaluation.path),
-                                    quantization_section(bundle.path)])
+                                    rankers_section(bundle.path),
+                                    quantization_section(bundle.path)],
+                          served=served_ranking_gate(Bundle.load(bundle.path).manifest))
     for row in result["summary"]:
         if row["segment"] == "all" and row["category"] == "all":
             for name in ("r_precision", "ndcg", "clicks"):

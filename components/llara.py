@@ -48,4 +48,7 @@ def eval_llara(model: Input[Model], dataset: Input[Dataset], splits: Input[Datas
             metrics.log_metric(f"{row['model']}.{row['segment']}.hr_at_1", row["hr@1"])
     for name, value in {**result["position_bias"], **result["rerank"]}.items():
         metrics.log_metric(name.replace("@", "_at_"), value)
+    for row in result["rankers"]["table"]:
+        metrics.log_metric(f"{row['split']}.{row['ranker']}.ndcg_at_10", row["ndcg@10"])
+    evaluation.metadata["ranker"] = result["rankers"]["ranker"]
     shutil.copyfile(Path(evaluation.path) / "metrics.md", summary.path)

@@ -173,7 +173,18 @@ def test_eval_llara_reports_both_protocols(trained_llara, llara_sources, tmp_pat
     assert set(result["position_bias"]) == {"hr@1_target_first", "hr@1_target_last"}
     assert set(result["rerank"]) == {"recall@10_before", "ndcg@10_before", "recall@10_after",
                                      "ndcg@10_after"}
+    rankers = result["rankers"]
+    table = {(r["split"], r["ranker"]): r for r in rankers["table"]}
+    assert set(table) == {(split, ranker) for split in ("select", "test")
+                          for ranker in ("retrieval", "lambdamart", "llara")}
+    assert table[("test", "retrieval")]["ndcg@10"] == result["rerank"]["ndcg@10_before"]
+    assert table[("test", "llara")]["ndcg@10"] == result["rerank"]["ndcg@10_after"]
+    assert rankers["ranker"] in ("retrieval", "lambdamart", "llara") and rankers["why"]
+    assert 0 <= rankers["graph_first_share"]["fit"] <= 1
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["candidates"] == json.loads(json.dumps(result["candidates"]))
-    assert (tmp_path / "eval" / "hr_by_segment.png").is_file()
+    assert saved["rankers"]["ranker"] == rankers["ranker"]
+    for name in ("hr_by_segment.png", "rankers.png", "lambdamart.txt"):
+        assert (tmp_path / "eval" / name).is_file()
+    assert f"Shipped: **{rankers['ranker']}**" in (tmp_path / "eval" / "metrics.md").read_text()
     assert result["mlflow"]["tracking_uri"] == tracking

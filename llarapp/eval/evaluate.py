@@ -22,6 +22,7 @@ from llarapp.data.dataset import Dataset, Split
 from llarapp.eval import metrics as M
 from llarapp.eval.report import CATEGORY_ORDER, section_markdown, write_report
 from llarapp.eval.sections import Section
+from llarapp.eval.served_gate import REFUSED
 from llarapp.storage import atomic_dir
 
 SEGMENTS = ("all", "warm", "cold")
@@ -140,8 +141,11 @@ def gate_value(summary: pd.DataFrame, cfg: EvaluateConfig) -> tuple[str, float]:
 def evaluate(cfg: EvaluateConfig, dataset: Dataset, split: Split,
              recommendation_dirs: list[str | os.PathLike[str]],
              output: str | os.PathLike[str],
-             sections: Sequence[Section] = ()) -> dict[str, Any]:
-    """``sections``: later stages' parts of the report (LLaRA, quantization)."""
+             sections: Sequence[Section] = (),
+             served: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``sections``: later stages' parts of the report (LLaRA, quantization); ``served``:
+    the bundle's :func:`~llarapp.eval.served_gate.served_ranking_gate` verdict, which
+    turns the gate scalar to ``REFUSED`` when it fails."""
     recs = load_recommendations(recommendation_dirs)
     recs = recs[recs["split"] == cfg.split]
     heldout = split.heldout_for(cfg.split)
@@ -150,9 +154,12 @@ def evaluate(cfg: EvaluateConfig, dataset: Dataset, split: Split,
     summary = summarise(per_playlist)
     table = metrics_table(summary)
     gate_model, gate = gate_value(summary, cfg)
+    if served is not None and not served["passed"]:
+        gate = REFUSED
     result: dict[str, Any] = {
         "split": cfg.split,
-        "gate": {"metric": cfg.gate_metric, "model": gate_model, "value": gate},
+        "gate": {"metric": cfg.gate_metric, "model": gate_model, "value": gate,
+                 "served_ranking": served},
         "summary": summary.replace({np.nan: None}).to_dict(orient="records"),
     }
     with atomic_dir(output) as folder:

@@ -58,6 +58,26 @@ def llara_section(evaluation: str | os.PathLike[str]) -> Section:
                    f"prompts {result.get('hybrid_prompts')}.")
 
 
+def rankers_section(bundle: str | os.PathLike[str]) -> Section:
+    """Retrieval alone, LambdaMART and LLaRA reranking the same top K, and the shipped one."""
+    ranker = json.loads((Path(bundle) / "manifest.json").read_text())["ranker"]
+    table = pd.DataFrame(ranker.get("selection", []))
+    figures = []
+    if len(table):
+        ndcg = [c for c in table if c.startswith("ndcg@")][0]
+        figure, (axis,) = _bar_axes(1)
+        table.pivot_table(index="split", columns="ranker", values=ndcg, sort=False).plot.bar(
+            ax=axis, rot=0)
+        axis.set(title=f"{ndcg} of the reranked top K", ylabel=ndcg)
+        axis.grid(axis="y", alpha=0.3)
+        _legend_outside(axis)
+        figures.append(figure)
+    return Section("Which ranker is served", table, figures,
+                   f"Shipped: {ranker.get('kind')}, because {ranker.get('why')}. Chosen on "
+                   "the validation select playlists; the test rows are only reported, and the "
+                   "deploy gate refuses a served ranking below retrieval alone on test.")
+
+
 def quantization_section(bundle: str | os.PathLike[str]) -> Section:
     """fp32 against the QInt8 variants: accuracy parity, size and latency."""
     report = json.loads((Path(bundle) / "report" / "quantization.json").read_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from llarapp.artifacts import write_manifest
+from llarapp.errors import ArtifactError
 from llarapp.export.config import ExportConfig
 from llarapp.export.ranker import DYNAMIC_AXES, INPUTS, OUTPUT
 from llarapp.export.report import choose_variant, int8_parity, write_report
@@ -21,6 +23,8 @@ from llarapp.export.stage import Exporter, text_parity
 from llarapp.llara.artifact import LlaraArtifact
 from llarapp.llara.examples import Sources
 from llarapp.models.text_embed import TextEmbeddings
+from llarapp.rerank.features import CatalogueFeatures
+from llarapp.rerank.lambdamart import MODEL_FILE
 from llarapp.serving import bundle as B
 from llarapp.serving.drift import REFERENCE_FILE, Reference
 from llarapp.storage import atomic_dir
@@ -67,7 +71,35 @@ def llara_metrics(evaluation: str | os.PathLike[str] | None) -> dict[str, Any]:
         return {}
     result = json.loads((Path(evaluation) / "metrics.json").read_text())
     rows = {f"{r['model']}.{r['segment']}.hr@1": r["hr@1"] for r in result["candidates"]}
-    return rows | result.get("rerank", {})
+    rankers = {f"{r['split']}.{r['ranker']}.{m}": r[m]
+               for r in result.get("rankers", {}).get("table", [])
+               for m in r if m not in ("split", "ranker", "playlists")}
+    return rows | result.get("rerank", {}) | rankers
+
+
+def ranker_choice(evaluation: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """The ranker eval-llara chose, and why; LLaRA when there is no evaluation."""
+    if evaluation is None:
+        return {"kind": "llara", "why": "exported without an eval-llara artifact"}
+    rankers = json.loads((Path(evaluation) / "metrics.json").read_text()).get("rankers")
+    if not rankers:
+        raise ArtifactError(f"{evaluation} has no ranker choice; re-run eval-llara with this "
+                            "version")
+    return {"kind": rankers["ranker"], "why": rankers["why"], "table": rankers["table"]}
+
+
+def copy_ranker(folder: Path, kind: str, exporter: Exporter, sources: Sources,
+                evaluation: str | os.PathLike[str] | None, fp32: Path, int8: Path) -> None:
+    """Only the shipped ranker's files."""
+    if kind == "llara":
+        shutil.copy(fp32, folder / B.RANKER["fp32"])
+        shutil.copy(int8, folder / B.RANKER["int8"])
+        exporter.backbone.tokenizer.save_pretrained(folder / "tokenizer")
+    elif kind == "lambdamart":
+        (folder / "rerank").mkdir()
+        shutil.copy(Path(evaluation) / MODEL_FILE, folder / "rerank" / MODEL_FILE)
+        CatalogueFeatures.from_split(sources.dataset.tracks, sources.split.train).save(
+            folder / "rerank")
 
 
 def run_export(cfg: ExportConfig, model: LlaraArtifact, sources: Sources, text: TextEmbeddings,
@@ -81,13 +113,14 @@ def run_export(cfg: ExportConfig, model: LlaraArtifact, sources: Sources, text: 
         rows, paths = exporter.quantized(fp32)
         table = pd.DataFrame(rows)
         chosen, why = choose_variant(table, cfg.quantization, cfg.max_delta_hr)
+        shipped = ranker_choice(evaluation)
         parity_gate = int8_parity(table, chosen, cfg.max_delta_hr)
+        if shipped["kind"] != "llara":  # no quantized ranker is served
+            parity_gate |= {"passed": True, "shipped": False}
         text_int8, text_check = text_parity(cfg, text, sources, work, exporter.threads)
 
-        shutil.copy(fp32, folder / B.RANKER["fp32"])
-        shutil.copy(paths[chosen], folder / B.RANKER["int8"])
+        copy_ranker(folder, shipped["kind"], exporter, sources, evaluation, fp32, paths[chosen])
         shutil.copy(text_int8, folder / B.TEXT_ENCODER)
-        exporter.backbone.tokenizer.save_pretrained(folder / "tokenizer")
         shutil.copytree(work / "tokenizer", folder / "text_tokenizer")
         copy_assets(folder, sources, exporter)
         report = write_report(folder / "report", table, chosen, why,
@@ -97,7 +130,9 @@ def run_export(cfg: ExportConfig, model: LlaraArtifact, sources: Sources, text: 
                                "threads": exporter.threads or os.cpu_count()})
         trained, mapper_cfg = model.config, sources.mapper.manifest["config"]
         serving = dict(
-            ranker={"inputs": list(INPUTS), "output": OUTPUT, "opset": cfg.opset,
+            ranker={"kind": shipped["kind"], "why": shipped["why"],
+                    "selection": shipped.get("table", []), "inputs": list(INPUTS),
+                    "output": OUTPUT, "opset": cfg.opset,
                     "dynamic_axes": DYNAMIC_AXES, "graph_dim": int(sources.item_vectors.shape[1]),
                     "num_candidates": trained.num_candidates, "history_len": trained.history_len,
                     "item_tokens": trained.item_tokens, "playlist_slot": trained.playlist_slot,
@@ -117,8 +152,8 @@ def run_export(cfg: ExportConfig, model: LlaraArtifact, sources: Sources, text: 
         reference.save(folder / REFERENCE_FILE)
         files = B.file_table(folder)
         created = dt.datetime.now(dt.UTC)
-        version = cfg.model_version or (f"llara-{created:%Y%m%d-%H%M%S}-"
-                                        f"{files[B.RANKER['int8']]['sha256'][:8]}")
+        digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+        version = cfg.model_version or f"{shipped['kind']}-{created:%Y%m%d-%H%M%S}-{digest[:8]}"
         write_manifest(
             folder, B.KIND, B.SCHEMA_VERSION, model_version=version, config=cfg.to_dict(),
             sources={"llara": str(model.folder), "llara_mlflow_run": model.manifest.get("mlflow"),

@@ -33,7 +33,7 @@ class ExportConfig(TrackedConfig):
     threads: int = 0  # ORT intra-op threads; 0: every available CPU
     providers: list[str] = field(default_factory=lambda: ["cpu"])
     drift_reference_size: int = 2000  # validation playlists the drift reference is fit on
-    model_version: str = ""  # empty: llara-<UTC time>-<hash of the int8 ranker>
+    model_version: str = ""  # empty: <ranker kind>-<UTC time>-<hash of the bundle files>
     seed: int = 0
 
     def validate(self) -> None:

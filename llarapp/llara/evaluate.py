@@ -3,14 +3,16 @@
 * Protocol (a), LLaRA's: the first held-out track plus K-1 uniform random negatives;
   HR@1, HR@5 and NDCG@K by segment (all, warm or cold target, title-only playlists).
 * Position bias: HR@1 with the target moved to the first and to the last slot.
-* Protocol (b): rerank the hybrid retrieval's top K; Recall@10 and NDCG@10 against all
-  held-out tracks, before and after.
+* Protocol (b): rerank the hybrid retrieval's top K; NDCG@10, Recall@10 and R-precision
+  against all held-out tracks for retrieval alone, LambdaMART and LLaRA, on the
+  validation ``select`` part and on test (:mod:`llarapp.rerank.compare`); the ranker the
+  bundle ships is chosen there, on validation.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,9 @@ from llarapp.llara.model import LlaraRanker
 from llarapp.llara.prompts import Collator, Example
 from llarapp.llara.train import make_collator
 from llarapp.models.torch_utils import DEVICES, resolve_device
+from llarapp.rerank.compare import CompareSettings, ListScorer, compare_rankers
+from llarapp.rerank.lambdamart import LambdaMartParams
+from llarapp.rerank.lists import RetrievedLists
 from llarapp.storage import atomic_dir
 
 
@@ -39,11 +44,34 @@ class LlaraEvalConfig(TrackedConfig):
     device: str = "auto"
     seed: int = 1
     hybrid: bool | None = None  # None: hybrid prompts unless the model trained text-only
+    # Protocol (b) and the ranker choice
+    select_fraction: float = 0.5  # of validation playlists; the rest train LambdaMART
+    prefix_seeds: list[int] = field(default_factory=lambda: [1, 5, 10, 25])
+    ranker_tolerance: float = 0.01  # a reranker must beat retrieval by more, relatively
+    lambdamart_trees: int = 200
+    lambdamart_leaves: int = 7
+    lambdamart_learning_rate: float = 0.05
+    lambdamart_min_child_samples: int = 50
 
     def validate(self) -> None:
         require(self.split in ("val", "test"), "split must be val or test")
         require(self.rerank_k > 0 and self.batch_size > 0, "rerank_k and batch_size must be > 0")
+        require(0 < self.select_fraction < 1, "select_fraction must be in (0, 1)")
+        require(all(j >= 1 for j in self.prefix_seeds), "prefix_seeds must be >= 1")
+        require(0 <= self.ranker_tolerance < 1, "ranker_tolerance is a fraction in [0, 1)")
+        self.lambdamart.validate()
         require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}")
+
+    @property
+    def lambdamart(self) -> LambdaMartParams:
+        return LambdaMartParams(self.lambdamart_trees, self.lambdamart_leaves,
+                                self.lambdamart_learning_rate,
+                                self.lambdamart_min_child_samples, self.seed)
+
+    def compare_settings(self, num_candidates: int) -> CompareSettings:
+        return CompareSettings(num_candidates, self.rerank_k, self.select_fraction,
+                               list(self.prefix_seeds), self.ranker_tolerance,
+                               self.lambdamart, self.seed)
 
 
 @torch.no_grad()
@@ -94,16 +122,27 @@ def candidate_table(scores: dict[str, np.ndarray], labels: np.ndarray,
     return pd.DataFrame(rows)
 
 
-def rerank_metrics(examples: list[Example], scores: np.ndarray, heldout: pd.DataFrame,
-                   num_items: int, k: int) -> dict[str, float]:
-    before = np.stack([e.candidates for e in examples])
-    after = np.take_along_axis(before, np.argsort(-scores, axis=1, kind="stable"), axis=1)
-    relevant = M.relevance_matrix(list(heldout["targets"]), num_items)
-    out = {}
-    for name, recs in (("before", before), ("after", after)):
-        out[f"recall@{k}_{name}"] = float(np.nanmean(M.recall_at_k(recs, relevant, k)))
-        out[f"ndcg@{k}_{name}"] = float(np.nanmean(M.ndcg_at_k(recs, relevant, k)))
-    return out
+def llara_list_scorer(ranker: LlaraRanker, collator: Collator, sources: Sources,
+                      history_len: int, hybrid: bool, batch_size: int, device: torch.device
+                      ) -> ListScorer:
+    """Protocol (b) scores of LLaRA: each retrieved list as one prompt, retrieval order."""
+    def score(lists: RetrievedLists, split: str) -> np.ndarray:
+        examples = [Example(str(sources.titles.get(pid, "")),
+                            np.asarray(seeds, dtype=np.int64)[-history_len:],
+                            lists.candidates[i], -1, lists.graph_queries[i])
+                    for i, (pid, seeds) in enumerate(zip(lists.heldout["pid"],
+                                                         lists.heldout["seeds"], strict=True))]
+        return score_examples(ranker, collator, examples, hybrid, batch_size, device,
+                              desc=f"rerank ({split})")
+    return score
+
+
+def before_after(table: list[dict[str, Any]], k: int) -> dict[str, float]:
+    """Test-split retrieval (before) and LLaRA (after) figures, the flat keys reports read."""
+    test = {row["ranker"]: row for row in table if row["split"] == "test"}
+    return {f"{metric}@{k}_{name}": test[ranker][f"{metric}@{k}"]
+            for name, ranker in (("before", "retrieval"), ("after", "llara"))
+            for metric in ("recall", "ndcg")}
 
 
 def evaluate_llara(cfg: LlaraEvalConfig, model: LlaraArtifact, sources: Sources,
@@ -134,23 +173,30 @@ def evaluate_llara(cfg: LlaraEvalConfig, model: LlaraArtifact, sources: Sources,
                                       desc=f"position bias ({name})")
         bias[f"hr@1_target_{name}"] = float(M.candidate_metrics(
             moved_scores, np.array([e.label for e in moved]), ks=(1,))["hit_ratio@1"].mean())
-    retrieved = factory.retrieved_candidates(heldout, retrieval)
-    rerank = rerank_metrics(retrieved, score_examples(ranker, collator, retrieved, hybrid,
-                                                      cfg.batch_size, device, desc="rerank"),
-                            heldout, sources.num_items, cfg.rerank_k)
-    result = {"split": cfg.split, "hybrid_prompts": hybrid, "schedule": trained.schedule,
-              "candidates": table.to_dict(orient="records"), "position_bias": bias,
-              "rerank": rerank}
     with atomic_dir(output) as folder:
+        choice = compare_rankers(
+            cfg.compare_settings(trained.num_candidates), sources,
+            llara_list_scorer(ranker, collator, sources, trained.history_len, hybrid,
+                              cfg.batch_size, device), folder)
+        rerank = before_after(choice["table"], cfg.rerank_k)
+        result = {"split": cfg.split, "hybrid_prompts": hybrid, "schedule": trained.schedule,
+                  "candidates": table.to_dict(orient="records"), "position_bias": bias,
+                  "rerank": rerank, "rankers": choice}
         markdown = table.to_markdown(index=False, floatfmt=".4f")
-        extra = pd.DataFrame([bias | rerank]).T.rename(columns={0: "value"})
+        bias_table = pd.DataFrame([bias]).T.rename(columns={0: "value"})
+        rankers = pd.DataFrame(choice["table"])
         (folder / "metrics.md").write_text(
             f"# LLaRA ({trained.schedule}), {cfg.split} split, {len(labels)} playlists\n\n"
             f"## {trained.num_candidates} candidates: target + random negatives\n\n{markdown}\n\n"
-            f"## Position bias and reranking the hybrid's top {trained.num_candidates}\n\n"
-            f"{extra.to_markdown(floatfmt='.4f')}\n")
+            f"## Position bias\n\n{bias_table.to_markdown(floatfmt='.4f')}\n\n"
+            f"## Reranking the hybrid's top {trained.num_candidates}: the shipped ranker\n\n"
+            f"{rankers.to_markdown(index=False, floatfmt='.4f')}\n\n"
+            f"Shipped: **{choice['ranker']}**, because {choice['why']} (chosen on the "
+            f"validation `select` playlists; test is only reported).\n")
         save_grid(table, "segment", "model", ["hr@1", "hr@5"], folder / "hr_by_segment.png",
                   "HR on the same candidates, by segment", bars=True)
+        save_grid(rankers, "split", "ranker", [f"ndcg@{cfg.rerank_k}", f"recall@{cfg.rerank_k}"],
+                  folder / "rankers.png", "Reranking the retrieved top K, by ranker", bars=True)
         if cfg.track:
             from llarapp.tracking import log_run
 
@@ -159,10 +205,15 @@ def evaluate_llara(cfg: LlaraEvalConfig, model: LlaraArtifact, sources: Sources,
             result["mlflow"] = log_run(
                 experiment=cfg.experiment, run_name=f"eval-llara-{trained.schedule}",
                 params=cfg.to_dict() | {"schedule": trained.schedule},
-                metrics=flat | bias | rerank, artifacts=[folder / "metrics.md",
-                                                         folder / "hr_by_segment.png"],
-                tags={"stage": "eval-llara"}, tracking_uri=cfg.tracking_uri or None)
+                metrics=flat | bias | rerank | {
+                    f"{r['split']}.{r['ranker']}.{m}": r[m] for r in choice["table"]
+                    for m in (f"ndcg@{cfg.rerank_k}", f"recall@{cfg.rerank_k}")},
+                artifacts=[folder / "metrics.md", folder / "hr_by_segment.png",
+                           folder / "rankers.png"],
+                tags={"stage": "eval-llara", "ranker": choice["ranker"]},
+                tracking_uri=cfg.tracking_uri or None)
         write_json(folder / "metrics.json", result)
         write_manifest(folder, "llara-evaluation", 1, config=cfg.to_dict(),
-                       model=str(model.folder), schedule=trained.schedule)
+                       model=str(model.folder), schedule=trained.schedule,
+                       ranker=choice["ranker"])
     return result

@@ -1,9 +1,10 @@
 """The serving bundle: one folder (local or s3://) with everything serving needs, no torch.
 
     manifest.json            model version, source runs, metrics, a sha256 per file
-    ranker.onnx              LLaRA ranker, fp32      ranker.int8.onnx   QInt8
+    ranker.onnx              LLaRA ranker, fp32      ranker.int8.onnx   QInt8   } ranker
+    tokenizer/               the ranker's tokenizer.json (LLaRA special tokens)  } llara
+    rerank/                  lambdamart.txt and the training playlists.npz   ranker lambdamart
     text_encoder.int8.onnx   cold-start text (titles, unknown tracks)
-    tokenizer/               the ranker's tokenizer.json (with the LLaRA special tokens)
     text_tokenizer/          the text encoder's tokenizer.json
     catalogue.parquet        track metadata and tags, row i = track_idx i
     vectors/                 item_graph (cold tracks mapped), item_text, lightgcn_items,
@@ -12,7 +13,9 @@
     report/                  quantization parity and latency (JSON, Markdown, plot)
     drift_reference.json     drift feature bins fitted on validation playlists (optional)
 
-Loading checks every file against the manifest and refuses a missing or changed one.
+The manifest's ``ranker.kind`` says which ranker the bundle serves (``llara``,
+``lambdamart``, or ``retrieval``: the hybrid's own order, no ranker file). Loading checks
+every file against the manifest and refuses a missing or changed one.
 """
 
 from __future__ import annotations
@@ -31,15 +34,18 @@ from llarapp.errors import BundleError
 from llarapp.storage import cache_folder, download_dir, parse_uri
 
 KIND = "serving-bundle"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: ranker.kind, and ranker files only for the shipped ranker
 MANIFEST = "manifest.json"
 RANKER = {"fp32": "ranker.onnx", "int8": "ranker.int8.onnx"}
 TEXT_ENCODER = "text_encoder.int8.onnx"
 CATALOGUE = "catalogue.parquet"
 TOKENIZER = "tokenizer/tokenizer.json"
 TEXT_TOKENIZER = "text_tokenizer/tokenizer.json"
-REQUIRED = (*RANKER.values(), TEXT_ENCODER, CATALOGUE, TOKENIZER, TEXT_TOKENIZER,
-            "vectors/item_graph.npy", "vectors/item_text.npy", "vectors/lightgcn_items.npy",
+LAMBDAMART = ("rerank/lambdamart.txt", "rerank/playlists.npz")
+RANKER_FILES = {"llara": (*RANKER.values(), TOKENIZER), "lambdamart": LAMBDAMART,
+                "retrieval": ()}
+REQUIRED = (TEXT_ENCODER, CATALOGUE, TEXT_TOKENIZER, "vectors/item_graph.npy",
+            "vectors/item_text.npy", "vectors/lightgcn_items.npy",
             "weights/fold_in_weights.npy", "weights/item_degree.npy",
             "weights/item_mapper.npz", "weights/title_mapper.npz",
             "weights/title_index.npy", "weights/title_targets.npy")
@@ -94,7 +100,11 @@ class Bundle:
     def verify(self) -> None:
         """Every required and recorded file exists and matches its sha256."""
         files = self.manifest.get("files", {})
-        for name in REQUIRED:
+        kind = self.ranker_kind
+        if kind not in RANKER_FILES:
+            raise BundleError(f"{self.folder}: ranker.kind {kind!r} is not one of "
+                              f"{', '.join(RANKER_FILES)}; re-run `llarapp export`")
+        for name in (*REQUIRED, *RANKER_FILES[kind]):
             if name not in files:
                 raise BundleError(f"{self.folder}: the manifest does not record {name}; the "
                                   "bundle is incomplete. Re-run `llarapp export`")
@@ -124,6 +134,10 @@ class Bundle:
         return pd.read_parquet(self.folder / CATALOGUE)
 
     @property
+    def ranker_kind(self) -> str:
+        return str(self.manifest.get("ranker", {}).get("kind"))
+
+    @property
     def version(self) -> str:
         return str(self.manifest["model_version"])
 
@@ -132,7 +146,8 @@ class Bundle:
         files = self.manifest["files"]
         return {"model_version": self.version, "created_at": self.manifest["created_at"],
                 "folder": str(self.folder), "tracks": self.manifest["counts"]["tracks"],
+                "ranker": self.ranker_kind,
                 "quantization": self.manifest["quantization"]["chosen"],
                 "sizes_mb": {n: round(files[n]["bytes"] / 1e6, 2)
-                             for n in (*RANKER.values(), TEXT_ENCODER)},
+                             for n in (*RANKER_FILES[self.ranker_kind], TEXT_ENCODER)},
                 "sources": self.manifest["sources"], "metrics": self.manifest["metrics"]}

@@ -5,8 +5,8 @@
    the cold mapper's title query; its text query mixes the seeds' and the title's text.
 3. The tuned hybrid (z(graph) + λ·z(text), β on cold tracks) retrieves the top K of the
    whole catalogue, cold tracks included.
-4. The LLaRA ranker (ONNX) rescores those K in one batched call; beyond K the retrieval
-   order follows.
+4. The bundle's ranker (:mod:`llarapp.serving.rankers`: LLaRA in ONNX, LambdaMART, or
+   none) rescores those K in one batched call; beyond K the retrieval order follows.
 """
 
 from __future__ import annotations
@@ -23,16 +23,15 @@ import scipy.sparse as sp
 from llarapp.config import require
 from llarapp.data.texts import item_texts
 from llarapp.errors import BundleError
-from llarapp.llara.layout import Example, PromptBuilder, extra_item, track_by_artist
-from llarapp.llara.tokens import TokenEncoder
+from llarapp.llara.layout import Example, extra_item, track_by_artist
 from llarapp.models.graph import GraphVectors, TitleNeighbours
 from llarapp.models.hybrid import HybridScorer, Queries, params_for
 from llarapp.models.mlp_numpy import apply_numpy
 from llarapp.models.retrieval import seed_matrix, top_n
-from llarapp.serving.bundle import RANKER, TEXT_ENCODER, TEXT_TOKENIZER, TOKENIZER, Bundle
+from llarapp.serving.bundle import RANKER, TEXT_ENCODER, TEXT_TOKENIZER, Bundle
 from llarapp.serving.drift import request_features
+from llarapp.serving.rankers import LlaraOnnxRanker, Retrieved, load_ranker
 from llarapp.serving.reasons import Explainer
-from llarapp.serving.runtime import session
 from llarapp.serving.text import OnnxTextEncoder
 
 
@@ -110,7 +109,6 @@ class Engine:
         self.bundle = bundle
         meta = bundle.manifest
         self.ranker_meta, retrieval = meta["ranker"], meta["retrieval"]
-        self.ranker = session(bundle.path(RANKER[precision]), providers, threads)
         self.text = OnnxTextEncoder(bundle.path(TEXT_ENCODER), bundle.path(TEXT_TOKENIZER),
                                     int(meta["text_encoder"]["max_length"]), providers, threads)
         catalogue = bundle.catalogue
@@ -130,11 +128,7 @@ class Engine:
         self.hybrid_params = retrieval["hybrid_params"]
         self.item_mapper = bundle.weights("weights/item_mapper.npz")
         self.explainer = Explainer(catalogue, self.item_graph, self.scorer.item_text)
-        encoder = TokenEncoder.from_file(bundle.path(TOKENIZER))
-        self.prompts = PromptBuilder(encoder, encoder.special_ids(), track_by_artist(catalogue),
-                                     self.ranker_meta["item_tokens"],
-                                     self.ranker_meta["playlist_slot"],
-                                     self.ranker_meta["max_title_tokens"])
+        self.ranker = load_ranker(bundle, precision, providers, threads, self.item_graph)
 
     def _title_query(self, retrieval: dict):
         if retrieval["title_query"] == "knn":
@@ -150,9 +144,11 @@ class Engine:
         return int(self.ranker_meta["num_candidates"])
 
     def rerank(self, examples: list[Example]) -> np.ndarray:
-        """Ranker scores (examples × K) in one ONNX call."""
-        packed = self.prompts.pack(examples, self.item_graph, self.ranker_meta["pad_id"])
-        return self.ranker.run(None, packed.onnx_inputs())[0]
+        """LLaRA's scores (examples × K) in one ONNX call; only a LLaRA bundle has them."""
+        if not isinstance(self.ranker, LlaraOnnxRanker):
+            raise BundleError(f"this bundle serves ranker {self.bundle.ranker_kind!r}, not "
+                              "LLaRA; rerank() needs a bundle exported with ranker llara")
+        return self.ranker.rerank(examples)
 
     def seeds(self, request: Request) -> Seeds:
         """Map a request's tracks to catalogue rows or extra (metadata-only) items; an
@@ -204,17 +200,25 @@ class Engine:
             exclude = sp.csr_matrix(sp.diags([float(r.exclude_seen) for r in requests])
                                     @ matrix)
             exclude.eliminate_zeros()
-            scores = self.scorer.hybrid_scores(self.scorer.components(queries),
-                                               params_for(self.hybrid_params, kinds), exclude)
+            parts = self.scorer.components(queries)
+            scores = self.scorer.hybrid_scores(parts, params_for(self.hybrid_params, kinds),
+                                               exclude)
             retrieved = top_n(scores, exclude,
                               max(self.num_candidates, *(r.k for r in requests)))
         with _timed(observe, "rerank"):
+            top = retrieved[:, :self.num_candidates]
+            rows, items = np.arange(len(top))[:, None], np.maximum(top, 0)
             history_len = self.ranker_meta["history_len"]
-            examples = [Example(r.playlist_name, np.asarray(s.history[-history_len:], np.int64),
-                                retrieved[i, :self.num_candidates], -1, queries.graph[i],
-                                self._prompt_texts(s.extra), extra_graph[i])
+
+            def examples() -> list[Example]:
+                return [Example(r.playlist_name, np.asarray(s.history[-history_len:], np.int64),
+                                top[i], -1, queries.graph[i], self._prompt_texts(s.extra),
+                                extra_graph[i])
                         for i, (r, s) in enumerate(zip(requests, seeds, strict=True))]
-            reranked = self.rerank(examples)
+
+            reranked = self.ranker.score(Retrieved(
+                top, scores[rows, items], parts[0][rows, items], parts[1][rows, items],
+                [np.asarray(s.known, np.int64) for s in seeds], examples))
         responses = [self._response(r, s, retrieved[i], reranked[i], extra_graph[i],
                                     extra_text[i])
                      for i, (r, s) in enumerate(zip(requests, seeds, strict=True))]

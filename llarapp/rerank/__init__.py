@@ -1,0 +1,1 @@
+"""Reranking the retriever's top K: candidate features, LambdaMART, and the ranker choice."""

@@ -1,0 +1,88 @@
+"""The bundle's ranker, one class per ``ranker.kind``; each scores the retrieved top K.
+
+* ``retrieval``: the hybrid's own scores, so the served order is the retrieval order.
+* ``lambdamart``: LightGBM over :mod:`llarapp.rerank.features`, computed here exactly as
+  eval-llara computed them.
+* ``llara``: the ONNX LLaRA ranker (int8 or fp32) on one prompt per playlist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from llarapp.llara.layout import Example, PromptBuilder, track_by_artist
+from llarapp.llara.tokens import TokenEncoder
+from llarapp.rerank.features import CatalogueFeatures, candidate_features
+from llarapp.serving.bundle import RANKER, TOKENIZER, Bundle
+from llarapp.serving.runtime import session
+
+
+@dataclass
+class Retrieved:
+    """A batch's top K (B, K) with the scores that ranked them, and each playlist's
+    catalogue seeds; ``examples()`` builds LLaRA's prompts only when a ranker asks."""
+
+    candidates: np.ndarray
+    hybrid: np.ndarray
+    graph: np.ndarray
+    text: np.ndarray
+    seeds: Sequence[np.ndarray]
+    examples: Callable[[], list[Example]]
+
+
+class Ranker(Protocol):
+    def score(self, retrieved: Retrieved) -> np.ndarray: ...
+
+
+class RetrievalOrder:
+    def score(self, retrieved: Retrieved) -> np.ndarray:
+        return retrieved.hybrid
+
+
+class LambdaMartRanker:
+    def __init__(self, bundle: Bundle):
+        # lightgbm (and the scikit-learn it pulls in) loads only for a LambdaMART bundle
+        from llarapp.rerank.lambdamart import LambdaMart
+
+        folder = bundle.path("rerank")
+        self.model = LambdaMart.load(folder)
+        self.tables = CatalogueFeatures.load(folder, bundle.catalogue)
+
+    def score(self, retrieved: Retrieved) -> np.ndarray:
+        return self.model.score(candidate_features(
+            self.tables, retrieved.candidates, retrieved.hybrid, retrieved.graph,
+            retrieved.text, retrieved.seeds))
+
+
+class LlaraOnnxRanker:
+    def __init__(self, bundle: Bundle, precision: str, providers: Sequence[str],
+                 threads: int | None, item_graph: np.ndarray):
+        meta = bundle.manifest["ranker"]
+        self.session = session(bundle.path(RANKER[precision]), providers, threads)
+        encoder = TokenEncoder.from_file(bundle.path(TOKENIZER))
+        self.prompts = PromptBuilder(encoder, encoder.special_ids(),
+                                     track_by_artist(bundle.catalogue), meta["item_tokens"],
+                                     meta["playlist_slot"], meta["max_title_tokens"])
+        self.pad_id, self.item_graph = meta["pad_id"], item_graph
+
+    def rerank(self, examples: list[Example]) -> np.ndarray:
+        """Ranker scores (examples × K) in one ONNX call."""
+        packed = self.prompts.pack(examples, self.item_graph, self.pad_id)
+        return self.session.run(None, packed.onnx_inputs())[0]
+
+    def score(self, retrieved: Retrieved) -> np.ndarray:
+        return self.rerank(retrieved.examples())
+
+
+def load_ranker(bundle: Bundle, precision: str, providers: Sequence[str], threads: int | None,
+                item_graph: np.ndarray) -> Ranker:
+    kind = bundle.ranker_kind
+    if kind == "llara":
+        return LlaraOnnxRanker(bundle, precision, providers, threads, item_graph)
+    if kind == "lambdamart":
+        return LambdaMartRanker(bundle)
+    return RetrievalOrder()

@@ -1,0 +1,113 @@
+"""Bundles that ship LambdaMART or no ranker at all: they load without LLaRA's files and
+serve what eval-llara measured."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from llarapp.errors import BundleError
+from llarapp.rerank.features import CatalogueFeatures
+from llarapp.rerank.lambdamart import LambdaMart, LambdaMartParams
+from llarapp.rerank.lists import retrieved_lists
+from llarapp.serving import bundle as B
+from llarapp.serving.engine import Engine, Request
+
+
+def rebundle(bundle, tmp_path, kind, lambdamart=None, sources=None):
+    """A copy of ``bundle`` that ships ``kind``: LLaRA's files dropped, LambdaMART's added."""
+    folder = shutil.copytree(bundle.folder, tmp_path / kind)
+    for name in B.RANKER_FILES["llara"]:
+        (folder / name).unlink()
+    if kind == "lambdamart":
+        (folder / "rerank").mkdir()
+        lambdamart.save(folder / "rerank")
+        CatalogueFeatures.from_split(sources.dataset.tracks, sources.split.train).save(
+            folder / "rerank")
+    manifest = json.loads((folder / B.MANIFEST).read_text())
+    manifest["ranker"]["kind"] = kind
+    manifest["files"] = B.file_table(folder)
+    (folder / B.MANIFEST).write_text(json.dumps(manifest))
+    return B.Bundle.load(folder)
+
+
+@pytest.fixture(scope="module")
+def lambdamart(llara_sources):
+    tables = CatalogueFeatures.from_split(llara_sources.dataset.tracks,
+                                          llara_sources.split.train)
+    lists = retrieved_lists(llara_sources, tables, llara_sources.split.heldout_for("val"), 6)
+    return LambdaMart.fit(lists.features, lists.labels, LambdaMartParams(trees=10,
+                                                                         min_child_samples=2))
+
+
+def warm_seeds(bundle, count=4):
+    catalogue = bundle.catalogue
+    return catalogue.loc[catalogue["warm"], "track_uri"].head(count).tolist()
+
+
+def test_a_bundle_without_a_ranker_serves_the_retrieval_order(bundle, tmp_path):
+    plain = rebundle(bundle, tmp_path, "retrieval")
+    assert not (plain.folder / B.RANKER["int8"]).exists()
+    engine = Engine(plain)
+    requests = [Request("summer hits", warm_seeds(bundle), k=engine.num_candidates + 3),
+                Request("road trip", [], k=5)]
+    for response in engine.recommend(requests):
+        ranks = [r.retrieval_rank for r in response.recommendations]
+        assert ranks == list(range(len(ranks)))  # served order is the retrieval order
+        scores = [r.score for r in response.recommendations]
+        assert scores == sorted(scores, reverse=True)
+    with pytest.raises(BundleError, match="serves ranker 'retrieval'"):
+        engine.rerank([])
+
+
+def test_a_lambdamart_bundle_serves_lambdamart_scores(bundle, tmp_path, lambdamart,
+                                                      llara_sources):
+    shipped = rebundle(bundle, tmp_path, "lambdamart", lambdamart, llara_sources)
+    engine = Engine(shipped)
+    response = engine.recommend([Request("summer hits", warm_seeds(bundle), k=6)])[0]
+    assert len(response.recommendations) == 6
+    scores = [r.score for r in response.recommendations]
+    assert scores == sorted(scores, reverse=True)
+    assert len({round(s, 6) for s in scores}) > 1  # the booster, not a constant
+
+
+def test_a_lambdamart_bundle_without_its_model_is_refused(bundle, tmp_path, lambdamart,
+                                                          llara_sources):
+    shipped = rebundle(bundle, tmp_path, "lambdamart", lambdamart, llara_sources)
+    (shipped.folder / "rerank" / "lambdamart.txt").unlink()
+    with pytest.raises(BundleError, match="rerank/lambdamart.txt is missing"):
+        B.Bundle.load(shipped.folder)
+
+
+def test_an_unknown_ranker_kind_is_refused(bundle, tmp_path):
+    folder = shutil.copytree(bundle.folder, tmp_path / "odd")
+    manifest = json.loads((folder / B.MANIFEST).read_text())
+    manifest["ranker"]["kind"] = "gbdt"
+    (folder / B.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="ranker.kind 'gbdt' is not one of"):
+        B.Bundle.load(folder)
+
+
+def test_served_scores_match_lambdamart_on_the_eval_features(bundle, tmp_path, lambdamart,
+                                                             llara_sources):
+    """The server computes the features as eval-llara did: same top K, same scores (with
+    the titles encoded as text_embed did; the served int8 encoder differs slightly)."""
+    heldout = llara_sources.split.heldout_for("test")
+    heldout = heldout[heldout["num_seeds"] > 0].head(3)
+    tables = CatalogueFeatures.from_split(llara_sources.dataset.tracks,
+                                          llara_sources.split.train)
+    lists = retrieved_lists(llara_sources, tables, heldout, 6)
+    engine = Engine(rebundle(bundle, tmp_path, "lambdamart", lambdamart, llara_sources))
+    uris = engine.uris
+    titles = llara_sources.text.titles(heldout["pid"].to_numpy())
+    engine.text.encode = lambda texts: titles[:len(texts)]
+    served = engine.recommend([Request(name, [uris[i] for i in seeds], k=6)
+                               for name, seeds in zip(heldout["name"], heldout["seeds"],
+                                                      strict=True)])
+    expected = lambdamart.score(lists.features)
+    for i, response in enumerate(served):
+        got = {r.track_uri: r.score for r in response.recommendations}
+        want = {uris[c]: s for c, s in zip(lists.candidates[i], expected[i], strict=True)}
+        assert got.keys() == want.keys()
+        np.testing.assert_allclose([got[u] for u in want], list(want.values()), atol=1e-4)
