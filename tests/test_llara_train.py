@@ -51,6 +51,46 @@ def test_training_examples_hold_the_target_once(examples, llara_sources):
     assert len({e.label for e in examples}) > 1  # shuffled, not always first
 
 
+def test_validation_questions_are_unseen_fit_playlists_as_served(llara_sources):
+    from llarapp.rerank.features import CatalogueFeatures
+    from llarapp.rerank.lists import fit_questions, retrieved_lists, select_mask
+
+    factory = ExampleFactory(llara_sources, TINY_LLARA["num_candidates"],
+                             TINY_LLARA["history_len"], seed=0)
+    examples, stats = factory.validation_training(200, 2, list_share=0.5)
+    val = llara_sources.split.heldout_for("val")
+    fit_pids = set(val.loc[~select_mask(val), "pid"])
+    titles = {str(llara_sources.titles.get(p, "")) for p in fit_pids}
+    assert examples and all(e.title in titles for e in examples)
+    assert 0 <= stats["graph_first_share"] <= 1 and stats["listed"] <= stats["questions"]
+    questions = fit_questions(llara_sources.split)
+    tables = CatalogueFeatures.from_split(llara_sources.dataset.tracks,
+                                          llara_sources.split.train)
+    served = {tuple(c) for c in retrieved_lists(llara_sources, tables, questions,
+                                                TINY_LLARA["num_candidates"]).candidates}
+    listed = [e for e in examples if e.positives is not None]
+    assert listed and len(listed) < len(examples)
+    for e in listed:  # the retrieved top K in retrieval order, held-out tracks positive
+        assert tuple(e.candidates) in served
+        assert e.positives[e.label] and e.positives.sum() >= 1
+    train_pairs = set(zip(llara_sources.split.train["pid"], llara_sources.split.train[
+        "track_idx"], strict=True))
+    held = {(p, t) for p, ts in zip(questions["pid"], questions["targets"], strict=True)
+            for t in ts}
+    assert not held & train_pairs  # the positives are edges the graph model never saw
+
+
+@pytest.mark.parametrize("positives", [[[0, 1, 0, 0]], [[1, 0, 1, 0]], [[0, 0, 0, 1]]])
+def test_listwise_loss(positives):
+    from llarapp.llara.train import listwise_loss
+
+    logits = torch.tensor([[0.5, 2.0, -1.0, 0.3]])
+    mask = torch.tensor(positives, dtype=torch.bool)
+    probs = torch.softmax(logits, dim=1)
+    expected = -torch.log(probs[mask].sum())
+    torch.testing.assert_close(listwise_loss(logits, mask), expected)
+
+
 def test_curriculum_is_global_across_epochs_and_workers(llara_sources, examples):
     cfg = tiny(steps=9, batch_size=4, num_workers=2, pretrain=False)  # 3 steps per epoch
     ranker, collator, _ = build_ranker(cfg, llara_sources, None, torch.device("cpu"))

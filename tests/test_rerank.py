@@ -11,9 +11,9 @@ import scipy.sparse as sp
 from llarapp.errors import ConfigError
 from llarapp.eval.served_gate import served_ranking_gate
 from llarapp.rerank.choose import choose_ranker
-from llarapp.rerank.compare import prefix_questions
 from llarapp.rerank.features import FEATURES, CatalogueFeatures, candidate_features
 from llarapp.rerank.lambdamart import LambdaMart, LambdaMartParams
+from llarapp.rerank.lists import prefix_questions, select_mask
 
 
 @pytest.mark.parametrize("ndcg, expected", [
@@ -117,11 +117,19 @@ def test_prefix_questions_move_held_out_tracks_to_the_seeds():
     heldout = pd.DataFrame({"pid": [1, 2], "seeds": [np.array([7]), np.array([], np.int64)],
                             "targets": [np.arange(10, 22), np.arange(30, 34)],
                             "num_seeds": [1, 0]})
-    out = prefix_questions(heldout, [1, 5, 10])
+    out = prefix_questions(heldout, (1, 5, 10))
     assert len(out) == 2 + 2  # pid 1: +1 and +5 (10 would leave 2 < 5); pid 2: none
     widened = out.iloc[3]
     assert widened["seeds"].tolist() == [7, 10, 11, 12, 13, 14]
     assert widened["targets"].tolist() == list(range(15, 22)) and widened["num_seeds"] == 6
+
+
+def test_select_mask_is_a_fixed_half_by_pid():
+    frame = pd.DataFrame({"pid": np.arange(4000)})
+    mask = select_mask(frame)
+    assert 0.45 < mask.mean() < 0.55
+    shuffled = frame.sample(frac=1, random_state=0)
+    np.testing.assert_array_equal(select_mask(shuffled), mask[shuffled["pid"].to_numpy()])
 
 
 def test_lambdamart_learns_a_signal_and_round_trips(tmp_path):

@@ -115,8 +115,9 @@ def run_export(cfg: ExportConfig, model: LlaraArtifact, sources: Sources, text: 
         chosen, why = choose_variant(table, cfg.quantization, cfg.max_delta_hr)
         shipped = ranker_choice(evaluation)
         parity_gate = int8_parity(table, chosen, cfg.max_delta_hr)
-        if shipped["kind"] != "llara":  # no quantized ranker is served
-            parity_gate |= {"passed": True, "shipped": False}
+        parity_gate["shipped"] = shipped["kind"] == "llara"
+        if not parity_gate["shipped"]:  # no quantized ranker is served: nothing to hold
+            parity_gate["passed"] = True
         text_int8, text_check = text_parity(cfg, text, sources, work, exporter.threads)
 
         copy_ranker(folder, shipped["kind"], exporter, sources, evaluation, fp32, paths[chosen])

@@ -10,6 +10,7 @@ from llarapp.models.torch_utils import DEVICES
 
 SCRATCH = "scratch"
 SCHEDULES = ("curriculum", "text", "hybrid", "two_stage")
+QUESTIONS = ("validation", "training")
 FINETUNE = ("lora", "full")
 
 
@@ -19,6 +20,10 @@ class LlaraConfig(TrackedConfig):
     # WordPiece tokenizer; anything else is a save_pretrained folder or s3:// prefix.
     backbone: str = SCRATCH
     tokenizer: str = "minilm"  # used by the scratch backbone; pretrained ones bring theirs
+    # Training questions: "validation" (unseen by the graph model, as served) or "training"
+    # (the paper's next-track rows of training playlists); see llarapp.llara.examples
+    questions: str = "validation"
+    list_share: float = 0.5  # of validation examples: whole retrieved lists, in order
     # Prompts
     history_len: int = 5
     item_tokens: int = 8  # wordpieces of "track by artist" per item
@@ -54,6 +59,9 @@ class LlaraConfig(TrackedConfig):
 
     def validate(self) -> None:
         require(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}")
+        require(self.questions in QUESTIONS,
+                f"questions must be one of {', '.join(QUESTIONS)}")
+        require(0 <= self.list_share <= 1, "list_share is a fraction in [0, 1]")
         require(self.finetune in FINETUNE, f"finetune must be one of {', '.join(FINETUNE)}")
         require(2 <= self.num_candidates <= MAX_CANDIDATES,
                 f"num_candidates must be in 2..{MAX_CANDIDATES} (one label token each)")

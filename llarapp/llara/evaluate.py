@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -45,8 +45,6 @@ class LlaraEvalConfig(TrackedConfig):
     seed: int = 1
     hybrid: bool | None = None  # None: hybrid prompts unless the model trained text-only
     # Protocol (b) and the ranker choice
-    select_fraction: float = 0.5  # of validation playlists; the rest train LambdaMART
-    prefix_seeds: list[int] = field(default_factory=lambda: [1, 5, 10, 25])
     ranker_tolerance: float = 0.01  # a reranker must beat retrieval by more, relatively
     lambdamart_trees: int = 200
     lambdamart_leaves: int = 7
@@ -56,8 +54,6 @@ class LlaraEvalConfig(TrackedConfig):
     def validate(self) -> None:
         require(self.split in ("val", "test"), "split must be val or test")
         require(self.rerank_k > 0 and self.batch_size > 0, "rerank_k and batch_size must be > 0")
-        require(0 < self.select_fraction < 1, "select_fraction must be in (0, 1)")
-        require(all(j >= 1 for j in self.prefix_seeds), "prefix_seeds must be >= 1")
         require(0 <= self.ranker_tolerance < 1, "ranker_tolerance is a fraction in [0, 1)")
         self.lambdamart.validate()
         require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}")
@@ -69,8 +65,7 @@ class LlaraEvalConfig(TrackedConfig):
                                 self.lambdamart_min_child_samples, self.seed)
 
     def compare_settings(self, num_candidates: int) -> CompareSettings:
-        return CompareSettings(num_candidates, self.rerank_k, self.select_fraction,
-                               list(self.prefix_seeds), self.ranker_tolerance,
+        return CompareSettings(num_candidates, self.rerank_k, self.ranker_tolerance,
                                self.lambdamart, self.seed)
 
 

@@ -1,8 +1,15 @@
 """Ranking questions for training and evaluation, built from the upstream artifacts.
 
-* Training: next-track rows of training playlists. Candidates are the true next track,
-  ``hard_negatives`` drawn from the hybrid retrieval's top ``hard_pool`` for the history,
-  and uniform random tracks; the order is shuffled.
+* Training (``questions: validation``, the default): questions the graph model never saw,
+  as at serving: the validation ``fit`` playlists and their prefix questions
+  (:mod:`llarapp.rerank.lists`). A share ``list_share`` of the examples is the hybrid's
+  top K in retrieval order, every held-out track in it a positive (protocol (b) as
+  served); the rest are a held-out track, ``hard_negatives`` from that top K and uniform
+  random tracks, shuffled (protocol (a)).
+* Training (``questions: training``, the LLaRA paper's way): next-track rows of training
+  playlists, whose edges LightGCN trained on, so the graph score over-ranks the target;
+  candidates are the next track, hard negatives from the top ``hard_pool`` and random
+  tracks.
 * Evaluation, protocol (a), LLaRA's: the first held-out track of each test playlist plus
   ``K-1`` uniform random negatives. Protocol (b): the hybrid retrieval's top K as is.
 
@@ -145,6 +152,41 @@ class ExampleFactory:
                 examples.append(self._example(int(pids[i]), seeds, int(target),
                                               np.r_[hard, rand], graph_q[i]))
         return examples
+
+    def validation_training(self, count: int, hard_negatives: int, list_share: float
+                            ) -> tuple[list[Example], dict[str, float]]:
+        """Up to ``count`` examples from the validation fit questions, and how often the
+        graph score alone ranks a positive first on them (``graph_first_share``)."""
+        from llarapp.rerank.features import CatalogueFeatures
+        from llarapp.rerank.lists import fit_questions, graph_first_share, retrieved_lists
+
+        sources = self.sources
+        questions = fit_questions(sources.split)
+        tables = CatalogueFeatures.from_split(sources.dataset.tracks, sources.split.train)
+        lists = retrieved_lists(sources, tables, questions, self.num_candidates,
+                                desc="llara questions")
+        listed, paired = [], []
+        for i, row in enumerate(questions.itertuples()):
+            seeds, top = np.asarray(row.seeds, np.int64), lists.candidates[i]
+            title = str(sources.titles.get(row.pid, ""))
+            positives = lists.labels[i].astype(bool)
+            if positives.any():
+                listed.append(Example(title, seeds[-self.history_len:], top,
+                                      int(np.argmax(positives)), lists.graph_queries[i],
+                                      positives=positives))
+            target = int(row.targets[0])
+            pool = top[(top >= 0) & (top != target)]
+            hard = self.rng.choice(pool, size=min(hard_negatives, len(pool)), replace=False)
+            rand = self.random_negatives(np.r_[seeds, target, hard],
+                                         self.num_candidates - 1 - len(hard))
+            paired.append(self._example(int(row.pid), seeds, target, np.r_[hard, rand],
+                                        lists.graph_queries[i]))
+        want = min(round(count * list_share), len(listed))
+        picks = [listed[i] for i in self.rng.permutation(len(listed))[:want]]
+        picks += [paired[i] for i in self.rng.permutation(len(paired))[:count - want]]
+        stats = {"questions": len(questions), "listed": len(listed),
+                 "graph_first_share": graph_first_share(lists)}
+        return [picks[i] for i in self.rng.permutation(len(picks))], stats
 
     def random_candidates(self, heldout: pd.DataFrame, graph_queries: np.ndarray
                           ) -> list[Example]:

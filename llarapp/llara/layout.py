@@ -37,7 +37,9 @@ def extra_item(j: int) -> int:
 @dataclass
 class Example:
     """One ranking question: ``label`` is the index of the true item in ``candidates``
-    (-1 when unknown, e.g. reranking retrieval lists).
+    (-1 when unknown, e.g. reranking retrieval lists); ``positives`` (K,) marks every true
+    item when there are several (a retrieved list with several held-out tracks), and
+    defaults to ``label`` alone.
 
     ``history`` may name tracks the catalogue lacks (serving's unknown tracks with
     metadata) as ``extra_item(j)``: their text is ``extra_texts[j]`` and their graph vector
@@ -50,6 +52,15 @@ class Example:
     playlist_vector: np.ndarray
     extra_texts: Sequence[str] = ()
     extra_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    positives: np.ndarray | None = None
+
+    def positive_mask(self) -> np.ndarray:
+        if self.positives is not None:
+            return np.asarray(self.positives, bool)
+        mask = np.zeros(len(self.candidates), bool)
+        if self.label >= 0:
+            mask[self.label] = True
+        return mask
 
 
 @dataclass
@@ -75,6 +86,7 @@ class Packed:
     labels: np.ndarray  # (B,)
     candidates: np.ndarray  # (B, K)
     playlist_vectors: np.ndarray  # (B, graph dim)
+    positives: np.ndarray  # (B, K) bool
 
     def onnx_inputs(self) -> dict[str, np.ndarray]:
         """The exported ranker's feeds; slot vectors are dense (B, T, graph dim)."""
@@ -183,4 +195,5 @@ class PromptBuilder:
                       np.array([p.label_positions for p in prompts], dtype=np.int64),
                       np.array([e.label for e in examples], dtype=np.int64),
                       np.stack([e.candidates for e in examples]).astype(np.int64),
-                      np.stack([e.playlist_vector for e in examples]).astype(np.float32))
+                      np.stack([e.playlist_vector for e in examples]).astype(np.float32),
+                      np.stack([e.positive_mask() for e in examples]))

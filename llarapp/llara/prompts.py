@@ -24,6 +24,7 @@ class Batch:
     label_positions: torch.Tensor  # (B, K) position of each candidate's label token
     labels: torch.Tensor  # (B,)
     candidates: torch.Tensor  # (B, K) item indices
+    positives: torch.Tensor  # (B, K) bool: every true candidate (``labels`` is one of them)
 
     def to(self, device: torch.device) -> Batch:
         return Batch(*(t.to(device) for t in vars(self).values()))
@@ -42,4 +43,4 @@ class Collator:
         packed = self.builder.pack(examples, self.item_vectors, self.pad_id)
         return Batch(*(torch.from_numpy(getattr(packed, name)) for name in (
             "input_ids", "attention_mask", "slot_mask", "slot_vectors", "slot_context",
-            "answer_index", "label_positions", "labels", "candidates")))
+            "answer_index", "label_positions", "labels", "candidates", "positives")))

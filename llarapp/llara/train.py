@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from llarapp.artifacts import write_manifest
+from llarapp.config import require
 from llarapp.eval.plots import save_curves
 from llarapp.llara.backbone import Backbone
 from llarapp.llara.config import LlaraConfig
@@ -47,6 +47,13 @@ def make_collator(backbone: Backbone, sources: Sources, cfg: LlaraConfig) -> Col
     return Collator(builder, sources.item_vectors, backbone.tokenizer.pad_token_id)
 
 
+def listwise_loss(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """−log of the probability mass on the true candidates (cross-entropy with one)."""
+    logits = logits.float()
+    chosen = logits.masked_fill(~positives, float("-inf")).logsumexp(dim=1)
+    return (logits.logsumexp(dim=1) - chosen).mean()
+
+
 def train_ranker(ranker: LlaraRanker, examples: list[Example], collator: Collator,
                  cfg: LlaraConfig, device: torch.device) -> pd.DataFrame:
     """Curriculum prompt tuning over ``cfg.steps`` global steps (epochs cycle as needed)."""
@@ -70,15 +77,16 @@ def train_ranker(ranker: LlaraRanker, examples: list[Example], collator: Collato
             batch = batch.to(device)
             with autocast(device, cfg.bf16):
                 logits, aux = ranker(batch, hybrid, aux=True)
-            answer_loss = F.cross_entropy(logits, batch.labels)
-            aux_loss = F.cross_entropy(aux, batch.labels)
+            answer_loss = listwise_loss(logits, batch.positives)
+            aux_loss = listwise_loss(aux, batch.positives)
             loss = answer_loss + cfg.aux_weight * aux_loss if cfg.aux_weight else answer_loss
             optimizer.zero_grad(set_to_none=True)  # no grad → AdamW skips the projector
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             schedule.step()
-            accuracy = float((logits.argmax(dim=1) == batch.labels).float().mean())
+            accuracy = float(batch.positives.gather(1, logits.argmax(dim=1, keepdim=True))
+                             .float().mean())
             rows.append({"step": step, "epoch": epoch, "p_hybrid": p, "hybrid": int(hybrid),
                          "loss": answer_loss.item(), "aux_loss": aux_loss.item(),
                          "train_hr1": accuracy})
@@ -127,8 +135,14 @@ def run_train_llara(cfg: LlaraConfig, sources: Sources, output: str | os.PathLik
     with atomic_dir(output) as folder:
         ranker, collator, pretrain_losses = build_ranker(cfg, sources, folder, device)
         factory = ExampleFactory(sources, cfg.num_candidates, cfg.history_len, cfg.seed)
-        examples = factory.training(cfg.steps * cfg.batch_size, cfg.hard_negatives,
-                                    cfg.hard_pool)
+        count, question_stats = cfg.steps * cfg.batch_size, {}
+        if cfg.questions == "validation":
+            examples, question_stats = factory.validation_training(count, cfg.hard_negatives,
+                                                                   cfg.list_share)
+        else:
+            examples = factory.training(count, cfg.hard_negatives, cfg.hard_pool)
+        require(bool(examples), "no training question: the split has no validation fit "
+                "playlist with held-out tracks; use questions: training or a larger val split")
         history = train_ranker(ranker, examples, collator, cfg, device)
         save_ranker(ranker, folder)
         history.to_csv(folder / "curriculum.csv", index=False)
@@ -140,7 +154,7 @@ def run_train_llara(cfg: LlaraConfig, sources: Sources, output: str | os.PathLik
         save_curves(smooth, "step", ["p_hybrid", "loss", "train_hr1"], folder / "curves.png",
                     f"LLaRA {cfg.schedule} prompt tuning (loss, HR@1 over 20 steps)")
         trainable = sum(p.numel() for p in ranker.parameters() if p.requires_grad)
-        summary = {"steps": len(history), "examples": len(examples),
+        summary = {"steps": len(history), "examples": len(examples), **question_stats,
                    "final_loss": float(history["loss"].tail(20).mean()),
                    "hybrid_steps": int(history["hybrid"].sum()),
                    "trainable_parameters": int(trainable),

@@ -1,10 +1,8 @@
 """Protocol (b) for every ranker, and the choice of the one the bundle ships.
 
 1. Retrieve the top K for the validation and test playlists, with their features.
-2. Split validation into ``fit`` and ``select`` (:func:`select_mask`). Widen the fit part
-   with prefix questions: a playlist's seeds plus its first j held-out tracks, the rest
-   held out (held-out tracks are outside the graph model's training, so a prefix is as
-   unseen as the original question).
+2. Split validation into ``fit`` (with its prefix questions) and ``select``
+   (:mod:`llarapp.rerank.lists`).
 3. LambdaMART learns on the fit part and is measured on ``select``; the shipped model
    learns on all validation questions, with the same settings, and gives the test figures.
 4. LLaRA (already trained) is measured on the same lists.
@@ -24,9 +22,17 @@ import pandas as pd
 from llarapp.config import require
 from llarapp.llara.examples import Sources
 from llarapp.rerank.choose import choose_ranker
-from llarapp.rerank.features import FEATURES, CatalogueFeatures
+from llarapp.rerank.features import CatalogueFeatures
 from llarapp.rerank.lambdamart import LambdaMart, LambdaMartParams
-from llarapp.rerank.lists import RetrievedLists, list_metrics, retrieved_lists, select_mask
+from llarapp.rerank.lists import (
+    RetrievedLists,
+    fit_questions,
+    graph_first_share,
+    list_metrics,
+    prefix_questions,
+    retrieved_lists,
+    select_mask,
+)
 
 ListScorer = Callable[[RetrievedLists, str], np.ndarray]
 
@@ -37,27 +43,9 @@ class CompareSettings:
 
     k: int
     metric_k: int
-    select_fraction: float
-    prefix_seeds: list[int]
     tolerance: float
     lambdamart: LambdaMartParams = field(default_factory=LambdaMartParams)
     seed: int = 0
-
-
-def prefix_questions(heldout: pd.DataFrame, extra: list[int], min_left: int = 5
-                     ) -> pd.DataFrame:
-    """``heldout`` plus, per playlist and j in ``extra``, the question with its first j
-    held-out tracks moved to the seeds (when at least ``min_left`` stay held out)."""
-    rows = heldout.to_dict("records")
-    out = list(rows)
-    for row in rows:
-        targets = np.asarray(row["targets"], np.int64)
-        for j in extra:
-            if len(targets) >= j + min_left:
-                seeds = np.r_[np.asarray(row["seeds"], np.int64), targets[:j]]
-                out.append(row | {"seeds": seeds, "targets": targets[j:],
-                                  "num_seeds": len(seeds)})
-    return pd.DataFrame(out, columns=heldout.columns)
 
 
 def compare_rankers(settings: CompareSettings, sources: Sources, llara: ListScorer | None,
@@ -67,17 +55,17 @@ def compare_rankers(settings: CompareSettings, sources: Sources, llara: ListScor
     val_heldout, test_heldout = (sources.split.heldout_for(s) for s in ("val", "test"))
     require(len(val_heldout) >= 2, "protocol (b) needs at least 2 validation playlists to "
             "fit and select a ranker; re-run split with a larger val share")
-    select = select_mask(val_heldout, settings.select_fraction, settings.seed)
+    select = select_mask(val_heldout)
+    require(select.any() and not select.all(), "the validation playlists all fall on one side "
+            "of the fit/select split; protocol (b) needs more validation playlists")
     lists = {"select": retrieved_lists(sources, tables, val_heldout[select], settings.k,
                                        desc="select lists"),
              "test": retrieved_lists(sources, tables, test_heldout, settings.k,
                                      desc="test lists")}
-    fit = retrieved_lists(sources, tables, prefix_questions(val_heldout[~select],
-                                                            settings.prefix_seeds),
-                          settings.k, desc="fit lists")
-    everything = retrieved_lists(sources, tables, prefix_questions(val_heldout,
-                                                                   settings.prefix_seeds),
-                                 settings.k, desc="all validation lists")
+    fit = retrieved_lists(sources, tables, fit_questions(sources.split), settings.k,
+                          desc="fit lists")
+    everything = retrieved_lists(sources, tables, prefix_questions(val_heldout), settings.k,
+                                 desc="all validation lists")
     models = {"select": LambdaMart.fit(fit.features, fit.labels, settings.lambdamart),
               "test": LambdaMart.fit(everything.features, everything.labels,
                                      settings.lambdamart)}
@@ -100,14 +88,3 @@ def compare_rankers(settings: CompareSettings, sources: Sources, llara: ListScor
     return {"table": table.to_dict(orient="records"), "ranker": chosen, "why": why,
             "candidates": settings.k, "fit_questions": len(fit),
             "graph_first_share": graph_first}
-
-
-def graph_first_share(lists: RetrievedLists) -> float:
-    """Among questions with a positive candidate: the share where the best graph score
-    is a positive (how far the graph model alone can be trusted on such questions)."""
-    graph = lists.features[..., FEATURES.index("graph")]
-    has = lists.labels.any(axis=1)
-    if not has.any():
-        return float("nan")
-    best = np.argmax(np.where(lists.candidates >= 0, graph, -np.inf), axis=1)
-    return float(lists.labels[np.arange(len(best)), best][has].mean())

@@ -3,24 +3,38 @@ the metrics of a reranked list.
 
 A playlist's question is its seeds (the first tracks) or its title alone; the retriever's
 top K are its candidates, and every held-out track among them is a positive. Validation
-playlists are split once, by a seeded draw, into a ``fit`` part (rerankers learn from it)
-and a ``select`` part (the ranker choice is measured on it), so no ranker is chosen on
-playlists it trained on and the test split stays for the final figures.
+playlists are split once, by a hash of their pid, into a ``fit`` part (the rerankers, LLaRA
+included, learn from it) and a ``select`` part (the ranker choice is measured on it), so no
+ranker is chosen on playlists it trained on and the test split stays for the final
+figures. The split is fixed, not a setting: the llara and eval-llara stages must agree on it.
+
+The fit part is widened with prefix questions: a playlist's seeds plus its first j held-out
+tracks, the rest held out. Held-out tracks are outside the graph model's training, so a
+prefix question is as unseen as the original one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from llarapp.eval import metrics as M
-from llarapp.llara.examples import Sources
 from llarapp.models.hybrid import params_for
 from llarapp.models.retrieval import batches_of, seed_matrix, top_n
-from llarapp.rerank.features import CatalogueFeatures, candidate_features
+from llarapp.rerank.features import FEATURES, CatalogueFeatures, candidate_features
+
+if TYPE_CHECKING:  # llara.examples builds LLaRA's training questions from this module
+    from llarapp.data.dataset import Split
+    from llarapp.llara.examples import Sources
+
+
+SELECT_SHARE = 0.5  # of validation playlists
+PREFIX_SEEDS = (1, 5, 10, 25)  # j of the prefix questions
+MIN_HELD_OUT = 5  # a prefix question keeps at least this many held-out tracks
 
 
 @dataclass
@@ -65,13 +79,33 @@ def retrieved_lists(sources: Sources, tables: CatalogueFeatures, heldout: pd.Dat
                           *(np.concatenate(column) for column in zip(*parts_of, strict=True)))
 
 
-def select_mask(heldout: pd.DataFrame, fraction: float, seed: int) -> np.ndarray:
-    """True for the validation playlists the ranker choice is measured on."""
-    draw = np.random.default_rng(seed).random(len(heldout))
-    order = np.argsort(heldout["pid"].to_numpy(), kind="stable")
-    mask = np.zeros(len(heldout), bool)
-    mask[order] = draw < fraction
-    return mask
+def select_mask(heldout: pd.DataFrame) -> np.ndarray:
+    """True for the validation playlists the ranker choice is measured on (a multiplicative
+    hash of the pid, so the same playlists whatever else the split holds)."""
+    hashed = (heldout["pid"].to_numpy().astype(np.uint64) * np.uint64(2654435761)) % (1 << 32)
+    return hashed < SELECT_SHARE * (1 << 32)
+
+
+def prefix_questions(heldout: pd.DataFrame, extra: tuple[int, ...] = PREFIX_SEEDS
+                     ) -> pd.DataFrame:
+    """``heldout`` plus, per playlist and j in ``extra``, the question with its first j
+    held-out tracks moved to the seeds (when at least MIN_HELD_OUT stay held out)."""
+    rows = heldout.to_dict("records")
+    out = list(rows)
+    for row in rows:
+        targets = np.asarray(row["targets"], np.int64)
+        for j in extra:
+            if len(targets) >= j + MIN_HELD_OUT:
+                seeds = np.r_[np.asarray(row["seeds"], np.int64), targets[:j]]
+                out.append(row | {"seeds": seeds, "targets": targets[j:],
+                                  "num_seeds": len(seeds)})
+    return pd.DataFrame(out, columns=heldout.columns)
+
+
+def fit_questions(split: Split) -> pd.DataFrame:
+    """The validation ``fit`` playlists with their prefix questions."""
+    val = split.heldout_for("val")
+    return prefix_questions(val[~select_mask(val)].reset_index(drop=True))
 
 
 def list_metrics(lists: RetrievedLists, scores: np.ndarray | None, num_items: int, k: int
@@ -86,3 +120,14 @@ def list_metrics(lists: RetrievedLists, scores: np.ndarray | None, num_items: in
     return {f"ndcg@{k}": float(np.nanmean(M.ndcg_at_k(recs, relevant, k))),
             f"recall@{k}": float(np.nanmean(M.recall_at_k(recs, relevant, k))),
             "r_precision": float(np.nanmean(M.r_precision(recs, relevant)))}
+
+
+def graph_first_share(lists: RetrievedLists) -> float:
+    """Among questions with a positive candidate: the share where the best graph score
+    is a positive (how far the graph model alone can be trusted on such questions)."""
+    graph = lists.features[..., FEATURES.index("graph")]
+    has = lists.labels.any(axis=1)
+    if not has.any():
+        return float("nan")
+    best = np.argmax(np.where(lists.candidates >= 0, graph, -np.inf), axis=1)
+    return float(lists.labels[np.arange(len(best)), best][has].mean())
