@@ -1,5 +1,6 @@
 """LLaRA ablations: text-only, direct hybrid, two-stage and curriculum prompt tuning,
-against LightGCN and the hybrid retrieval on the same 20 candidates (protocol a).
+against LightGCN and the hybrid retrieval on the same 20 candidates (protocol a), and
+against retrieval alone and LambdaMART reranking the hybrid's top 20 (protocol b).
 
 Reads the upstream artifacts of one pipeline run (``make run``, or ``make run
 DATA=../shared/data/mpd-popular`` for the real dev data). Domain pre-training runs once;
@@ -75,7 +76,7 @@ def main() -> None:
     out = args.out / (args.tag or "default")
     backbone = pretrained_backbone(base, sources,
                                    args.out / f"pretrained-{base.pretrain_steps}-{run.name}")
-    rows = []
+    rows, reranked = [], []
     for schedule in args.schedules:
         cfg = base.replace(schedule=schedule, backbone=str(backbone), pretrain=False)
         started = time.perf_counter()
@@ -93,12 +94,23 @@ def main() -> None:
                              "train_s": round(seconds, 1) if row["model"] == "llara" else None,
                              **(result["position_bias"] | result["rerank"]
                                 if row["model"] == "llara" else {})})
-        print(f"{schedule}: {manifest['summary']}")
+        for row in result["rankers"]["table"]:
+            if row["ranker"] == "llara" or schedule == args.schedules[0]:
+                name = f"llara-{schedule}" if row["ranker"] == "llara" else row["ranker"]
+                reranked.append({"model": name, **{k: v for k, v in row.items()
+                                                   if k != "ranker"}})
+        graph_first = result["rankers"]["graph_first_share"]
+        print(f"{schedule}: {manifest['summary']}; graph score ranks a positive first on "
+              f"{manifest['summary'].get('graph_first_share', float('nan')):.3f} of training "
+              f"questions, {graph_first['test']:.3f} of test lists")
     frame = pd.DataFrame(rows)
     wide = frame.pivot_table(index="model", columns="segment", values="hr@1", sort=False)
     print(f"\nHR@1 over {base.num_candidates} candidates (target + random), "
           f"{args.steps} steps, run {run.name}\n")
     print(wide.to_markdown(floatfmt=".4f"))
+    rerank = pd.DataFrame(reranked)
+    print(f"\nProtocol (b): reranking the hybrid's top {base.num_candidates}\n")
+    print(rerank.to_markdown(index=False, floatfmt=".4f"))
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = "llara-ablations" + (f"-{args.tag}" if args.tag else "")
     save_grid(frame, "segment", "model", ["hr@1", "hr@5"], RESULTS / f"{stem}.png",
@@ -107,7 +119,8 @@ def main() -> None:
         "run": str(run), "steps": args.steps, "config": base.to_dict(),
         "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(),
                     "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
-        "rows": frame.to_dict(orient="records")}, indent=2, default=str))
+        "rows": frame.to_dict(orient="records"),
+        "protocol_b": rerank.to_dict(orient="records")}, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -111,6 +111,10 @@ def summarise_training_run(evaluation: Path) -> dict[str, Any]:
     gate = result["gate"]
     registration = read_json(run_dir / "register" / "registration" / "manifest.json")
     deployment = read_json(run_dir / "deploy" / "manifest" / "manifest.json")
+    served = gate.get("served_ranking") or {}
+    if served:
+        console.print(f"ranker:    {served['ranker']} served; served-ranking gate "
+                      f"{'passed' if served['passed'] else 'REFUSED'} ({served['why']})")
     console.print(f"gate:      {gate['metric']} of {gate['model']} = {gate['value']:.4f}; "
                   + ("deployed" if deployment else "deploy skipped (gate not cleared)"))
     console.print(f"artifacts: {run_dir}")

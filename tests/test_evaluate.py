@@ -93,3 +93,22 @@ def test_warm_cold_table_puts_each_models_segments_side_by_side(evaluation):
         assert table.loc[model, "warm NDCG"] == pytest.approx(overall.loc[(model, "warm"), "ndcg"])
         assert table.loc[model, "cold Recall@100"] == pytest.approx(
             overall.loc[(model, "cold"), "recall@100"])
+
+
+@pytest.mark.parametrize("served, refused", [
+    ({"ranker": "lambdamart", "passed": False, "why": "lambdamart test ndcg@10 < retrieval"},
+     True),
+    ({"ranker": "llara", "passed": True, "why": "llara test ndcg@10 >= retrieval"}, False),
+    (None, False),
+])
+def test_a_served_ranking_worse_than_retrieval_refuses_the_gate(
+        synthetic_dataset, synthetic_split, evaluation, tmp_path, served, refused):
+    from llarapp.eval.served_gate import REFUSED
+
+    root, passed = evaluation
+    cfg = EvaluateConfig(track=False)
+    result = evaluate(cfg, synthetic_dataset, synthetic_split, [root / "recs"],
+                      tmp_path / "eval", served=served)
+    gate = result["gate"]
+    assert gate["served_ranking"] == served
+    assert gate["value"] == (REFUSED if refused else passed["gate"]["value"])
