@@ -11,7 +11,7 @@
   candidates are the next track, hard negatives from the top ``hard_pool`` and random
   tracks.
 * Evaluation, protocol (a), LLaRA's: the first held-out track of each test playlist plus
-  ``K-1`` uniform random negatives. Protocol (b): the hybrid retrieval's top K as is.
+  ``K-1`` uniform random negatives. Protocol (b) lists live in :mod:`llarapp.rerank.lists`.
 
 The playlist vector (for the playlist slot) is the hybrid retrieval's graph query: the
 LightGCN fold-in of the history, or the title query when no seed is warm.
@@ -198,13 +198,3 @@ class ExampleFactory:
             examples.append(self._example(int(pid), seeds[i], int(targets[0]), negatives,
                                           graph_queries[i]))
         return examples
-
-    def retrieved_candidates(self, heldout: pd.DataFrame, retrieval: Retrieval
-                             ) -> list[Example]:
-        """Protocol (b): the hybrid retrieval's top K, in retrieval order, label unknown."""
-        top = retrieval.top(self.num_candidates)
-        return [Example(str(self.sources.titles.get(pid, "")),
-                        np.asarray(seeds, dtype=np.int64)[-self.history_len:], top[i], -1,
-                        retrieval.queries.graph[i])
-                for i, (pid, seeds) in enumerate(zip(heldout["pid"], heldout["seeds"],
-                                                     strict=True))]
