@@ -122,13 +122,13 @@ def test_projector_is_frozen_on_text_only_steps(llara_sources, examples, schedul
     assert any(not torch.equal(p, after_lora[n]) for n, p in before_lora.items())
 
 
-def test_lora_trains_only_adapters_tokens_and_projector(llara_sources):
+def test_lora_trains_only_adapters_tokens_and_heads(llara_sources):
     cfg = tiny(pretrain=False, lora_targets=["q_proj", "v_proj"])
     ranker, _, _ = build_ranker(cfg, llara_sources, None, torch.device("cpu"))
     names = [n for n, p in ranker.named_parameters() if p.requires_grad]
     assert any("q_proj.lora_A" in n for n in names) and any("v_proj.lora_B" in n for n in names)
     assert not any("k_proj.lora" in n or "mlp" in n for n in names)
-    heads = ("projector.", "aux_head.", "pointer.")
+    heads = ("projector.", "aux_head.", "pointer.", "feature_head.")
     other = [n for n in names if "lora_" not in n and not n.startswith(heads)]
     assert other and all("trainable_tokens" in n for n in other), other
     frozen = sum(p.numel() for p in ranker.parameters() if not p.requires_grad)

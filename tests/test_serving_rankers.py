@@ -21,7 +21,7 @@ def rebundle(bundle, tmp_path, kind, lambdamart=None, sources=None):
     for name in B.RANKER_FILES["llara"]:
         (folder / name).unlink()
     if kind == "lambdamart":
-        (folder / "rerank").mkdir()
+        (folder / "rerank").mkdir(exist_ok=True)
         lambdamart.save(folder / "rerank")
         CatalogueFeatures.from_split(sources.dataset.tracks, sources.split.train).save(
             folder / "rerank")
@@ -111,3 +111,46 @@ def test_served_scores_match_lambdamart_on_the_eval_features(bundle, tmp_path, l
         want = {uris[c]: s for c, s in zip(lists.candidates[i], expected[i], strict=True)}
         assert got.keys() == want.keys()
         np.testing.assert_allclose([got[u] for u in want], list(want.values()), atol=1e-4)
+
+
+def test_served_llara_scores_use_the_candidate_features(bundle, trained_llara, llara_sources):
+    """The LLaRA bundle computes the candidate features as eval-llara does and its fp32
+    ranker scores the retrieved list as the torch ranker does, features included."""
+    import torch
+
+    from llarapp.llara.artifact import LlaraArtifact
+    from llarapp.llara.layout import Example
+    from llarapp.llara.train import make_collator
+
+    artifact = LlaraArtifact.load(trained_llara)
+    ranker, cfg = artifact.ranker(), artifact.config
+    assert ranker.feature_head is not None and bundle.manifest["ranker"]["candidate_features"]
+    heldout = llara_sources.split.heldout_for("test")
+    heldout = heldout[heldout["num_seeds"] > 0].head(3)
+    tables = CatalogueFeatures.from_split(llara_sources.dataset.tracks,
+                                          llara_sources.split.train)
+    lists = retrieved_lists(llara_sources, tables, heldout, cfg.num_candidates)
+    examples = [Example(str(llara_sources.titles.get(pid, "")),
+                        np.asarray(seeds, np.int64)[-cfg.history_len:], lists.candidates[i], -1,
+                        lists.graph_queries[i], features=lists.features[i])
+                for i, (pid, seeds) in enumerate(zip(heldout["pid"], heldout["seeds"],
+                                                     strict=True))]
+    with torch.no_grad():
+        expected = ranker(make_collator(ranker.backbone, llara_sources, cfg)(examples)).numpy()
+    without = [Example(e.title, e.history, e.candidates, -1, e.playlist_vector)
+               for e in examples]
+    with torch.no_grad():
+        plain = ranker(make_collator(ranker.backbone, llara_sources, cfg)(without)).numpy()
+    assert not np.allclose(expected, plain, atol=1e-4)  # the features change the scores
+    engine = Engine(bundle, precision="fp32")
+    titles = llara_sources.text.titles(heldout["pid"].to_numpy())
+    engine.text.encode = lambda texts: titles[:len(texts)]
+    uris = engine.uris
+    served = engine.recommend([Request(name, [uris[i] for i in seeds], k=cfg.num_candidates)
+                               for name, seeds in zip(heldout["name"], heldout["seeds"],
+                                                      strict=True)])
+    for i, response in enumerate(served):
+        got = {r.track_uri: r.score for r in response.recommendations}
+        want = {uris[c]: s for c, s in zip(lists.candidates[i], expected[i], strict=True)}
+        assert got.keys() == want.keys()
+        np.testing.assert_allclose([got[u] for u in want], list(want.values()), atol=1e-3)

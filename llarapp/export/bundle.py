@@ -91,15 +91,17 @@ def ranker_choice(evaluation: str | os.PathLike[str] | None) -> dict[str, Any]:
 def copy_ranker(folder: Path, kind: str, exporter: Exporter, sources: Sources,
                 evaluation: str | os.PathLike[str] | None, fp32: Path, int8: Path) -> None:
     """Only the shipped ranker's files."""
+    if kind == "retrieval":
+        return
+    (folder / "rerank").mkdir()
+    CatalogueFeatures.from_split(sources.dataset.tracks, sources.split.train).save(
+        folder / "rerank")
     if kind == "llara":
         shutil.copy(fp32, folder / B.RANKER["fp32"])
         shutil.copy(int8, folder / B.RANKER["int8"])
         exporter.backbone.tokenizer.save_pretrained(folder / "tokenizer")
-    elif kind == "lambdamart":
-        (folder / "rerank").mkdir()
+    else:
         shutil.copy(Path(evaluation) / MODEL_FILE, folder / "rerank" / MODEL_FILE)
-        CatalogueFeatures.from_split(sources.dataset.tracks, sources.split.train).save(
-            folder / "rerank")
 
 
 def run_export(cfg: ExportConfig, model: LlaraArtifact, sources: Sources, text: TextEmbeddings,
@@ -139,6 +141,7 @@ def run_export(cfg: ExportConfig, model: LlaraArtifact, sources: Sources, text: 
                     "item_tokens": trained.item_tokens, "playlist_slot": trained.playlist_slot,
                     "max_title_tokens": exporter.builder.max_title_tokens,
                     "pad_id": exporter.pad_id, "slot_context": trained.slot_context,
+                    "candidate_features": trained.candidate_features,
                     "backbone": trained.backbone, "parity_max_abs_diff": parity},
             text_encoder={"encoder": text.manifest["encoder"], "dim": text.dim,
                           "max_length": text.manifest["config"]["max_length"],

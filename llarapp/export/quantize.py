@@ -24,7 +24,7 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
 VARIANTS = ("dynamic", "per_channel", "static")
-HEAD_SCOPES = ("/projector/", "/pointer/")
+HEAD_SCOPES = ("/projector/", "/pointer/", "/feature_head/")
 _QUANTIZABLE = ("MatMul", "Gemm", "Gather")
 
 

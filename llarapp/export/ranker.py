@@ -5,7 +5,9 @@ Inputs (B: batch, T: prompt length, G: graph dim, K: candidates; B and T are dyn
 * ``input_ids`` (B, T) int64 and ``attention_mask`` (B, T) int64, right-padded;
 * ``slot_vectors`` (B, T, G) float32: each slot position's raw graph vector, zeros elsewhere;
 * ``playlist_vector`` (B, G) float32: the playlist's graph query (the slot context);
-* ``label_positions`` (B, K) int64 and ``answer_index`` (B,) int64.
+* ``label_positions`` (B, K) int64 and ``answer_index`` (B,) int64;
+* ``candidate_features`` (B, K, F) float32: :mod:`llarapp.rerank.features` (ignored by a
+  ranker trained without them).
 
 Output ``scores`` (B, K): the label logits, as :meth:`LlaraRanker.forward` in hybrid mode.
 Slots are recognised inside the graph by their token ids, so callers pass no mask.
@@ -25,12 +27,12 @@ from torch import nn
 from llarapp.llara.model import LlaraRanker
 
 INPUTS = ("input_ids", "attention_mask", "slot_vectors", "playlist_vector", "label_positions",
-          "answer_index")
+          "answer_index", "candidate_features")
 OUTPUT = "scores"
 DYNAMIC_AXES = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
                 "slot_vectors": {0: "batch", 1: "tokens"}, "playlist_vector": {0: "batch"},
                 "label_positions": {0: "batch"}, "answer_index": {0: "batch"},
-                OUTPUT: {0: "batch"}}
+                "candidate_features": {0: "batch"}, OUTPUT: {0: "batch"}}
 
 
 class ExportableRanker(nn.Module):
@@ -45,14 +47,16 @@ class ExportableRanker(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 slot_vectors: torch.Tensor, playlist_vector: torch.Tensor,
-                label_positions: torch.Tensor, answer_index: torch.Tensor) -> torch.Tensor:
+                label_positions: torch.Tensor, answer_index: torch.Tensor,
+                candidate_features: torch.Tensor) -> torch.Tensor:
         ranker = self.ranker
         is_slot = (input_ids.unsqueeze(-1) == self.slot_ids).any(dim=-1, keepdim=True)
         projected = ranker.project(slot_vectors, playlist_vector.unsqueeze(1))
         embeds = torch.where(is_slot, projected, ranker.backbone.embed(input_ids))
         hidden = ranker.backbone.body(inputs_embeds=embeds,
                                       attention_mask=attention_mask).last_hidden_state
-        return ranker.read_scores(hidden, answer_index, label_positions)[0]
+        scores = ranker.read_scores(hidden, answer_index, label_positions)[0]
+        return scores + ranker.residual(candidate_features)
 
 
 @contextlib.contextmanager

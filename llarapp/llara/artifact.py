@@ -9,7 +9,7 @@ import torch
 
 from llarapp.data.dataset import _Artifact
 from llarapp.llara.backbone import Backbone, load_pretrained, load_tokenizer
-from llarapp.llara.config import LlaraConfig
+from llarapp.llara.config import LlaraConfig, num_features
 from llarapp.llara.lora import load_adapter
 from llarapp.llara.model import LlaraRanker
 
@@ -32,8 +32,11 @@ class LlaraArtifact(_Artifact):
         saved = torch.load(self.folder / "projector.pt", map_location="cpu", weights_only=True)
         ranker = LlaraRanker(backbone, int(self.manifest["graph_dim"]),
                              self.config.projector_hidden, float(saved["graph_scale"]),
-                             self.config.slot_context)
+                             self.config.slot_context,
+                             num_features(self.config))
         ranker.projector.load_state_dict(saved["state"])
+        if ranker.feature_head is not None:
+            ranker.feature_head.load_state_dict(saved["feature_head"])
         ranker.aux_head.load_state_dict(saved["aux_head"])
         ranker.pointer.load_state_dict(saved["pointer"])
         return ranker.eval()

@@ -24,6 +24,8 @@ class LlaraConfig(TrackedConfig):
     # (the paper's next-track rows of training playlists); see llarapp.llara.examples
     questions: str = "validation"
     list_share: float = 0.5  # of validation examples: whole retrieved lists, in order
+    candidate_features: bool = True  # a score residual from each candidate's retrieval
+    # features (llarapp.rerank.features), learned with the LM
     # Prompts
     history_len: int = 5
     item_tokens: int = 8  # wordpieces of "track by artist" per item
@@ -83,3 +85,10 @@ class LlaraConfig(TrackedConfig):
     @property
     def domain_pretraining(self) -> bool:
         return self.backbone == SCRATCH if self.pretrain is None else self.pretrain
+
+
+def num_features(cfg: LlaraConfig) -> int:
+    """Width of the ranker's feature head (0: none)."""
+    from llarapp.rerank.features import FEATURES
+
+    return len(FEATURES) if cfg.candidate_features else 0

@@ -124,7 +124,8 @@ def llara_list_scorer(ranker: LlaraRanker, collator: Collator, sources: Sources,
     def score(lists: RetrievedLists, split: str) -> np.ndarray:
         examples = [Example(str(sources.titles.get(pid, "")),
                             np.asarray(seeds, dtype=np.int64)[-history_len:],
-                            lists.candidates[i], -1, lists.graph_queries[i])
+                            lists.candidates[i], -1, lists.graph_queries[i],
+                            features=lists.features[i])
                     for i, (pid, seeds) in enumerate(zip(lists.heldout["pid"],
                                                          lists.heldout["seeds"], strict=True))]
         return score_examples(ranker, collator, examples, hybrid, batch_size, device,

@@ -173,7 +173,7 @@ class ExampleFactory:
             if positives.any():
                 listed.append(Example(title, seeds[-self.history_len:], top,
                                       int(np.argmax(positives)), lists.graph_queries[i],
-                                      positives=positives))
+                                      positives=positives, features=lists.features[i]))
             target = int(row.targets[0])
             pool = top[(top >= 0) & (top != target)]
             hard = self.rng.choice(pool, size=min(hard_negatives, len(pool)), replace=False)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from llarapp.llara.tokens import SpecialIds, TokenEncoder
+from llarapp.rerank.features import FEATURES
 
 PLAYLIST_SLOT = -1  # slot_items value of the playlist slot
 
@@ -53,6 +54,8 @@ class Example:
     extra_texts: Sequence[str] = ()
     extra_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     positives: np.ndarray | None = None
+    features: np.ndarray | None = None  # (K, len(FEATURES)): the candidates' place in a
+    # retrieved list (llarapp.rerank.features); None (zeros) for other candidate sets
 
     def positive_mask(self) -> np.ndarray:
         if self.positives is not None:
@@ -87,6 +90,7 @@ class Packed:
     candidates: np.ndarray  # (B, K)
     playlist_vectors: np.ndarray  # (B, graph dim)
     positives: np.ndarray  # (B, K) bool
+    candidate_features: np.ndarray  # (B, K, len(FEATURES)) float32, zeros where unknown
 
     def onnx_inputs(self) -> dict[str, np.ndarray]:
         """The exported ranker's feeds; slot vectors are dense (B, T, graph dim)."""
@@ -94,7 +98,15 @@ class Packed:
         dense[self.slot_mask] = self.slot_vectors
         return {"input_ids": self.input_ids, "attention_mask": self.attention_mask,
                 "slot_vectors": dense, "playlist_vector": self.playlist_vectors,
-                "label_positions": self.label_positions, "answer_index": self.answer_index}
+                "label_positions": self.label_positions, "answer_index": self.answer_index,
+                "candidate_features": self.candidate_features}
+
+
+def candidate_rows(example: Example) -> np.ndarray:
+    """The example's candidate features, or zeros (K, len(FEATURES))."""
+    if example.features is None:
+        return np.zeros((len(example.candidates), len(FEATURES)), np.float32)
+    return np.asarray(example.features, np.float32)
 
 
 def track_by_artist(tracks) -> list[str]:
@@ -196,4 +208,5 @@ class PromptBuilder:
                       np.array([e.label for e in examples], dtype=np.int64),
                       np.stack([e.candidates for e in examples]).astype(np.int64),
                       np.stack([e.playlist_vector for e in examples]).astype(np.float32),
-                      np.stack([e.positive_mask() for e in examples]))
+                      np.stack([e.positive_mask() for e in examples]),
+                      np.stack([candidate_rows(e) for e in examples]))

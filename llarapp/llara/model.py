@@ -9,6 +9,10 @@
 4. The label pointer (one attention head from the answer state to the K label states)
    adds the attended labels' LM-head rows to the answer state.
 5. Score the K candidates by the LM-head logits of their label tokens (A), (B), …
+6. With ``candidate_features``, add a small MLP of each candidate's retrieval features
+   (rank, hybrid / graph / text scores, popularity, artist and co-occurrence overlap:
+   :mod:`llarapp.rerank.features`): the LM then learns a correction to what the retriever
+   already knows, rather than having to rediscover it from tokens.
 
 Why the pointer: choosing "(C)" means the answer position must attend to the most
 relevant candidate and copy its label, a copy (induction) circuit that pretrained LLMs
@@ -62,9 +66,32 @@ class LabelPointer(nn.Module):
         return answer + self.gain * weights @ (label_rows / scale)
 
 
+class FeatureHead(nn.Module):
+    """Score residual from candidate features, standardised with fixed training statistics
+    (buffers, so they travel in the state dict and into the ONNX graph)."""
+
+    def __init__(self, num_features: int, hidden: int = 32):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(num_features))
+        self.register_buffer("std", torch.ones(num_features))
+        self.net = nn.Sequential(nn.Linear(num_features, hidden), nn.GELU(),
+                                 nn.Linear(hidden, 1))
+
+    def fit_scale(self, features: torch.Tensor) -> None:
+        """Statistics of training candidates (N, F); constant columns keep std 1."""
+        self.mean.copy_(features.mean(dim=0))
+        std = features.std(dim=0)
+        self.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, K, F) → (B, K)."""
+        return self.net((features - self.mean) / self.std).squeeze(-1)
+
+
 class LlaraRanker(nn.Module):
     def __init__(self, backbone: Backbone, graph_dim: int, projector_hidden: int,
-                 graph_scale: float = 1.0, slot_context: bool = False):
+                 graph_scale: float = 1.0, slot_context: bool = False,
+                 num_features: int = 0):
         super().__init__()
         self.backbone = backbone
         self.model = backbone.model  # registered so .to(), .train() and state_dict see it
@@ -75,6 +102,11 @@ class LlaraRanker(nn.Module):
         self.pointer = LabelPointer(backbone.hidden_size)
         # Graph vectors are divided by their catalogue RMS so the projector sees O(1) inputs.
         self.graph_scale = float(graph_scale)
+        self.feature_head = FeatureHead(num_features) if num_features else None
+
+    def residual(self, features: torch.Tensor) -> torch.Tensor | float:
+        """The feature head's (B, K) score residual, or 0 without one."""
+        return 0.0 if self.feature_head is None else self.feature_head(features.float())
 
     def merge_adapter(self) -> LlaraRanker:
         """Fold LoRA into the backbone weights (for export); scores stay the same."""
@@ -115,9 +147,10 @@ class LlaraRanker(nn.Module):
         hidden = self.backbone.body(inputs_embeds=embeds,
                                     attention_mask=batch.attention_mask).last_hidden_state
         scores, per_label = self.read_scores(hidden, batch.answer_index, batch.label_positions)
+        residual = self.residual(batch.candidate_features)
         if not aux:
-            return scores
-        return scores, self.aux_head(per_label).squeeze(-1).float()
+            return scores + residual
+        return scores + residual, self.aux_head(per_label).squeeze(-1).float() + residual
 
     def read_scores(self, hidden: torch.Tensor, answer_index: torch.Tensor,
                     label_positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,6 +25,7 @@ class Batch:
     labels: torch.Tensor  # (B,)
     candidates: torch.Tensor  # (B, K) item indices
     positives: torch.Tensor  # (B, K) bool: every true candidate (``labels`` is one of them)
+    candidate_features: torch.Tensor  # (B, K, F): see llarapp.rerank.features
 
     def to(self, device: torch.device) -> Batch:
         return Batch(*(t.to(device) for t in vars(self).values()))
@@ -43,4 +44,5 @@ class Collator:
         packed = self.builder.pack(examples, self.item_vectors, self.pad_id)
         return Batch(*(torch.from_numpy(getattr(packed, name)) for name in (
             "input_ids", "attention_mask", "slot_mask", "slot_vectors", "slot_context",
-            "answer_index", "label_positions", "labels", "candidates", "positives")))
+            "answer_index", "label_positions", "labels", "candidates", "positives",
+            "candidate_features")))

@@ -23,7 +23,7 @@ from llarapp.artifacts import write_manifest
 from llarapp.config import require
 from llarapp.eval.plots import save_curves
 from llarapp.llara.backbone import Backbone
-from llarapp.llara.config import LlaraConfig
+from llarapp.llara.config import LlaraConfig, num_features
 from llarapp.llara.curriculum import Curriculum
 from llarapp.llara.examples import ExampleFactory, Sources
 from llarapp.llara.lora import attach_lora
@@ -112,7 +112,8 @@ def build_ranker(cfg: LlaraConfig, sources: Sources, folder: Path | None, device
     if cfg.finetune == "lora":
         attach_lora(backbone, cfg)
     ranker = LlaraRanker(backbone, sources.item_vectors.shape[1], cfg.projector_hidden,
-                         graph_scale(sources.item_vectors), cfg.slot_context)
+                         graph_scale(sources.item_vectors), cfg.slot_context,
+                         num_features(cfg))
     return ranker, make_collator(backbone, sources, cfg), losses
 
 
@@ -122,9 +123,18 @@ def save_ranker(ranker: LlaraRanker, folder: Path) -> None:
         backbone.peft.save_pretrained(folder / "adapter")
     else:
         backbone.save(folder)
+    head = ranker.feature_head
     torch.save({"state": ranker.projector.state_dict(), "aux_head": ranker.aux_head.state_dict(),
-                "pointer": ranker.pointer.state_dict(), "graph_scale": ranker.graph_scale},
+                "pointer": ranker.pointer.state_dict(), "graph_scale": ranker.graph_scale,
+                "feature_head": head.state_dict() if head is not None else None},
                folder / "projector.pt")
+
+
+def fit_feature_scale(ranker: LlaraRanker, examples: list[Example]) -> None:
+    """Standardise the feature head's inputs by the training candidates that have them."""
+    rows = [e.features for e in examples if e.features is not None]
+    if ranker.feature_head is not None and rows:
+        ranker.feature_head.fit_scale(torch.from_numpy(np.concatenate(rows)).float())
 
 
 def run_train_llara(cfg: LlaraConfig, sources: Sources, output: str | os.PathLike[str]
@@ -143,6 +153,7 @@ def run_train_llara(cfg: LlaraConfig, sources: Sources, output: str | os.PathLik
             examples = factory.training(count, cfg.hard_negatives, cfg.hard_pool)
         require(bool(examples), "no training question: the split has no validation fit "
                 "playlist with held-out tracks; use questions: training or a larger val split")
+        fit_feature_scale(ranker, examples)
         history = train_ranker(ranker, examples, collator, cfg, device)
         save_ranker(ranker, folder)
         history.to_csv(folder / "curriculum.csv", index=False)

@@ -3,7 +3,8 @@
     manifest.json            model version, source runs, metrics, a sha256 per file
     ranker.onnx              LLaRA ranker, fp32      ranker.int8.onnx   QInt8   } ranker
     tokenizer/               the ranker's tokenizer.json (LLaRA special tokens)  } llara
-    rerank/                  lambdamart.txt and the training playlists.npz   ranker lambdamart
+    rerank/                  playlists.npz (training playlists, for the candidate features;
+                             llara and lambdamart) and lambdamart.txt (lambdamart)
     text_encoder.int8.onnx   cold-start text (titles, unknown tracks)
     text_tokenizer/          the text encoder's tokenizer.json
     catalogue.parquet        track metadata and tags, row i = track_idx i
@@ -41,8 +42,9 @@ TEXT_ENCODER = "text_encoder.int8.onnx"
 CATALOGUE = "catalogue.parquet"
 TOKENIZER = "tokenizer/tokenizer.json"
 TEXT_TOKENIZER = "text_tokenizer/tokenizer.json"
-LAMBDAMART = ("rerank/lambdamart.txt", "rerank/playlists.npz")
-RANKER_FILES = {"llara": (*RANKER.values(), TOKENIZER), "lambdamart": LAMBDAMART,
+PLAYLISTS = "rerank/playlists.npz"  # training playlists, for the candidate features
+LAMBDAMART = ("rerank/lambdamart.txt", PLAYLISTS)
+RANKER_FILES = {"llara": (*RANKER.values(), TOKENIZER, PLAYLISTS), "lambdamart": LAMBDAMART,
                 "retrieval": ()}
 REQUIRED = (TEXT_ENCODER, CATALOGUE, TEXT_TOKENIZER, "vectors/item_graph.npy",
             "vectors/item_text.npy", "vectors/lightgcn_items.npy",

@@ -33,6 +33,11 @@ class Retrieved:
     seeds: Sequence[np.ndarray]
     examples: Callable[[], list[Example]]
 
+    def features(self, tables: CatalogueFeatures) -> np.ndarray:
+        """(B, K, F) candidate features, as eval-llara computes them."""
+        return candidate_features(tables, self.candidates, self.hybrid, self.graph, self.text,
+                                  self.seeds)
+
 
 class Ranker(Protocol):
     def score(self, retrieved: Retrieved) -> np.ndarray: ...
@@ -53,9 +58,7 @@ class LambdaMartRanker:
         self.tables = CatalogueFeatures.load(folder, bundle.catalogue)
 
     def score(self, retrieved: Retrieved) -> np.ndarray:
-        return self.model.score(candidate_features(
-            self.tables, retrieved.candidates, retrieved.hybrid, retrieved.graph,
-            retrieved.text, retrieved.seeds))
+        return self.model.score(retrieved.features(self.tables))
 
 
 class LlaraOnnxRanker:
@@ -68,6 +71,7 @@ class LlaraOnnxRanker:
                                      track_by_artist(bundle.catalogue), meta["item_tokens"],
                                      meta["playlist_slot"], meta["max_title_tokens"])
         self.pad_id, self.item_graph = meta["pad_id"], item_graph
+        self.tables = CatalogueFeatures.load(bundle.path("rerank"), bundle.catalogue)
 
     def rerank(self, examples: list[Example]) -> np.ndarray:
         """Ranker scores (examples × K) in one ONNX call."""
@@ -75,7 +79,10 @@ class LlaraOnnxRanker:
         return self.session.run(None, packed.onnx_inputs())[0]
 
     def score(self, retrieved: Retrieved) -> np.ndarray:
-        return self.rerank(retrieved.examples())
+        examples = retrieved.examples()
+        for example, features in zip(examples, retrieved.features(self.tables), strict=True):
+            example.features = features
+        return self.rerank(examples)
 
 
 def load_ranker(bundle: Bundle, precision: str, providers: Sequence[str], threads: int | None,
