@@ -228,3 +228,19 @@ def test_eval_llara_reports_both_protocols(trained_llara, llara_sources, tmp_pat
         assert (tmp_path / "eval" / name).is_file()
     assert f"Shipped: **{rankers['ranker']}**" in (tmp_path / "eval" / "metrics.md").read_text()
     assert result["mlflow"]["tracking_uri"] == tracking
+
+
+def test_feature_head_starts_as_the_retrieval_order():
+    from llarapp.llara.model import FeatureHead
+    from llarapp.rerank.features import FEATURES
+
+    head = FeatureHead(len(FEATURES), FEATURES.index("retrieval_rank"))
+    features = torch.rand(3, 6, len(FEATURES))
+    features[..., FEATURES.index("retrieval_rank")] = torch.arange(6.0)
+    head.fit_scale(features.reshape(-1, len(FEATURES)))
+    scores = head(features)
+    assert torch.equal(scores.argsort(dim=1, descending=True), torch.arange(6).expand(3, 6))
+    flat = head(torch.zeros(2, 6, len(FEATURES)))  # protocol (a): no features
+    assert torch.allclose(flat, flat[:, :1].expand(2, 6))
+    features[..., FEATURES.index("hybrid")] += 5.0  # other columns start with no weight
+    torch.testing.assert_close(head(features), scores)

@@ -35,6 +35,7 @@ from torch import nn
 
 from llarapp.llara.backbone import Backbone
 from llarapp.llara.prompts import Batch
+from llarapp.rerank.features import FEATURES
 
 
 class SR2LLM(nn.Module):
@@ -68,14 +69,25 @@ class LabelPointer(nn.Module):
 
 class FeatureHead(nn.Module):
     """Score residual from candidate features, standardised with fixed training statistics
-    (buffers, so they travel in the state dict and into the ONNX graph)."""
+    (buffers, so they travel in the state dict and into the ONNX graph): a linear term plus
+    an MLP. It starts as the retrieval order itself (the linear weight on the standardised
+    rank is ``-rank_prior``, the MLP outputs zero), so the LM must earn every deviation
+    from the retriever rather than rebuild its order from nothing."""
 
-    def __init__(self, num_features: int, hidden: int = 32):
+    def __init__(self, num_features: int, rank_column: int = 0, rank_prior: float = 3.0,
+                 hidden: int = 32):
         super().__init__()
         self.register_buffer("mean", torch.zeros(num_features))
         self.register_buffer("std", torch.ones(num_features))
-        self.net = nn.Sequential(nn.Linear(num_features, hidden), nn.GELU(),
+        self.linear = nn.Linear(num_features, 1)
+        self.mlp = nn.Sequential(nn.Linear(num_features, hidden), nn.GELU(),
                                  nn.Linear(hidden, 1))
+        with torch.no_grad():
+            self.linear.weight.zero_()
+            self.linear.bias.zero_()
+            self.linear.weight[0, rank_column] = -rank_prior
+            self.mlp[-1].weight.zero_()
+            self.mlp[-1].bias.zero_()
 
     def fit_scale(self, features: torch.Tensor) -> None:
         """Statistics of training candidates (N, F); constant columns keep std 1."""
@@ -85,7 +97,8 @@ class FeatureHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """(B, K, F) → (B, K)."""
-        return self.net((features - self.mean) / self.std).squeeze(-1)
+        x = (features - self.mean) / self.std
+        return (self.linear(x) + self.mlp(x)).squeeze(-1)
 
 
 class LlaraRanker(nn.Module):
@@ -102,7 +115,8 @@ class LlaraRanker(nn.Module):
         self.pointer = LabelPointer(backbone.hidden_size)
         # Graph vectors are divided by their catalogue RMS so the projector sees O(1) inputs.
         self.graph_scale = float(graph_scale)
-        self.feature_head = FeatureHead(num_features) if num_features else None
+        self.feature_head = (FeatureHead(num_features, FEATURES.index("retrieval_rank"))
+                             if num_features else None)
 
     def residual(self, features: torch.Tensor) -> torch.Tensor | float:
         """The feature head's (B, K) score residual, or 0 without one."""
