@@ -158,3 +158,17 @@ def test_catalogue_features_save_and_load(tmp_path):
     assert (loaded.playlists != tables.playlists).nnz == 0
     np.testing.assert_array_equal(loaded.degree, tables.degree)
     assert sp.issparse(loaded.playlists)
+
+
+def test_catalogue_features_cover_tracks_added_after_training(tmp_path):
+    from llarapp.errors import ArtifactError
+
+    tracks, _, tables = tiny_tables()
+    tables.save(tmp_path)
+    grown = pd.concat([tracks, pd.DataFrame({"artist_name": ["a"], "album_name": ["q"]})],
+                      ignore_index=True)
+    loaded = CatalogueFeatures.load(tmp_path, grown)
+    assert loaded.playlists.shape[1] == 7 and loaded.degree[6] == 0
+    assert loaded.cooccurrence(np.array([[6, 2]]), [np.array([0])]).tolist() == [[0.0, 2.0]]
+    with pytest.raises(ArtifactError, match="re-run `llarapp export`"):
+        CatalogueFeatures.load(tmp_path, tracks.head(3))

@@ -71,7 +71,7 @@ class FeatureHead(nn.Module):
     """Score residual from candidate features, standardised with fixed training statistics
     (buffers, so they travel in the state dict and into the ONNX graph): a linear term plus
     an MLP. It starts as the retrieval order itself (the linear weight on the standardised
-    rank is ``-rank_prior``, the MLP outputs zero), so the LM must earn every deviation
+    rank is ``-rank_prior``, the nonlinear part outputs zero), so the LM must earn every deviation
     from the retriever rather than rebuild its order from nothing."""
 
     def __init__(self, num_features: int, rank_column: int = 0, rank_prior: float = 3.0,
@@ -80,14 +80,14 @@ class FeatureHead(nn.Module):
         self.register_buffer("mean", torch.zeros(num_features))
         self.register_buffer("std", torch.ones(num_features))
         self.linear = nn.Linear(num_features, 1)
-        self.mlp = nn.Sequential(nn.Linear(num_features, hidden), nn.GELU(),
-                                 nn.Linear(hidden, 1))
+        self.nonlinear = nn.Sequential(nn.Linear(num_features, hidden), nn.GELU(),
+                                       nn.Linear(hidden, 1))
         with torch.no_grad():
             self.linear.weight.zero_()
             self.linear.bias.zero_()
             self.linear.weight[0, rank_column] = -rank_prior
-            self.mlp[-1].weight.zero_()
-            self.mlp[-1].bias.zero_()
+            self.nonlinear[-1].weight.zero_()
+            self.nonlinear[-1].bias.zero_()
 
     def fit_scale(self, features: torch.Tensor) -> None:
         """Statistics of training candidates (N, F); constant columns keep std 1."""
@@ -98,7 +98,7 @@ class FeatureHead(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """(B, K, F) → (B, K)."""
         x = (features - self.mean) / self.std
-        return (self.linear(x) + self.mlp(x)).squeeze(-1)
+        return (self.linear(x) + self.nonlinear(x)).squeeze(-1)
 
 
 class LlaraRanker(nn.Module):

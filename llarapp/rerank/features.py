@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from llarapp.errors import ArtifactError
+
 FEATURES = ("retrieval_rank", "hybrid", "hybrid_gap", "graph", "text", "popularity", "cold",
             "artist_share", "artist_recent", "album_share", "cooccurrence",
             "cooccurrence_norm", "seeds", "title_only")
@@ -52,8 +54,13 @@ class CatalogueFeatures:
 
     @classmethod
     def build(cls, tracks: pd.DataFrame, playlists: sp.spmatrix) -> CatalogueFeatures:
-        """``tracks`` in track_idx order with artist_name and album_name."""
+        """``tracks`` in track_idx order with artist_name and album_name. Tracks beyond the
+        matrix's columns (added to a served catalogue after training) have no playlist."""
+        if playlists.shape[1] > len(tracks):
+            raise ArtifactError(f"the training playlists name {playlists.shape[1]} tracks but "
+                                f"the catalogue has {len(tracks)}; re-run `llarapp export`")
         playlists = sp.csc_matrix(playlists, dtype=np.float32)
+        playlists.resize((playlists.shape[0], len(tracks)))
         playlists.data[:] = 1.0
         degree = np.asarray(playlists.sum(axis=0)).ravel()
         return cls(degree, _codes(tracks["artist_name"]), _codes(tracks["album_name"]),
