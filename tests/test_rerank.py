@@ -172,3 +172,18 @@ def test_catalogue_features_cover_tracks_added_after_training(tmp_path):
     assert loaded.cooccurrence(np.array([[6, 2]]), [np.array([0])]).tolist() == [[0.0, 2.0]]
     with pytest.raises(ArtifactError, match="re-run `llarapp export`"):
         CatalogueFeatures.load(tmp_path, tracks.head(3))
+
+
+def test_fit_questions_are_the_non_select_slice_of_all_prefix_questions(synthetic_split):
+    """eval-llara slices one retrieval of every validation prefix question; LLaRA trains on
+    fit_questions: the two must be the same questions in the same order."""
+    from llarapp.rerank.lists import fit_questions
+
+    val = synthetic_split.heldout_for("val")
+    everything = prefix_questions(val)
+    in_select = everything["pid"].isin(val.loc[select_mask(val), "pid"]).to_numpy()
+    sliced = everything[~in_select].reset_index(drop=True)
+    fit = fit_questions(synthetic_split)
+    assert len(fit) == len(sliced) > len(val[~select_mask(val)])
+    assert fit["pid"].tolist() == sliced["pid"].tolist()
+    assert [s.tolist() for s in fit["seeds"]] == [list(s) for s in sliced["seeds"]]

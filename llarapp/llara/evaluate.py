@@ -46,10 +46,10 @@ class LlaraEvalConfig(TrackedConfig):
     hybrid: bool | None = None  # None: hybrid prompts unless the model trained text-only
     # Protocol (b) and the ranker choice
     ranker_tolerance: float = 0.01  # a reranker must beat retrieval by more, relatively
-    lambdamart_trees: int = 200
-    lambdamart_leaves: int = 7
-    lambdamart_learning_rate: float = 0.05
-    lambdamart_min_child_samples: int = 50
+    lambdamart_trees: int = LambdaMartParams.trees
+    lambdamart_leaves: int = LambdaMartParams.leaves
+    lambdamart_learning_rate: float = LambdaMartParams.learning_rate
+    lambdamart_min_child_samples: int = LambdaMartParams.min_child_samples
 
     def validate(self) -> None:
         require(self.split in ("val", "test"), "split must be val or test")
@@ -66,7 +66,7 @@ class LlaraEvalConfig(TrackedConfig):
 
     def compare_settings(self, num_candidates: int) -> CompareSettings:
         return CompareSettings(num_candidates, self.rerank_k, self.ranker_tolerance,
-                               self.lambdamart, self.seed)
+                               self.lambdamart)
 
 
 @torch.no_grad()

@@ -26,7 +26,6 @@ from llarapp.rerank.features import CatalogueFeatures
 from llarapp.rerank.lambdamart import LambdaMart, LambdaMartParams
 from llarapp.rerank.lists import (
     RetrievedLists,
-    fit_questions,
     graph_first_share,
     list_metrics,
     prefix_questions,
@@ -45,7 +44,6 @@ class CompareSettings:
     metric_k: int
     tolerance: float
     lambdamart: LambdaMartParams = field(default_factory=LambdaMartParams)
-    seed: int = 0
 
 
 def compare_rankers(settings: CompareSettings, sources: Sources, llara: ListScorer | None,
@@ -58,14 +56,16 @@ def compare_rankers(settings: CompareSettings, sources: Sources, llara: ListScor
     select = select_mask(val_heldout)
     require(select.any() and not select.all(), "the validation playlists all fall on one side "
             "of the fit/select split; protocol (b) needs more validation playlists")
-    lists = {"select": retrieved_lists(sources, tables, val_heldout[select], settings.k,
-                                       desc="select lists"),
+    # prefix_questions lists every original question first, then the prefixes in row order,
+    # so the fit questions and the select originals are slices of one retrieval
+    everything = retrieved_lists(sources, tables, prefix_questions(val_heldout), settings.k,
+                                 desc="validation lists")
+    in_select = everything.heldout["pid"].isin(val_heldout.loc[select, "pid"]).to_numpy()
+    original = np.arange(len(everything)) < len(val_heldout)
+    fit = everything.subset(~in_select)
+    lists = {"select": everything.subset(in_select & original),
              "test": retrieved_lists(sources, tables, test_heldout, settings.k,
                                      desc="test lists")}
-    fit = retrieved_lists(sources, tables, fit_questions(sources.split), settings.k,
-                          desc="fit lists")
-    everything = retrieved_lists(sources, tables, prefix_questions(val_heldout), settings.k,
-                                 desc="all validation lists")
     models = {"select": LambdaMart.fit(fit.features, fit.labels, settings.lambdamart),
               "test": LambdaMart.fit(everything.features, everything.labels,
                                      settings.lambdamart)}

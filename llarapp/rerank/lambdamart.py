@@ -22,10 +22,12 @@ MODEL_FILE = "lambdamart.txt"
 
 @dataclass
 class LambdaMartParams:
+    """The defaults of eval-llara's ``lambdamart_*`` settings."""
+
     trees: int = 200
-    leaves: int = 15
+    leaves: int = 7
     learning_rate: float = 0.05
-    min_child_samples: int = 20
+    min_child_samples: int = 50
     seed: int = 0
 
     def validate(self) -> None:
@@ -50,8 +52,8 @@ class LambdaMart:
         dataset = lgb.Dataset(x.reshape(-1, x.shape[2]), y.reshape(-1).astype(np.float32),
                               group=np.full(len(x), k), feature_name=list(FEATURES),
                               free_raw_data=True)
-        config = {"objective": "lambdarank", "metric": "ndcg", "eval_at": [10],
-                  "num_leaves": params.leaves, "learning_rate": params.learning_rate,
+        config = {"objective": "lambdarank", "num_leaves": params.leaves,
+                  "learning_rate": params.learning_rate,
                   "min_child_samples": params.min_child_samples, "seed": params.seed,
                   "deterministic": True, "force_row_wise": True, "verbosity": -1,
                   "lambdarank_truncation_level": k}

@@ -73,7 +73,8 @@ def retrieved_lists(sources: Sources, tables: CatalogueFeatures, heldout: pd.Dat
                            for i, t in enumerate(batch["targets"])])
         parts_of.append((top, features, labels.astype(np.int8), q.graph))
     if not parts_of:
-        return RetrievedLists(heldout, np.zeros((0, k), np.int64), np.zeros((0, k, 0)),
+        return RetrievedLists(heldout, np.zeros((0, k), np.int64),
+                              np.zeros((0, k, len(FEATURES)), np.float32),
                               np.zeros((0, k), np.int8), np.zeros((0, 0), np.float32))
     return RetrievedLists(heldout.reset_index(drop=True),
                           *(np.concatenate(column) for column in zip(*parts_of, strict=True)))
