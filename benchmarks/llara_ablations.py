@@ -27,7 +27,7 @@ from llarapp.eval.plots import save_grid
 from llarapp.llara.artifact import LlaraArtifact
 from llarapp.llara.backbone import Backbone
 from llarapp.llara.config import SCHEDULES, LlaraConfig
-from llarapp.llara.evaluate import LlaraEvalConfig, evaluate_llara
+from llarapp.llara.evaluate import FEATURE_HEAD, LlaraEvalConfig, evaluate_llara
 from llarapp.llara.examples import Sources
 from llarapp.llara.pretrain import domain_pretrain, playlist_documents
 from llarapp.llara.train import run_train_llara
@@ -35,6 +35,14 @@ from llarapp.models.torch_utils import resolve_device, seed_everything
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
+# rows each schedule's model contributes (the rest are baselines, reported once)
+OWN = {"llara": "llara-{schedule}", FEATURE_HEAD: "llara-{schedule} feature head alone"}
+
+
+def row_name(model: str, schedule: str) -> str:
+    return OWN.get(model, "{model}").format(schedule=schedule, model=model)
+
+
 ARTIFACTS = {"dataset": "ingest/dataset", "split": "split/splits",
              "text": "text-embed/embeddings", "graph": "lightgcn/graph",
              "mapper": "cold-mapper/mapper", "retrieved": "retrieve/recommendations"}
@@ -87,16 +95,16 @@ def main() -> None:
                                 out / f"{schedule}-eval")
         table = pd.DataFrame(result["candidates"])
         for _, row in table.iterrows():
-            if row["model"] == "llara" or schedule == args.schedules[0]:
-                name = f"llara-{schedule}" if row["model"] == "llara" else row["model"]
+            if row["model"] in OWN or schedule == args.schedules[0]:
+                name = row_name(row["model"], schedule)
                 rows.append({"model": name, "segment": row["segment"], "hr@1": row["hr@1"],
                              "hr@5": row["hr@5"], "ndcg@20": row["ndcg@20"],
                              "train_s": round(seconds, 1) if row["model"] == "llara" else None,
                              **(result["position_bias"] | result["rerank"]
                                 if row["model"] == "llara" else {})})
         for row in result["rankers"]["table"]:
-            if row["ranker"] == "llara" or schedule == args.schedules[0]:
-                name = f"llara-{schedule}" if row["ranker"] == "llara" else row["ranker"]
+            if row["ranker"] in OWN or schedule == args.schedules[0]:
+                name = row_name(row["ranker"], schedule)
                 reranked.append({"model": name, **{k: v for k, v in row.items()
                                                    if k != "ranker"}})
         graph_first = result["rankers"]["graph_first_share"]

@@ -22,10 +22,8 @@ from tests.conftest import shared_data
 
 def prompts(sources, model, count, seed):
     heldout = sources.split.heldout_for("test").head(count)
-    graph_q = sources.retrieval([np.asarray(s, dtype=np.int64) for s in heldout["seeds"]],
-                                heldout["pid"].to_numpy()).queries.graph
     return ExampleFactory(sources, model.config.num_candidates, model.config.history_len,
-                          seed).random_candidates(heldout, graph_q)
+                          seed).random_candidates(heldout)
 
 
 @pytest.mark.parametrize("count", [1, 3, 7])  # batch sizes and lengths unlike the trace's

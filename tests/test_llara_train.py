@@ -12,6 +12,8 @@ from llarapp.llara.config import LlaraConfig
 from llarapp.llara.curriculum import Curriculum, hybrid_probability
 from llarapp.llara.evaluate import LlaraEvalConfig, evaluate_llara, move_target, score_examples
 from llarapp.llara.examples import ExampleFactory
+from llarapp.llara.model import FeatureHead
+from llarapp.llara.prompts import Example
 from llarapp.llara.train import build_ranker, train_ranker
 
 
@@ -78,6 +80,8 @@ def test_validation_questions_are_unseen_fit_playlists_as_served(llara_sources):
     held = {(p, t) for p, ts in zip(questions["pid"], questions["targets"], strict=True)
             for t in ts}
     assert not held & train_pairs  # the positives are edges the graph model never saw
+    paired = [e for e in examples if e.positives is None]
+    assert paired and all(e.features is not None for e in paired)
 
 
 @pytest.mark.parametrize("positives", [[[0, 1, 0, 0]], [[1, 0, 1, 0]], [[0, 0, 0, 1]]])
@@ -140,8 +144,7 @@ def eval_examples(llara_sources):
     factory = ExampleFactory(llara_sources, TINY_LLARA["num_candidates"],
                              TINY_LLARA["history_len"], seed=3)
     heldout = llara_sources.split.heldout_for("test").head(12)
-    retrieval = llara_sources.retrieval(list(heldout["seeds"]), heldout["pid"].to_numpy())
-    return factory.random_candidates(heldout, retrieval.queries.graph)
+    return factory.random_candidates(heldout)
 
 
 def test_saved_adapter_gives_the_same_scores(trained_llara, llara_sources, eval_examples):
@@ -199,6 +202,32 @@ def test_move_target(eval_examples):
             assert after.candidates[after.label] == before.candidates[before.label]
             rest = np.delete(after.candidates, after.label)
             assert rest.tolist() == np.delete(before.candidates, before.label).tolist()
+            by_item = dict(zip(before.candidates.tolist(), before.features.tolist(),
+                               strict=True))
+            assert after.features.tolist() == [by_item[c] for c in after.candidates.tolist()]
+
+
+def test_protocol_a_candidates_get_the_features_the_retriever_gives_them(eval_examples,
+                                                                        llara_sources):
+    """Shuffled target-plus-random sets carry the served features: the hybrid's scores and
+    its rank of those candidates."""
+    from llarapp.rerank.features import FEATURES
+
+    rank, hybrid = FEATURES.index("retrieval_rank"), FEATURES.index("hybrid")
+    for e in eval_examples:
+        order = np.argsort(-e.features[:, hybrid], kind="stable")
+        assert e.features[order, rank].tolist() == list(range(len(e.candidates)))
+    heldout = llara_sources.split.heldout_for("test").head(len(eval_examples))
+    examples = ExampleFactory(llara_sources, TINY_LLARA["num_candidates"],
+                              TINY_LLARA["history_len"], seed=3).random_candidates(heldout)
+    from llarapp.rerank.lists import retrieved_lists
+
+    top = retrieved_lists(llara_sources, llara_sources.catalogue_features, heldout, 1)
+    for e, best, features in zip(examples, top.candidates[:, 0], top.features[:, 0],
+                                 strict=True):
+        if best in e.candidates:  # the retriever's first pick scores the same here
+            own = e.features[list(e.candidates).index(best)]
+            assert own[hybrid] == pytest.approx(features[hybrid], rel=1e-5)
 
 
 def test_eval_llara_reports_both_protocols(trained_llara, llara_sources, tmp_path):
@@ -206,7 +235,7 @@ def test_eval_llara_reports_both_protocols(trained_llara, llara_sources, tmp_pat
     result = evaluate_llara(LlaraEvalConfig(device="cpu", tracking_uri=tracking),
                             LlaraArtifact.load(trained_llara), llara_sources, tmp_path / "eval")
     rows = {(r["model"], r["segment"]): r for r in result["candidates"]}
-    for model in ("llara", "lightgcn", "hybrid"):
+    for model in ("llara", "feature_head", "lightgcn", "hybrid"):
         row = rows[(model, "all")]
         assert row["playlists"] == len(llara_sources.split.heldout_for("test"))
         assert 0 <= row["hr@1"] <= row["hr@5"] <= 1
@@ -215,8 +244,8 @@ def test_eval_llara_reports_both_protocols(trained_llara, llara_sources, tmp_pat
                                      "ndcg@10_after"}
     rankers = result["rankers"]
     table = {(r["split"], r["ranker"]): r for r in rankers["table"]}
-    assert set(table) == {(split, ranker) for split in ("select", "test")
-                          for ranker in ("retrieval", "lambdamart", "llara")}
+    assert set(table) == {(split, ranker) for split in ("select", "test") for ranker in
+                          ("retrieval", "lambdamart", "llara", "feature_head")}
     assert table[("test", "retrieval")]["ndcg@10"] == result["rerank"]["ndcg@10_before"]
     assert table[("test", "llara")]["ndcg@10"] == result["rerank"]["ndcg@10_after"]
     assert rankers["ranker"] in ("retrieval", "lambdamart", "llara") and rankers["why"]
@@ -231,7 +260,6 @@ def test_eval_llara_reports_both_protocols(trained_llara, llara_sources, tmp_pat
 
 
 def test_feature_head_starts_as_the_retrieval_order():
-    from llarapp.llara.model import FeatureHead
     from llarapp.rerank.features import FEATURES
 
     head = FeatureHead(len(FEATURES), FEATURES.index("retrieval_rank"))
@@ -240,7 +268,29 @@ def test_feature_head_starts_as_the_retrieval_order():
     head.fit_scale(features.reshape(-1, len(FEATURES)))
     scores = head(features)
     assert torch.equal(scores.argsort(dim=1, descending=True), torch.arange(6).expand(3, 6))
-    flat = head(torch.zeros(2, 6, len(FEATURES)))  # protocol (a): no features
-    assert torch.allclose(flat, flat[:, :1].expand(2, 6))
     features[..., FEATURES.index("hybrid")] += 5.0  # other columns start with no weight
     torch.testing.assert_close(head(features), scores)
+
+
+@pytest.mark.parametrize("steps, trainable", [(0, True), (40, False)])
+def test_feature_head_prefit_learns_then_freezes(steps, trainable):
+    """The head alone learns a feature signal before the LM, and is frozen after."""
+    from llarapp.llara.train import prefit_feature_head
+    from llarapp.rerank.features import FEATURES
+
+    class Ranker(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.feature_head = FeatureHead(len(FEATURES), FEATURES.index("retrieval_rank"))
+
+    rng = np.random.default_rng(0)
+    examples = []
+    for _ in range(40):
+        features = rng.normal(size=(6, len(FEATURES))).astype(np.float32)
+        label = int(np.argmax(features[:, FEATURES.index("cooccurrence")]))
+        examples.append(Example("t", np.array([1]), np.arange(6), label,
+                                np.zeros(4, np.float32), features=features))
+    ranker = Ranker()
+    losses = prefit_feature_head(ranker, examples, steps, lr=0.05)
+    assert len(losses) == steps and (not steps or losses[-1] < 0.5 * losses[0])
+    assert all(p.requires_grad == trainable for p in ranker.feature_head.parameters())

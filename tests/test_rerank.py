@@ -93,6 +93,23 @@ def test_features_are_named_and_match_the_seeds():
     assert column["cold"][1, 2] == 1 and column["cold"][0, 0] == 0  # 4 has no training edge
 
 
+def test_rank_and_gap_are_the_hybrids_within_any_candidate_order():
+    """A shuffled candidate set (protocol (a)) gets the rank and gap its retrieval order
+    would give; padding ranks last and does not set the best score."""
+    _, _, tables = tiny_tables()
+    ordered = np.array([[1, 5, 3, -1]])
+    scores = np.array([[3.0, 2.0, 1.0, 9.0]])
+    shuffle = np.array([2, 0, 3, 1])
+    seeds = [np.array([0, 2])]
+    sorted_ = candidate_features(tables, ordered, scores, scores, scores, seeds)
+    shuffled = candidate_features(tables, ordered[:, shuffle], scores[:, shuffle],
+                                  scores[:, shuffle], scores[:, shuffle], seeds)
+    np.testing.assert_array_equal(shuffled, sorted_[:, shuffle])
+    rank, gap = FEATURES.index("retrieval_rank"), FEATURES.index("hybrid_gap")
+    np.testing.assert_array_equal(sorted_[0, :, rank], [0, 1, 2, 3])
+    np.testing.assert_array_equal(sorted_[0, :3, gap], [0, -1, -2])
+
+
 def test_features_never_read_held_out_edges(synthetic_dataset, synthetic_split):
     """Co-occurrence of a validation playlist's own held-out tracks with its seeds comes
     from training edges only; built with the held-out edges too, it would be larger."""

@@ -23,7 +23,6 @@ from llarapp.export.stage import Exporter, text_parity
 from llarapp.llara.artifact import LlaraArtifact
 from llarapp.llara.examples import Sources
 from llarapp.models.text_embed import TextEmbeddings
-from llarapp.rerank.features import CatalogueFeatures
 from llarapp.rerank.lambdamart import MODEL_FILE
 from llarapp.serving import bundle as B
 from llarapp.serving.drift import REFERENCE_FILE, Reference
@@ -94,8 +93,7 @@ def copy_ranker(folder: Path, kind: str, exporter: Exporter, sources: Sources,
     if kind == "retrieval":
         return
     (folder / "rerank").mkdir()
-    CatalogueFeatures.from_split(sources.dataset.tracks, sources.split.train).save(
-        folder / "rerank")
+    sources.catalogue_features.save(folder / "rerank")
     if kind == "llara":
         shutil.copy(fp32, folder / B.RANKER["fp32"])
         shutil.copy(int8, folder / B.RANKER["int8"])

@@ -39,10 +39,8 @@ def protocol_a(sources: Sources, cfg: ExportConfig, num_candidates: int, history
     heldout = sources.split.heldout_for(split)
     if len(heldout) > cfg.eval_prompts:
         heldout = heldout.sample(cfg.eval_prompts, random_state=cfg.seed).reset_index(drop=True)
-    retrieval = sources.retrieval([np.asarray(s, dtype=np.int64) for s in heldout["seeds"]],
-                                  heldout["pid"].to_numpy())
     factory = ExampleFactory(sources, num_candidates, history_len, cfg.seed)
-    return factory.random_candidates(heldout, retrieval.queries.graph)
+    return factory.random_candidates(heldout)
 
 
 PROMPT_BATCH = 32

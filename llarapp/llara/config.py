@@ -26,11 +26,16 @@ class LlaraConfig(TrackedConfig):
     list_share: float = 0.5  # of validation examples: whole retrieved lists, in order
     candidate_features: bool = True  # a score residual from each candidate's retrieval
     # features (llarapp.rerank.features), learned with the LM
+    head_prefit_steps: int = 300  # full-batch steps fitting that residual alone, first
+    head_prefit_lr: float = 0.01
     # Prompts
     history_len: int = 5
     item_tokens: int = 8  # wordpieces of "track by artist" per item
     num_candidates: int = 20
-    hard_negatives: int = 2  # of num_candidates - 1; the rest are uniform random
+    # Of num_candidates - 1 in target-plus-negatives examples; the rest are uniform random.
+    # 0: the retrieved-list examples already hold the hard candidates, and hard ones mixed
+    # in here taught the ranker to distrust the retriever's rank (measured in the README).
+    hard_negatives: int = 0
     hard_pool: int = 200  # hard negatives are drawn from the hybrid retrieval's top hard_pool
     playlist_slot: bool = True  # one extra slot after the title: the playlist's graph query
     slot_context: bool = True  # projector input [v, v * playlist query], not just v
@@ -72,13 +77,14 @@ class LlaraConfig(TrackedConfig):
         require(self.hard_pool >= self.hard_negatives, "hard_pool must be >= hard_negatives")
         for name in ("history_len", "item_tokens", "pretrain_steps", "pretrain_batch_size",
                      "pretrain_max_length", "lora_r", "lora_alpha", "projector_hidden",
-                     "num_workers", "warmup_steps"):
+                     "num_workers", "warmup_steps", "head_prefit_steps"):
             require(getattr(self, name) >= 0, f"{name} must be >= 0")
         for name in ("steps", "batch_size", "item_tokens"):
             require(getattr(self, name) > 0, f"{name} must be > 0")
         require(0 <= self.lora_dropout < 1, "lora_dropout must be in [0, 1)")
         require(self.aux_weight >= 0, "aux_weight must be >= 0")
-        require(self.lr > 0 and self.pretrain_lr > 0, "learning rates must be > 0")
+        require(self.lr > 0 and self.pretrain_lr > 0 and self.head_prefit_lr > 0,
+                "learning rates must be > 0")
         require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}")
         require(bool(self.lora_targets), "lora_targets must name at least one module")
 

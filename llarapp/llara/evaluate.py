@@ -25,12 +25,13 @@ from llarapp.config import TrackedConfig, require
 from llarapp.eval import metrics as M
 from llarapp.eval.plots import save_grid
 from llarapp.llara.artifact import LlaraArtifact
-from llarapp.llara.examples import ExampleFactory, Retrieval, Sources
+from llarapp.llara.examples import ExampleFactory, Sources
 from llarapp.llara.model import LlaraRanker
 from llarapp.llara.prompts import Collator, Example
 from llarapp.llara.train import make_collator
 from llarapp.models.torch_utils import DEVICES, resolve_device
 from llarapp.rerank.compare import CompareSettings, ListScorer, compare_rankers
+from llarapp.rerank.features import FEATURES
 from llarapp.rerank.lambdamart import LambdaMartParams
 from llarapp.rerank.lists import RetrievedLists
 from llarapp.storage import atomic_dir
@@ -83,23 +84,26 @@ def score_examples(ranker: LlaraRanker, collator: Collator, examples: list[Examp
 
 
 def move_target(examples: list[Example], position: int) -> list[Example]:
-    """The same candidates with the true item moved to ``position`` (others keep order)."""
+    """The same candidates (and their features) with the true item moved to ``position``;
+    the others keep their order."""
     moved = []
     for e in examples:
-        others = np.delete(e.candidates, e.label)
         index = position % len(e.candidates)
-        moved.append(replace(e, candidates=np.insert(others, index, e.candidates[e.label]),
-                             label=index))
+        order = np.insert(np.delete(np.arange(len(e.candidates)), e.label), index, e.label)
+        features = None if e.features is None else e.features[order]
+        moved.append(replace(e, candidates=e.candidates[order], label=index,
+                             features=features))
     return moved
 
 
-def baseline_scores(sources: Sources, retrieval: Retrieval, candidates: np.ndarray
-                    ) -> dict[str, np.ndarray]:
-    """LightGCN (fold-in or title query · LightGCN item vectors) and the tuned hybrid."""
-    rows = np.arange(len(candidates))[:, None]
-    lightgcn = np.einsum("bd,bkd->bk", retrieval.queries.graph,
-                         sources.graph.items[candidates])
-    return {"lightgcn": lightgcn, "hybrid": retrieval.scores[rows, candidates]}
+def baseline_scores(sources: Sources, examples: list[Example]) -> dict[str, np.ndarray]:
+    """LightGCN (fold-in or title query · LightGCN item vectors) and the tuned hybrid, whose
+    score is a column of the examples' features."""
+    candidates = np.stack([e.candidates for e in examples])
+    queries = np.stack([e.playlist_vector for e in examples])
+    lightgcn = np.einsum("bd,bkd->bk", queries, sources.graph.items[candidates])
+    hybrid = np.stack([e.features[:, FEATURES.index("hybrid")] for e in examples])
+    return {"lightgcn": lightgcn, "hybrid": hybrid}
 
 
 def candidate_table(scores: dict[str, np.ndarray], labels: np.ndarray,
@@ -133,6 +137,16 @@ def llara_list_scorer(ranker: LlaraRanker, collator: Collator, sources: Sources,
     return score
 
 
+FEATURE_HEAD = "feature_head"  # the ablation: LLaRA's feature head alone, without the LM
+
+
+@torch.no_grad()
+def feature_head_scores(ranker: LlaraRanker, features: np.ndarray) -> np.ndarray:
+    """(B, K) scores of the ranker's feature head alone."""
+    device = ranker.feature_head.mean.device
+    return ranker.feature_head(torch.from_numpy(features).float().to(device)).cpu().numpy()
+
+
 def before_after(table: list[dict[str, Any]], k: int) -> dict[str, float]:
     """Test-split retrieval (before) and LLaRA (after) figures, the flat keys reports read."""
     test = {row["ranker"]: row for row in table if row["split"] == "test"}
@@ -150,13 +164,16 @@ def evaluate_llara(cfg: LlaraEvalConfig, model: LlaraArtifact, sources: Sources,
     collator = make_collator(ranker.backbone, sources, trained)
     heldout = sources.split.heldout_for(cfg.split)
     factory = ExampleFactory(sources, trained.num_candidates, trained.history_len, cfg.seed)
-    retrieval = sources.retrieval([np.asarray(s, dtype=np.int64) for s in heldout["seeds"]],
-                                  heldout["pid"].to_numpy())
-    examples = factory.random_candidates(heldout, retrieval.queries.graph)
+    examples = factory.random_candidates(heldout)
     labels = np.array([e.label for e in examples])
     candidates = np.stack([e.candidates for e in examples])
     scores = {"llara": score_examples(ranker, collator, examples, hybrid, cfg.batch_size, device)}
-    scores |= baseline_scores(sources, retrieval, candidates)
+    ablations: dict[str, ListScorer] = {}
+    if ranker.feature_head is not None:
+        scores[FEATURE_HEAD] = feature_head_scores(
+            ranker, np.stack([e.features for e in examples]))
+        ablations[FEATURE_HEAD] = lambda lists, _: feature_head_scores(ranker, lists.features)
+    scores |= baseline_scores(sources, examples)
     target_warm = sources.scorer.warm[candidates[np.arange(len(labels)), labels]]
     segments = {"all": np.ones(len(labels), bool), "warm_target": target_warm,
                 "cold_target": ~target_warm,
@@ -173,7 +190,7 @@ def evaluate_llara(cfg: LlaraEvalConfig, model: LlaraArtifact, sources: Sources,
         choice = compare_rankers(
             cfg.compare_settings(trained.num_candidates), sources,
             llara_list_scorer(ranker, collator, sources, trained.history_len, hybrid,
-                              cfg.batch_size, device), folder)
+                              cfg.batch_size, device), folder, ablations)
         rerank = before_after(choice["table"], cfg.rerank_k)
         result = {"split": cfg.split, "hybrid_prompts": hybrid, "schedule": trained.schedule,
                   "candidates": table.to_dict(orient="records"), "position_bias": bias,

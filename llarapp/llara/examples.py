@@ -13,6 +13,10 @@
 * Evaluation, protocol (a), LLaRA's: the first held-out track of each test playlist plus
   ``K-1`` uniform random negatives. Protocol (b) lists live in :mod:`llarapp.rerank.lists`.
 
+Every example carries its candidates' features (:mod:`llarapp.rerank.features`), the
+shuffled protocol (a) sets included: the rank and scores the hybrid gives those
+candidates, as the served ranker sees them.
+
 The playlist vector (for the playlist slot) is the hybrid retrieval's graph query: the
 LightGCN fold-in of the history, or the title query when no seed is warm.
 """
@@ -25,7 +29,6 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from llarapp.artifacts import read_manifest
 from llarapp.config import require
@@ -34,9 +37,11 @@ from llarapp.llara.layout import track_by_artist
 from llarapp.llara.prompts import Example
 from llarapp.models.cold_mapper import ColdMapper
 from llarapp.models.graph import GraphEmbeddings, GraphVectors
-from llarapp.models.hybrid import HybridScorer, Queries, params_for
-from llarapp.models.retrieval import batches_of, seed_matrix, top_n
+from llarapp.models.hybrid import HybridScorer
+from llarapp.models.retrieval import top_n
 from llarapp.models.text_embed import TextEmbeddings
+from llarapp.rerank.features import CatalogueFeatures
+from llarapp.rerank.lists import fit_questions, graph_first_share, retrieved_lists, scored_batches
 
 
 @dataclass
@@ -83,35 +88,18 @@ class Sources:
     def num_items(self) -> int:
         return self.dataset.num_tracks
 
-    def retrieval(self, seeds: list[np.ndarray], pids: np.ndarray) -> Retrieval:
-        """The tuned hybrid retrieval's state for these playlists, computed once."""
-        q = self.scorer.queries(seed_matrix(pd.Series(seeds), self.num_items),
-                                self.text.titles(pids))
-        kinds = np.where([len(s) > 0 for s in seeds], "seeded", "title_only")
-        return Retrieval(q, self.scorer.hybrid_scores(
-            self.scorer.components(q), params_for(self.hybrid_params, kinds), q.seeds))
-
-
-@dataclass
-class Retrieval:
-    """Graph queries and hybrid scores (playlists × catalogue) of a batch of playlists."""
-
-    queries: Queries
-    scores: np.ndarray
-
-    def top(self, n: int) -> np.ndarray:
-        """The hybrid's top ``n`` per playlist, seeds excluded."""
-        return top_n(self.scores, self.queries.seeds, n)
+    @cached_property
+    def catalogue_features(self) -> CatalogueFeatures:
+        """Degree, artist, album and co-occurrence tables from the training edges only."""
+        return CatalogueFeatures.from_split(self.dataset.tracks, self.split.train)
 
 
 class ExampleFactory:
-    def __init__(self, sources: Sources, num_candidates: int, history_len: int, seed: int,
-                 batch_size: int = 256):
+    def __init__(self, sources: Sources, num_candidates: int, history_len: int, seed: int):
         self.sources = sources
         self.num_candidates = num_candidates
         self.history_len = history_len
         self.rng = np.random.default_rng(seed)
-        self.batch_size = batch_size
 
     def random_negatives(self, exclude: np.ndarray, count: int) -> np.ndarray:
         """``count`` distinct uniform tracks outside ``exclude``."""
@@ -126,52 +114,62 @@ class ExampleFactory:
                         break
         return np.asarray(out, dtype=np.int64)
 
-    def _example(self, pid: int, seeds: np.ndarray, target: int, negatives: np.ndarray,
-                 playlist_vector: np.ndarray) -> Example:
+    def shuffled(self, target: int, negatives: np.ndarray) -> tuple[np.ndarray, int]:
+        """The target and negatives in random order, and the target's index."""
         candidates = np.r_[target, negatives].astype(np.int64)
         order = self.rng.permutation(len(candidates))
-        return Example(str(self.sources.titles.get(pid, "")), seeds[-self.history_len:],
-                       candidates[order], int(np.argmax(order == 0)), playlist_vector)
+        return candidates[order], int(np.argmax(order == 0))
+
+    def with_features(self, questions: pd.DataFrame, sets: list[tuple[np.ndarray, int]],
+                      desc: str) -> list[Example]:
+        """Examples of these (candidates, label) per question, with the features and the
+        graph query the hybrid retrieval gives them (protocol (a) candidates included)."""
+        if not sets:
+            return []
+        sources, candidates = self.sources, np.stack([c for c, _ in sets])
+        examples = []
+        for scored in scored_batches(sources, questions, desc=desc):
+            rows = slice(scored.offset, scored.offset + len(scored.heldout))
+            features = scored.features(sources.catalogue_features, candidates[rows])
+            for i, pid in enumerate(scored.heldout["pid"]):
+                own, label = sets[scored.offset + i]
+                examples.append(Example(str(sources.titles.get(pid, "")),
+                                        scored.seeds[i][-self.history_len:], own, label,
+                                        scored.graph_queries[i], features=features[i]))
+        return examples
 
     def training(self, count: int, hard_negatives: int, hard_pool: int) -> list[Example]:
         rows = self.sources.split.next_track
         rows = rows[rows["split"] == "train"]
         rows = rows.iloc[self.rng.choice(len(rows), size=min(count, len(rows)), replace=False)]
-        examples = []
-        for batch in tqdm(list(batches_of(rows, self.batch_size)), desc="llara examples",
-                          unit="batch"):
-            history = [np.asarray(h, dtype=np.int64) for h in batch["history"]]
-            pids = batch["pid"].to_numpy()
-            retrieval = self.sources.retrieval(history, pids)
-            pools, graph_q = retrieval.top(hard_pool + 1), retrieval.queries.graph
-            for i, (seeds, target) in enumerate(zip(history, batch["target"], strict=True)):
-                pool = pools[i][pools[i] != target]
+        rows = rows.rename(columns={"history": "seeds"}).reset_index(drop=True)
+        sets = []
+        for scored in scored_batches(self.sources, rows, desc="llara pools"):
+            pools = top_n(scored.hybrid, scored.seed_matrix, hard_pool + 1)
+            for i, (seeds, target) in enumerate(zip(scored.seeds, scored.heldout["target"],
+                                                    strict=True)):
+                pool = pools[i][(pools[i] != target) & (pools[i] >= 0)]
                 hard = self.rng.choice(pool, size=min(hard_negatives, len(pool)), replace=False)
                 rand = self.random_negatives(np.r_[seeds, target, hard],
                                              self.num_candidates - 1 - len(hard))
-                examples.append(self._example(int(pids[i]), seeds, int(target),
-                                              np.r_[hard, rand], graph_q[i]))
-        return examples
+                sets.append(self.shuffled(int(target), np.r_[hard, rand]))
+        return self.with_features(rows, sets, "llara examples")
 
     def validation_training(self, count: int, hard_negatives: int, list_share: float
                             ) -> tuple[list[Example], dict[str, float]]:
         """Up to ``count`` examples from the validation fit questions, and how often the
         graph score alone ranks a positive first on them (``graph_first_share``)."""
-        from llarapp.rerank.features import CatalogueFeatures
-        from llarapp.rerank.lists import fit_questions, graph_first_share, retrieved_lists
-
         sources = self.sources
         questions = fit_questions(sources.split)
-        tables = CatalogueFeatures.from_split(sources.dataset.tracks, sources.split.train)
-        lists = retrieved_lists(sources, tables, questions, self.num_candidates,
-                                desc="llara questions")
-        listed, paired = [], []
+        lists = retrieved_lists(sources, sources.catalogue_features, questions,
+                                self.num_candidates, desc="llara questions")
+        listed, sets = [], []
         for i, row in enumerate(questions.itertuples()):
             seeds, top = np.asarray(row.seeds, np.int64), lists.candidates[i]
-            title = str(sources.titles.get(row.pid, ""))
             positives = lists.labels[i].astype(bool)
             if positives.any():
-                listed.append(Example(title, seeds[-self.history_len:], top,
+                listed.append(Example(str(sources.titles.get(row.pid, "")),
+                                      seeds[-self.history_len:], top,
                                       int(np.argmax(positives)), lists.graph_queries[i],
                                       positives=positives, features=lists.features[i]))
             target = int(row.targets[0])
@@ -179,22 +177,21 @@ class ExampleFactory:
             hard = self.rng.choice(pool, size=min(hard_negatives, len(pool)), replace=False)
             rand = self.random_negatives(np.r_[seeds, target, hard],
                                          self.num_candidates - 1 - len(hard))
-            paired.append(self._example(int(row.pid), seeds, target, np.r_[hard, rand],
-                                        lists.graph_queries[i]))
+            sets.append(self.shuffled(target, np.r_[hard, rand]))
         want = min(round(count * list_share), len(listed))
         picks = [listed[i] for i in self.rng.permutation(len(listed))[:want]]
-        picks += [paired[i] for i in self.rng.permutation(len(paired))[:count - want]]
+        paired = self.rng.permutation(len(sets))[:count - want]
+        picks += self.with_features(questions.iloc[paired].reset_index(drop=True),
+                                    [sets[i] for i in paired], "llara pairs")
         stats = {"questions": len(questions), "listed": len(listed),
                  "graph_first_share": graph_first_share(lists)}
         return [picks[i] for i in self.rng.permutation(len(picks))], stats
 
-    def random_candidates(self, heldout: pd.DataFrame, graph_queries: np.ndarray
-                          ) -> list[Example]:
+    def random_candidates(self, heldout: pd.DataFrame) -> list[Example]:
         """Protocol (a): the first held-out track plus K-1 uniform random negatives."""
-        seeds = [np.asarray(s, dtype=np.int64) for s in heldout["seeds"]]
-        examples = []
-        for i, (pid, targets) in enumerate(zip(heldout["pid"], heldout["targets"], strict=True)):
-            negatives = self.random_negatives(np.r_[seeds[i], targets], self.num_candidates - 1)
-            examples.append(self._example(int(pid), seeds[i], int(targets[0]), negatives,
-                                          graph_queries[i]))
-        return examples
+        sets = []
+        for seeds, targets in zip(heldout["seeds"], heldout["targets"], strict=True):
+            negatives = self.random_negatives(np.r_[np.asarray(seeds, np.int64), targets],
+                                              self.num_candidates - 1)
+            sets.append(self.shuffled(int(targets[0]), negatives))
+        return self.with_features(heldout.reset_index(drop=True), sets, "protocol (a)")

@@ -130,11 +130,28 @@ def save_ranker(ranker: LlaraRanker, folder: Path) -> None:
                folder / "projector.pt")
 
 
-def fit_feature_scale(ranker: LlaraRanker, examples: list[Example]) -> None:
-    """Standardise the feature head's inputs by the training candidates that have them."""
-    rows = [e.features for e in examples if e.features is not None]
-    if ranker.feature_head is not None and rows:
-        ranker.feature_head.fit_scale(torch.from_numpy(np.concatenate(rows)).float())
+def prefit_feature_head(ranker: LlaraRanker, examples: list[Example], steps: int, lr: float
+                        ) -> list[float]:
+    """Standardise the feature head's inputs by the training candidates, then fit the head
+    alone (listwise, full batch) for ``steps`` and freeze it: the LM starts from the best
+    order the features give and is trained on what they miss. With ``steps`` 0 the head
+    stays trainable and learns with the LM. Returns the loss per step."""
+    head, rows = ranker.feature_head, [e for e in examples if e.features is not None]
+    if head is None or not rows:
+        return []
+    features = torch.from_numpy(np.stack([e.features for e in rows])).float()
+    positives = torch.from_numpy(np.stack([e.positive_mask() for e in rows]))
+    head.fit_scale(features.flatten(0, 1))
+    optimizer = torch.optim.Adam(head.parameters(), lr=lr)
+    losses = []
+    for _ in tqdm(range(steps), desc="feature head", unit="step"):
+        loss = listwise_loss(head(features), positives)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    head.requires_grad_(not steps)
+    return losses
 
 
 def run_train_llara(cfg: LlaraConfig, sources: Sources, output: str | os.PathLike[str]
@@ -153,7 +170,8 @@ def run_train_llara(cfg: LlaraConfig, sources: Sources, output: str | os.PathLik
             examples = factory.training(count, cfg.hard_negatives, cfg.hard_pool)
         require(bool(examples), "no training question: the split has no validation fit "
                 "playlist with held-out tracks; use questions: training or a larger val split")
-        fit_feature_scale(ranker, examples)
+        head_losses = prefit_feature_head(ranker, examples, cfg.head_prefit_steps,
+                                          cfg.head_prefit_lr)
         history = train_ranker(ranker, examples, collator, cfg, device)
         save_ranker(ranker, folder)
         history.to_csv(folder / "curriculum.csv", index=False)
@@ -166,6 +184,8 @@ def run_train_llara(cfg: LlaraConfig, sources: Sources, output: str | os.PathLik
                     f"LLaRA {cfg.schedule} prompt tuning (loss, HR@1 over 20 steps)")
         trainable = sum(p.numel() for p in ranker.parameters() if p.requires_grad)
         summary = {"steps": len(history), "examples": len(examples), **question_stats,
+                   **({"head_prefit_loss_first": head_losses[0],
+                       "head_prefit_loss_last": head_losses[-1]} if head_losses else {}),
                    "final_loss": float(history["loss"].tail(20).mean()),
                    "hybrid_steps": int(history["hybrid"].sum()),
                    "trainable_parameters": int(trainable),

@@ -22,7 +22,6 @@ import pandas as pd
 from llarapp.config import require
 from llarapp.llara.examples import Sources
 from llarapp.rerank.choose import choose_ranker
-from llarapp.rerank.features import CatalogueFeatures
 from llarapp.rerank.lambdamart import LambdaMart, LambdaMartParams
 from llarapp.rerank.lists import (
     RetrievedLists,
@@ -47,9 +46,11 @@ class CompareSettings:
 
 
 def compare_rankers(settings: CompareSettings, sources: Sources, llara: ListScorer | None,
-                    folder: Path) -> dict[str, Any]:
-    """Metrics per (split, ranker), the choice and why; LambdaMART is saved in ``folder``."""
-    tables = CatalogueFeatures.from_split(sources.dataset.tracks, sources.split.train)
+                    folder: Path, ablations: dict[str, ListScorer] | None = None
+                    ) -> dict[str, Any]:
+    """Metrics per (split, ranker), the choice and why; LambdaMART is saved in ``folder``.
+    ``ablations`` are reported beside the rankers but are never shipped."""
+    tables = sources.catalogue_features
     val_heldout, test_heldout = (sources.split.heldout_for(s) for s in ("val", "test"))
     require(len(val_heldout) >= 2, "protocol (b) needs at least 2 validation playlists to "
             "fit and select a ranker; re-run split with a larger val share")
@@ -76,12 +77,14 @@ def compare_rankers(settings: CompareSettings, sources: Sources, llara: ListScor
                   "lambdamart": models[split].score(lists_.features)}
         if llara is not None:
             scores["llara"] = llara(lists_, split)
+        scores |= {name: scorer(lists_, split) for name, scorer in (ablations or {}).items()}
         for ranker, values in scores.items():
             rows.append({"split": split, "ranker": ranker, "playlists": len(lists_)}
                         | list_metrics(lists_, values, sources.num_items, settings.metric_k))
     table = pd.DataFrame(rows)
     ndcg = f"ndcg@{settings.metric_k}"
-    on_select = table[table["split"] == "select"].set_index("ranker")[ndcg].to_dict()
+    on_select = table[(table["split"] == "select") & ~table["ranker"].isin(ablations or {})
+                      ].set_index("ranker")[ndcg].to_dict()
     chosen, why = choose_ranker(on_select, settings.tolerance)
     graph_first = {split: graph_first_share(lists_) for split, lists_ in
                    (("fit", fit), ("test", lists["test"]))}

@@ -101,12 +101,22 @@ class CatalogueFeatures:
 def candidate_features(tables: CatalogueFeatures, candidates: np.ndarray, hybrid: np.ndarray,
                        graph: np.ndarray, text: np.ndarray, seeds: Sequence[np.ndarray],
                        recent: int = 5) -> np.ndarray:
-    """(B, K, len(FEATURES)) float32. ``candidates`` (B, K) in retrieval order; ``hybrid``,
+    """(B, K, len(FEATURES)) float32. ``candidates`` (B, K) in any order; ``hybrid``,
     ``graph``, ``text`` their scores; ``seeds`` each playlist's catalogue seeds in order.
-    Padding candidates (-1) get the features of track 0; callers drop them."""
+    The rank and the gap are the hybrid's within the list, so a list in retrieval order
+    has rank = position, and a shuffled candidate set (protocol (a)) gets the same columns
+    the retriever would give it. Padding candidates (-1) rank last with the other features
+    of track 0; callers drop them."""
     b, k = candidates.shape
+    if not k:
+        return np.zeros((b, 0, len(FEATURES)), np.float32)
     items = np.maximum(candidates, 0)
-    rank = np.broadcast_to(np.arange(k, dtype=np.float32), (b, k))
+    keyed = np.where(candidates >= 0, hybrid, -np.inf)
+    rank = np.empty((b, k), np.float32)
+    np.put_along_axis(rank, np.argsort(-keyed, axis=1, kind="stable"),
+                      np.broadcast_to(np.arange(k, dtype=np.float32), (b, k)), axis=1)
+    best = keyed.max(axis=1, keepdims=True)
+    best = np.where(np.isfinite(best), best, hybrid[:, :1])
     artist, album = tables.artist[items], tables.album[items]
     artist_share, album_share, artist_recent = (np.zeros((b, k), np.float32) for _ in range(3))
     for i, own in enumerate(seeds):
@@ -121,7 +131,7 @@ def candidate_features(tables: CatalogueFeatures, candidates: np.ndarray, hybrid
     together = tables.cooccurrence(items, [np.asarray(s, np.int64)[-recent:] for s in seeds])
     degree = tables.degree[items]
     counts = np.array([len(s) for s in seeds], np.float32)[:, None]
-    columns = [rank, hybrid, hybrid - hybrid[:, :1], graph, text, np.log1p(degree),
+    columns = [rank, hybrid, hybrid - best, graph, text, np.log1p(degree),
                (degree == 0).astype(np.float32), artist_share, artist_recent, album_share,
                np.log1p(together), together / np.sqrt(np.maximum(degree, 1.0)),
                np.broadcast_to(np.log1p(counts), (b, k)),

@@ -15,11 +15,13 @@ prefix question is as unseen as the original one.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from llarapp.eval import metrics as M
@@ -53,11 +55,12 @@ class RetrievedLists:
         return len(self.candidates)
 
 
-def retrieved_lists(sources: Sources, tables: CatalogueFeatures, heldout: pd.DataFrame,
-                    k: int, batch_size: int = 256, desc: str = "retrieved lists"
-                    ) -> RetrievedLists:
-    scorer, parts_of = sources.scorer, []
-    for batch in tqdm(list(batches_of(heldout, batch_size)), desc=desc, unit="batch"):
+def scored_batches(sources: Sources, heldout: pd.DataFrame, batch_size: int = 256,
+                   desc: str = "retrieval") -> Iterator[ScoredBatch]:
+    """The tuned hybrid's scores of the whole catalogue, ``batch_size`` playlists at a time."""
+    scorer = sources.scorer
+    for start, batch in tqdm(list(enumerate(batches_of(heldout, batch_size))), desc=desc,
+                             unit="batch"):
         seeds = [np.asarray(s, np.int64) for s in batch["seeds"]]
         q = scorer.queries(seed_matrix(pd.Series(seeds), sources.num_items),
                            sources.text.titles(batch["pid"].to_numpy()))
@@ -65,13 +68,38 @@ def retrieved_lists(sources: Sources, tables: CatalogueFeatures, heldout: pd.Dat
         kinds = np.where([len(s) > 0 for s in seeds], "seeded", "title_only")
         hybrid = scorer.hybrid_scores((graph, text), params_for(sources.hybrid_params, kinds),
                                       q.seeds)
-        top = top_n(hybrid, q.seeds, k)
-        rows, items = np.arange(len(top))[:, None], np.maximum(top, 0)
-        features = candidate_features(tables, top, hybrid[rows, items], graph[rows, items],
-                                      text[rows, items], seeds)
+        yield ScoredBatch(start * batch_size, batch, seeds, q.graph, q.seeds, graph, text,
+                          hybrid)
+
+
+@dataclass
+class ScoredBatch:
+    offset: int  # of the batch's first playlist in ``heldout``
+    heldout: pd.DataFrame
+    seeds: list[np.ndarray]
+    graph_queries: np.ndarray
+    seed_matrix: sp.csr_matrix
+    graph: np.ndarray  # playlists × catalogue, standardised
+    text: np.ndarray
+    hybrid: np.ndarray
+
+    def features(self, tables: CatalogueFeatures, candidates: np.ndarray) -> np.ndarray:
+        """:func:`candidate_features` of these (B, K) candidates, -1 padded."""
+        rows, items = np.arange(len(candidates))[:, None], np.maximum(candidates, 0)
+        return candidate_features(tables, candidates, self.hybrid[rows, items],
+                                  self.graph[rows, items], self.text[rows, items], self.seeds)
+
+
+def retrieved_lists(sources: Sources, tables: CatalogueFeatures, heldout: pd.DataFrame,
+                    k: int, batch_size: int = 256, desc: str = "retrieved lists"
+                    ) -> RetrievedLists:
+    parts_of = []
+    for scored in scored_batches(sources, heldout, batch_size, desc):
+        top = top_n(scored.hybrid, scored.seed_matrix, k)
         labels = np.stack([np.isin(top[i], t) & (top[i] >= 0)
-                           for i, t in enumerate(batch["targets"])])
-        parts_of.append((top, features, labels.astype(np.int8), q.graph))
+                           for i, t in enumerate(scored.heldout["targets"])])
+        parts_of.append((top, scored.features(tables, top), labels.astype(np.int8),
+                         scored.graph_queries))
     if not parts_of:
         return RetrievedLists(heldout, np.zeros((0, k), np.int64),
                               np.zeros((0, k, len(FEATURES)), np.float32),
