@@ -1,0 +1,67 @@
+"""The hybrid score as inner products (issue 21's first step): the identity against
+today's scorer, and a faiss flat index that returns the scorer's own top K per group."""
+
+import faiss
+import numpy as np
+import pytest
+
+from llarapp.models.hybrid import HybridScorer
+from llarapp.models.hybrid_index import HybridForm, Moments
+from llarapp.models.retrieval import seed_matrix
+
+
+@pytest.fixture(scope="module")
+def scorer(text_embeddings, graph_embeddings, cold_mapper):
+    return HybridScorer.from_artifacts(text_embeddings, graph_embeddings, cold_mapper)
+
+
+@pytest.fixture(scope="module")
+def queries(scorer, text_embeddings, synthetic_split, synthetic_dataset):
+    heldout = synthetic_split.heldout_for("test").head(40)
+    return scorer.queries(seed_matrix(heldout["seeds"], synthetic_dataset.num_tracks),
+                          text_embeddings.titles(heldout["pid"].to_numpy()))
+
+
+@pytest.fixture(scope="module")
+def form(scorer):
+    return HybridForm.build(scorer.item_graph, scorer.item_text, scorer.warm)
+
+
+def test_moments_give_the_z_score_of_any_linear_function():
+    rng = np.random.default_rng(0)
+    items, queries = rng.normal(size=(500, 8)) * 3 + 1, rng.normal(size=(4, 8))
+    a, b = Moments.of(items).zscore(queries)
+    scores = queries @ items.T
+    expected = (scores - scores.mean(axis=1, keepdims=True)) / scores.std(axis=1, keepdims=True)
+    np.testing.assert_allclose(a[:, None] * scores + b[:, None], expected, atol=1e-9)
+
+
+@pytest.mark.parametrize("lam, cold_lambda", [(0.5, 2.0), (0.0, 0.0), (3.0, 0.25)])
+def test_index_score_is_the_tuned_hybrid_score(scorer, queries, form, lam, cold_lambda):
+    """Per group, inner product + constant = z(graph) + λ z(text), as the scorer computes
+    them (cold with λ_cold, before the block offset)."""
+    graph, text = scorer.components(queries)
+    assert form.warm.items.size and form.cold.items.size
+    for group, weight in ((form.warm, lam), (form.cold, cold_lambda)):
+        vectors, constant = group.queries(queries.graph, queries.text,
+                                          np.full(len(queries.graph), weight), form.text)
+        served = vectors @ group.vectors.T + constant[:, None]
+        expected = graph[:, group.items] + weight * text[:, group.items]
+        np.testing.assert_allclose(served, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_faiss_flat_index_returns_each_groups_exact_top_k(scorer, queries, form):
+    graph, text = scorer.components(queries)
+    k = 20
+    for group, weight in ((form.warm, 0.5), (form.cold, 2.0)):
+        index = faiss.IndexFlatIP(group.vectors.shape[1])
+        index.add(group.vectors)
+        vectors, constant = group.queries(queries.graph, queries.text,
+                                          np.full(len(queries.graph), weight), form.text)
+        found, rows = index.search(vectors, k)
+        exact = graph[:, group.items] + weight * text[:, group.items]
+        best = np.sort(exact, axis=1)[:, ::-1][:, :k]
+        np.testing.assert_allclose(found + constant[:, None], best, rtol=1e-4, atol=1e-4)
+        recall = np.mean([len(set(r) & set(np.argsort(-e)[:k])) / k
+                          for r, e in zip(rows, exact, strict=True)])
+        assert recall >= 0.99
