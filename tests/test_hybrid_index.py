@@ -5,7 +5,7 @@ import faiss
 import numpy as np
 import pytest
 
-from llarapp.models.hybrid import HybridScorer
+from llarapp.models.hybrid import HybridParams, HybridScorer
 from llarapp.models.hybrid_index import HybridForm, Moments
 from llarapp.models.retrieval import seed_matrix
 
@@ -45,7 +45,7 @@ def test_index_score_is_the_tuned_hybrid_score(scorer, queries, form, lam, cold_
     for group, weight in ((form.warm, lam), (form.cold, cold_lambda)):
         vectors, constant = group.queries(queries.graph, queries.text,
                                           np.full(len(queries.graph), weight), form.text)
-        served = vectors @ group.vectors.T + constant[:, None]
+        served = vectors @ form.rows(group.items).T + constant[:, None]
         expected = graph[:, group.items] + weight * text[:, group.items]
         np.testing.assert_allclose(served, expected, rtol=1e-4, atol=1e-4)
 
@@ -54,8 +54,9 @@ def test_faiss_flat_index_returns_each_groups_exact_top_k(scorer, queries, form)
     graph, text = scorer.components(queries)
     k = 20
     for group, weight in ((form.warm, 0.5), (form.cold, 2.0)):
-        index = faiss.IndexFlatIP(group.vectors.shape[1])
-        index.add(group.vectors)
+        rows = form.rows(group.items)
+        index = faiss.IndexFlatIP(rows.shape[1])
+        index.add(rows)
         vectors, constant = group.queries(queries.graph, queries.text,
                                           np.full(len(queries.graph), weight), form.text)
         found, rows = index.search(vectors, k)
@@ -65,3 +66,33 @@ def test_faiss_flat_index_returns_each_groups_exact_top_k(scorer, queries, form)
         recall = np.mean([len(set(r) & set(np.argsort(-e)[:k])) / k
                           for r, e in zip(rows, exact, strict=True)])
         assert recall >= 0.99
+
+
+@pytest.mark.parametrize("params", [
+    HybridParams(0.5, 2.0, 0, 100),
+    HybridParams(0.5, 2.0, 3, 10),  # slots inside the top 20
+    HybridParams(1.0, 0.5, 5, 5),  # the block opens the list
+    HybridParams(0.0, 1.0, 4, 100),
+])
+def test_index_top_n_is_the_scorers_top_n(scorer, queries, form, params):
+    """Same candidates, hybrid scores and standardised parts as scoring the catalogue."""
+    from llarapp.models.hybrid_index import HybridIndex
+    from llarapp.models.retrieval import top_n
+
+    n, rows = 20, np.arange(len(queries.graph))[:, None]
+    every = [params] * len(queries.graph)
+    parts = scorer.components(queries)
+    scores = scorer.hybrid_scores(parts, every, queries.seeds)
+    expected = top_n(scores, queries.seeds, n)
+    got = HybridIndex(form).top(queries.graph, queries.text, every, queries.seeds, n)
+    agree = np.mean([len(set(a) & set(b)) / n for a, b in zip(got.candidates, expected,
+                                                              strict=True)])
+    assert agree >= 0.99
+    same = got.candidates == expected
+    assert same.mean() >= 0.95  # order too, but for float32 near-ties
+    items = np.maximum(got.candidates, 0)
+    np.testing.assert_allclose(got.hybrid, scores[rows, items], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got.graph, parts[0][rows, items], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got.text, parts[1][rows, items], rtol=1e-4, atol=1e-4)
+    for row, seeds in enumerate(np.split(queries.seeds.indices, queries.seeds.indptr[1:-1])):
+        assert not set(seeds) & set(got.candidates[row])

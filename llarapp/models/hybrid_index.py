@@ -27,11 +27,18 @@ holds to float32 rounding of the inner products.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from llarapp.models.hybrid import HybridParams
 
 STD_FLOOR = 1e-6  # as llarapp.models.hybrid.standardise
+ADD_CHUNK = 65_536  # tracks per index.add: bounds the temporary [v, x] rows
 
 
 @dataclass(frozen=True)
@@ -42,11 +49,17 @@ class Moments:
     covariance: np.ndarray  # (d, d) float64
 
     @classmethod
-    def of(cls, vectors: np.ndarray) -> Moments:
-        vectors = np.asarray(vectors, np.float64)
-        mean = vectors.mean(axis=0)
-        centred = vectors - mean
-        return cls(mean, centred.T @ centred / max(len(vectors), 1))
+    def of(cls, vectors: np.ndarray, chunk: int = ADD_CHUNK) -> Moments:
+        """Two passes in float64, ``chunk`` rows at a time (a catalogue never is copied)."""
+        count, width = max(len(vectors), 1), vectors.shape[1]
+        starts = range(0, len(vectors), chunk)
+        mean = sum((np.asarray(vectors[i:i + chunk], np.float64).sum(axis=0) for i in starts),
+                   np.zeros(width)) / count
+        covariance = np.zeros((width, width))
+        for start in starts:
+            centred = np.asarray(vectors[start:start + chunk], np.float64) - mean
+            covariance += centred.T @ centred
+        return cls(mean, covariance / count)
 
     def zscore(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(a, b) per query (B,): z-scores of ``queries @ vectors.T`` are a·score + b."""
@@ -58,16 +71,15 @@ class Moments:
 
 @dataclass(frozen=True)
 class GroupForm:
-    """One item group (warm or cold): its items' [graph, text] rows and graph moments."""
+    """One item group (warm or cold): its tracks and their graph moments."""
 
     items: np.ndarray  # catalogue indices of the group's tracks
-    vectors: np.ndarray  # (n, graph dim + text dim) float32: [v, x] per item
     graph: Moments
 
     def queries(self, graph_q: np.ndarray, text_q: np.ndarray, lam: np.ndarray,
                 text: Moments) -> tuple[np.ndarray, np.ndarray]:
         """(query vectors (B, graph dim + text dim) float32, constants (B,)) whose inner
-        products with :attr:`vectors`, plus the constant, are the hybrid scores."""
+        products with the group's [v, x] rows, plus the constant, are the hybrid scores."""
         lam = np.asarray(lam, np.float64).reshape(-1)
         graph_a, graph_b = self.graph.zscore(graph_q)
         text_a, text_b = text.zscore(text_q)
@@ -78,8 +90,10 @@ class GroupForm:
 
 @dataclass(frozen=True)
 class HybridForm:
-    """The catalogue's two groups and the text moments over all tracks."""
+    """The catalogue's item vectors, its two groups and the text moments over all tracks."""
 
+    item_graph: np.ndarray  # as the scorer's: LightGCN for warm, mapped for cold tracks
+    item_text: np.ndarray
     warm: GroupForm
     cold: GroupForm
     text: Moments
@@ -87,13 +101,123 @@ class HybridForm:
     @classmethod
     def build(cls, item_graph: np.ndarray, item_text: np.ndarray, warm: np.ndarray
               ) -> HybridForm:
-        """``item_graph`` as the scorer's (LightGCN for warm, mapped for cold tracks)."""
         warm = np.asarray(warm, bool)
-        joined = np.hstack([item_graph, item_text]).astype(np.float32)
 
         def group(mask: np.ndarray) -> GroupForm:
             items = np.flatnonzero(mask)
-            return GroupForm(items, np.ascontiguousarray(joined[items]),
-                             Moments.of(item_graph[items]))
+            return GroupForm(items, Moments.of(item_graph[items]))
 
-        return cls(group(warm), group(~warm), Moments.of(item_text))
+        return cls(item_graph, item_text, group(warm), group(~warm), Moments.of(item_text))
+
+    def rows(self, items: np.ndarray) -> np.ndarray:
+        """The [v, x] rows (float32) of these tracks: what an index holds."""
+        return np.hstack([self.item_graph[items], self.item_text[items]]).astype(np.float32)
+
+
+@dataclass
+class IndexedTop:
+    """The hybrid's top n per playlist (-1 padded) and, per candidate, the scorer's hybrid
+    score and its standardised graph and text parts (what the rerankers' features read)."""
+
+    candidates: np.ndarray  # (B, n) int64
+    hybrid: np.ndarray  # (B, n) float32
+    graph: np.ndarray
+    text: np.ndarray
+
+
+class HybridIndex:
+    """Exact top n of :meth:`HybridScorer.hybrid_scores` (cold block offset and cold slots
+    included) from one faiss ``IndexFlatIP`` per group, without scoring the catalogue in
+    numpy: each group's best rows come from its index, the block offset needs the warm
+    minimum (the negated query's best) and the cold maximum, and the slots are placed
+    between the warm ranks exactly as the scorer places them."""
+
+    def __init__(self, form: HybridForm):
+        import faiss
+
+        self.form = form
+        self.is_warm = np.zeros(len(form.warm.items) + len(form.cold.items), bool)
+        self.is_warm[form.warm.items] = True
+        self.indexes = {}
+        width = form.item_graph.shape[1] + form.item_text.shape[1]
+        for name, group in (("warm", form.warm), ("cold", form.cold)):
+            self.indexes[name] = faiss.IndexFlatIP(width)
+            for start in range(0, len(group.items), ADD_CHUNK):  # bounded temporary rows
+                self.indexes[name].add(form.rows(group.items[start:start + ADD_CHUNK]))
+
+    def _search(self, name: str, vectors: np.ndarray, constant: np.ndarray, depth: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """(catalogue items, hybrid scores) of the group's best ``depth`` rows, -1 padded."""
+        group = getattr(self.form, name)
+        depth = int(min(depth, len(group.items)))
+        if not depth:
+            return (np.full((len(vectors), 0), -1, np.int64),
+                    np.zeros((len(vectors), 0), np.float32))
+        scores, rows = self.indexes[name].search(vectors, depth)
+        items = np.where(rows >= 0, group.items[np.maximum(rows, 0)], -1)
+        return items, np.where(rows >= 0, scores + constant[:, None], -np.inf)
+
+    def top(self, graph_q: np.ndarray, text_q: np.ndarray, params: Sequence[HybridParams],
+            exclude: sp.csr_matrix, n: int) -> IndexedTop:
+        form = self.form
+        lam = np.array([p.lam for p in params])
+        cold_lambda = np.array([p.cold_lambda for p in params])
+        slots = np.array([p.cold_slots for p in params])
+        ends = np.array([p.cold_slots_end for p in params])
+        warm_q, warm_c = form.warm.queries(graph_q, text_q, lam, form.text)
+        cold_q, cold_c = form.cold.queries(graph_q, text_q, cold_lambda, form.text)
+        excluded = np.diff(exclude.indptr).max(initial=0)
+        warm_items, warm_scores = self._search("warm", warm_q, warm_c,
+                                               max(n, int(ends.max(initial=0))) + excluded)
+        cold_items, cold_scores = self._search("cold", cold_q, cold_c,
+                                               max(n, int(slots.max(initial=0))) + excluded)
+        if len(form.warm.items) and len(form.cold.items):  # every cold track below the warm
+            _, lowest = self._search("warm", -warm_q, -warm_c, 1)
+            cold_scores = cold_scores + (-lowest[:, :1] - cold_scores[:, :1] - 1.0)
+        out = IndexedTop(np.full((len(params), n), -1, np.int64),
+                         *(np.zeros((len(params), n), np.float32) for _ in range(3)))
+        for row, (start, stop) in enumerate(zip(exclude.indptr[:-1], exclude.indptr[1:],
+                                                strict=True)):
+            seeds = exclude.indices[start:stop]
+            keep_warm = (warm_items[row] >= 0) & ~np.isin(warm_items[row], seeds)
+            keep_cold = (cold_items[row] >= 0) & ~np.isin(cold_items[row], seeds)
+            items = np.r_[warm_items[row][keep_warm], cold_items[row][keep_cold]]
+            scores = np.r_[warm_scores[row][keep_warm], cold_scores[row][keep_cold]]
+            if slots[row]:
+                _place_slots(scores, int(keep_warm.sum()), int(slots[row]), int(ends[row]))
+            best = np.argsort(-scores, kind="stable")[:n]
+            out.candidates[row, :len(best)] = items[best]
+            out.hybrid[row, :len(best)] = scores[best]
+        out.graph[:], out.text[:] = self.parts(graph_q, text_q, out.candidates)
+        return out
+
+    def parts(self, graph_q: np.ndarray, text_q: np.ndarray, candidates: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """The standardised graph and text scores of these (B, n) candidates (-1: zero)."""
+        form, items = self.form, np.maximum(candidates, 0)
+        graph = np.einsum("bd,bnd->bn", graph_q, form.item_graph[items])
+        text = np.einsum("bd,bnd->bn", text_q, form.item_text[items])
+        text_a, text_b = form.text.zscore(text_q)
+        warm_a, warm_b = form.warm.graph.zscore(graph_q)
+        cold_a, cold_b = form.cold.graph.zscore(graph_q)
+        graph = np.where(self.is_warm[items], warm_a[:, None] * graph + warm_b[:, None],
+                         cold_a[:, None] * graph + cold_b[:, None])
+        text = text_a[:, None] * text + text_b[:, None]
+        valid = candidates >= 0
+        return (np.where(valid, graph, 0).astype(np.float32),
+                np.where(valid, text, 0).astype(np.float32))
+
+
+def _place_slots(scores: np.ndarray, warm_count: int, slots: int, end: int) -> None:
+    """In place: the best ``slots`` cold scores (those after the first ``warm_count``,
+    best first) move between the warm ranks ``end − slots − 1`` and ``end − slots``, as
+    :meth:`HybridScorer._fill_slots` places them."""
+    warm, cold = scores[:warm_count], scores[warm_count:]
+    count, above_rank = min(slots, len(cold)), end - slots
+    below = warm[above_rank] if above_rank < len(warm) else -np.inf
+    above = warm[above_rank - 1] if 0 < above_rank <= len(warm) else np.inf
+    if not np.isfinite(above):
+        above = (below if np.isfinite(below) else 0.0) + count + 1.0
+    if not np.isfinite(below):
+        below = above - count - 1.0
+    cold[:count] = np.linspace(above, below, count + 2)[1:-1]
