@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 STD_FLOOR = 1e-6  # as llarapp.models.hybrid.standardise
 ADD_CHUNK = 65_536  # tracks per index.add: bounds the temporary [v, x] rows
+INDEX_KINDS = ("flat", "hnsw")
+HNSW_NEIGHBOURS, EF_CONSTRUCTION, EF_SEARCH = 32, 80, 256
 
 
 @dataclass(frozen=True)
@@ -126,34 +128,65 @@ class IndexedTop:
 
 
 class HybridIndex:
-    """Exact top n of :meth:`HybridScorer.hybrid_scores` (cold block offset and cold slots
-    included) from one faiss ``IndexFlatIP`` per group, without scoring the catalogue in
-    numpy: each group's best rows come from its index, the block offset needs the warm
-    minimum (the negated query's best) and the cold maximum, and the slots are placed
-    between the warm ranks exactly as the scorer places them."""
+    """Top n of :meth:`HybridScorer.hybrid_scores` (cold block offset and cold slots
+    included) from one faiss index per group, without scoring the catalogue in numpy:
+    each group's best rows come from its index, the block offset needs the warm minimum
+    (the negated query's best) and the cold maximum, and the slots are placed between the
+    warm ranks as the scorer places them.
 
-    def __init__(self, form: HybridForm):
+    ``kind``: ``flat`` (``IndexFlatIP``, exact) or ``hnsw`` (approximate: ``IndexHNSWFlat``
+    in L2 over the items lifted to a common norm R with one extra coordinate √(R² − |x|²),
+    so the nearest neighbour of [q, 0] is the item with the best q·x; searched directly
+    with inner products, HNSW's top-20 recall stayed near 0.98 on mpd-popular). Returned
+    scores are recomputed exactly either way."""
+
+    def __init__(self, form: HybridForm, kind: str = "flat", ef_search: int = EF_SEARCH):
         import faiss
 
-        self.form = form
+        if kind not in INDEX_KINDS:
+            raise ValueError(f"index kind must be one of {', '.join(INDEX_KINDS)}, got {kind!r}")
+        self.form, self.kind = form, kind
         self.is_warm = np.zeros(len(form.warm.items) + len(form.cold.items), bool)
         self.is_warm[form.warm.items] = True
         self.indexes = {}
         width = form.item_graph.shape[1] + form.item_text.shape[1]
         for name, group in (("warm", form.warm), ("cold", form.cold)):
-            self.indexes[name] = faiss.IndexFlatIP(width)
+            if kind == "flat":
+                index = faiss.IndexFlatIP(width)
+            else:  # L2 over [x, √(R² − |x|²)]: its nearest neighbour is the best q·x
+                index = faiss.IndexHNSWFlat(width + 1, HNSW_NEIGHBOURS)
+                index.hnsw.efConstruction, index.hnsw.efSearch = EF_CONSTRUCTION, ef_search
+            radius = max((float(np.linalg.norm(form.rows(group.items[i:i + ADD_CHUNK]),
+                                               axis=1).max()) for i in
+                          range(0, len(group.items), ADD_CHUNK)), default=0.0)
             for start in range(0, len(group.items), ADD_CHUNK):  # bounded temporary rows
-                self.indexes[name].add(form.rows(group.items[start:start + ADD_CHUNK]))
+                rows = form.rows(group.items[start:start + ADD_CHUNK])
+                if kind == "hnsw":
+                    lift = np.sqrt(np.maximum(radius ** 2 - np.square(rows).sum(axis=1), 0.0))
+                    rows = np.hstack([rows, lift[:, None]]).astype(np.float32)
+                index.add(rows)
+            self.indexes[name] = index
 
     def _search(self, name: str, vectors: np.ndarray, constant: np.ndarray, depth: int
                 ) -> tuple[np.ndarray, np.ndarray]:
-        """(catalogue items, hybrid scores) of the group's best ``depth`` rows, -1 padded."""
+        """(catalogue items, hybrid scores) of the group's best ``depth`` rows, -1 padded;
+        the scores are exact inner products, whatever the index."""
         group = getattr(self.form, name)
         depth = int(min(depth, len(group.items)))
         if not depth:
             return (np.full((len(vectors), 0), -1, np.int64),
                     np.zeros((len(vectors), 0), np.float32))
-        scores, rows = self.indexes[name].search(vectors, depth)
+        if self.kind == "flat":
+            scores, rows = self.indexes[name].search(vectors, depth)
+        else:
+            lifted = np.hstack([vectors, np.zeros((len(vectors), 1), np.float32)])
+            _, rows = self.indexes[name].search(lifted, depth)
+            found = group.items[np.maximum(rows, 0)]
+            scores = np.einsum("bd,bkd->bk", vectors, self.form.rows(found.ravel()).reshape(
+                *found.shape, -1))
+            scores = np.where(rows >= 0, scores, -np.inf)
+            order = np.argsort(-scores, axis=1, kind="stable")
+            scores, rows = (np.take_along_axis(a, order, axis=1) for a in (scores, rows))
         items = np.where(rows >= 0, group.items[np.maximum(rows, 0)], -1)
         return items, np.where(rows >= 0, scores + constant[:, None], -np.inf)
 
