@@ -1,7 +1,9 @@
 """``llarapp eval-llara``: LLaRA against LightGCN and the hybrid on the same candidates.
 
-* Protocol (a), LLaRA's: the first held-out track plus K-1 uniform random negatives;
-  HR@1, HR@5 and NDCG@K by segment (all, warm or cold target, title-only playlists).
+* Protocol (a), LLaRA's: the first held-out track plus K-1 uniform random negatives, each
+  with the features the server would give it; HR@1, HR@5 and NDCG@K by segment (all, warm
+  or cold target, title-only playlists). ``feature_head``, LLaRA's head without its LM,
+  is reported beside it on both protocols (an ablation, never shipped).
 * Position bias: HR@1 with the target moved to the first and to the last slot.
 * Protocol (b): rerank the hybrid retrieval's top K; NDCG@10, Recall@10 and R-precision
   against all held-out tracks for retrieval alone, LambdaMART and LLaRA, on the

@@ -74,6 +74,8 @@ def scored_batches(sources: Sources, heldout: pd.DataFrame, batch_size: int = 25
 
 @dataclass
 class ScoredBatch:
+    """One batch of questions with the hybrid's catalogue-wide scores."""
+
     offset: int  # of the batch's first playlist in ``heldout``
     heldout: pd.DataFrame
     seeds: list[np.ndarray]
