@@ -54,7 +54,8 @@ def test_make_run_trains_evaluates_exports_and_deploys(clone, run_dir):
             "retrieve", "evaluate", "llara", "eval-llara", "export", "register",
             "deploy"} <= {p.name for p in run_dir.iterdir()}
     llara = json.loads((run_dir / "eval-llara" / "evaluation" / "metrics.json").read_text())
-    assert {r["model"] for r in llara["candidates"]} == {"llara", "lightgcn", "hybrid"}
+    assert {r["model"] for r in llara["candidates"]} == {"llara", "feature_head", "lightgcn",
+                                                         "hybrid"}
     assert (run_dir / "llara" / "model" / "adapter" / "adapter_config.json").is_file()
     from llarapp.serving.bundle import Bundle
 
