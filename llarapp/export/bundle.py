@@ -26,6 +26,7 @@ from llarapp.models.text_embed import TextEmbeddings
 from llarapp.rerank.lambdamart import MODEL_FILE
 from llarapp.serving import bundle as B
 from llarapp.serving.drift import REFERENCE_FILE, Reference
+from llarapp.serving.index import build_index
 from llarapp.storage import atomic_dir
 
 
@@ -124,6 +125,7 @@ def run_export(cfg: ExportConfig, model: LlaraArtifact, sources: Sources, text: 
         shutil.copy(text_int8, folder / B.TEXT_ENCODER)
         shutil.copytree(work / "tokenizer", folder / "text_tokenizer")
         copy_assets(folder, sources, exporter)
+        index = build_index(folder, cfg.index_min_tracks)
         report = write_report(folder / "report", table, chosen, why,
                               {"text_encoder": text_check, "ranker_parity": parity,
                                "int8_parity": parity_gate,
@@ -148,7 +150,8 @@ def run_export(cfg: ExportConfig, model: LlaraArtifact, sources: Sources, text: 
                        "title_weight": float(sources.scorer.title_weight),
                        "title_query": mapper_cfg["title_query"],
                        "title_neighbours": mapper_cfg["title_neighbours"],
-                       "title_temperature": mapper_cfg["title_temperature"]})
+                       "title_temperature": mapper_cfg["title_temperature"],
+                       "index": index})
         reference = fit_drift_reference(folder, serving, sources, cfg.drift_reference_size,
                                         exporter.threads)
         reference.save(folder / REFERENCE_FILE)

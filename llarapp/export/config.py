@@ -32,6 +32,9 @@ class ExportConfig(TrackedConfig):
     latency_repeats: int = 10
     threads: int = 0  # ORT intra-op threads; 0: every available CPU
     providers: list[str] = field(default_factory=lambda: ["cpu"])
+    # Catalogues of at least this many tracks ship an HNSW retrieval index (serving then
+    # searches it; llarapp.models.hybrid_index); smaller ones are scored exactly in numpy
+    index_min_tracks: int = 50_000
     drift_reference_size: int = 2000  # validation playlists the drift reference is fit on
     model_version: str = ""  # empty: <ranker kind>-<UTC time>-<hash of the bundle files>
     seed: int = 0
@@ -46,6 +49,7 @@ class ExportConfig(TrackedConfig):
         require(0 <= self.max_delta_hr < 1, "max_delta_hr is a fraction in [0, 1)")
         require(0 < self.min_text_cosine <= 1, "min_text_cosine must be in (0, 1]")
         require(self.parity_tolerance > 0, "parity_tolerance must be positive")
+        require(self.index_min_tracks >= 0, "index_min_tracks must be >= 0 (0: always)")
         for name in ("calibration_prompts", "eval_prompts", "latency_repeats",
                      "text_parity_texts", "drift_reference_size"):
             require(getattr(self, name) >= 1, f"{name} must be at least 1")

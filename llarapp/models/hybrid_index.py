@@ -29,10 +29,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
+
+from llarapp.errors import ArtifactError
 
 if TYPE_CHECKING:
     from llarapp.models.hybrid import HybridParams
@@ -41,6 +44,7 @@ STD_FLOOR = 1e-6  # as llarapp.models.hybrid.standardise
 ADD_CHUNK = 65_536  # tracks per index.add: bounds the temporary [v, x] rows
 INDEX_KINDS = ("flat", "hnsw")
 HNSW_NEIGHBOURS, EF_CONSTRUCTION, EF_SEARCH = 32, 80, 256
+GROUPS = ("warm", "cold")
 
 
 @dataclass(frozen=True)
@@ -140,32 +144,45 @@ class HybridIndex:
     with inner products, HNSW's top-20 recall stayed near 0.98 on mpd-popular). Returned
     scores are recomputed exactly either way."""
 
-    def __init__(self, form: HybridForm, kind: str = "flat", ef_search: int = EF_SEARCH):
-        import faiss
-
+    def __init__(self, form: HybridForm, kind: str = "flat", ef_search: int = EF_SEARCH,
+                 indexes: dict | None = None):
+        """Builds one faiss index per group, or takes ``indexes`` (from :meth:`load`)."""
         if kind not in INDEX_KINDS:
             raise ValueError(f"index kind must be one of {', '.join(INDEX_KINDS)}, got {kind!r}")
         self.form, self.kind = form, kind
         self.is_warm = np.zeros(len(form.warm.items) + len(form.cold.items), bool)
         self.is_warm[form.warm.items] = True
-        self.indexes = {}
-        width = form.item_graph.shape[1] + form.item_text.shape[1]
-        for name, group in (("warm", form.warm), ("cold", form.cold)):
-            if kind == "flat":
-                index = faiss.IndexFlatIP(width)
-            else:  # L2 over [x, √(R² − |x|²)]: its nearest neighbour is the best q·x
-                index = faiss.IndexHNSWFlat(width + 1, HNSW_NEIGHBOURS)
-                index.hnsw.efConstruction, index.hnsw.efSearch = EF_CONSTRUCTION, ef_search
-            radius = max((float(np.linalg.norm(form.rows(group.items[i:i + ADD_CHUNK]),
-                                               axis=1).max()) for i in
-                          range(0, len(group.items), ADD_CHUNK)), default=0.0)
-            for start in range(0, len(group.items), ADD_CHUNK):  # bounded temporary rows
-                rows = form.rows(group.items[start:start + ADD_CHUNK])
-                if kind == "hnsw":
-                    lift = np.sqrt(np.maximum(radius ** 2 - np.square(rows).sum(axis=1), 0.0))
-                    rows = np.hstack([rows, lift[:, None]]).astype(np.float32)
-                index.add(rows)
-            self.indexes[name] = index
+        self.indexes = indexes if indexes is not None else {
+            name: group_index(form, getattr(form, name), kind) for name in GROUPS}
+        if kind == "hnsw":
+            for index in self.indexes.values():
+                index.hnsw.efSearch = ef_search
+
+    def save(self, folder: Path) -> None:
+        import faiss
+
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, index in self.indexes.items():
+            faiss.write_index(index, str(folder / f"{name}.faiss"))
+
+    @classmethod
+    def load(cls, folder: Path, form: HybridForm, kind: str, ef_search: int = EF_SEARCH,
+             rebuild: tuple[str, ...] = ()) -> HybridIndex:
+        """From :meth:`save`'s files; the groups in ``rebuild`` are built anew instead."""
+        import faiss
+
+        indexes = {}
+        for name in GROUPS:
+            group = getattr(form, name)
+            if name in rebuild:
+                indexes[name] = group_index(form, group, kind)
+                continue
+            indexes[name] = faiss.read_index(str(folder / f"{name}.faiss"))
+            if indexes[name].ntotal != len(group.items):
+                raise ArtifactError(f"{folder / name}.faiss holds {indexes[name].ntotal} "
+                                    f"tracks but the catalogue has {len(group.items)} {name} "
+                                    "ones; re-export the bundle")
+        return cls(form, kind, ef_search, indexes)
 
     def _search(self, name: str, vectors: np.ndarray, constant: np.ndarray, depth: int
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -239,6 +256,30 @@ class HybridIndex:
         valid = candidates >= 0
         return (np.where(valid, graph, 0).astype(np.float32),
                 np.where(valid, text, 0).astype(np.float32))
+
+
+def group_index(form: HybridForm, group: GroupForm, kind: str):
+    """One group's faiss index: flat inner products, or HNSW in L2 over the lifted rows."""
+    import faiss
+
+    width = form.item_graph.shape[1] + form.item_text.shape[1]
+    if kind == "flat":
+        index = faiss.IndexFlatIP(width)
+    else:  # L2 over [x, √(R² − |x|²)]: its nearest neighbour is the best q·x
+        index = faiss.IndexHNSWFlat(width + 1, HNSW_NEIGHBOURS)
+        index.hnsw.efConstruction = EF_CONSTRUCTION
+    radius = 0.0
+    if kind == "hnsw":
+        radius = max((float(np.linalg.norm(form.rows(group.items[i:i + ADD_CHUNK]),
+                                           axis=1).max())
+                      for i in range(0, len(group.items), ADD_CHUNK)), default=0.0)
+    for start in range(0, len(group.items), ADD_CHUNK):  # bounded temporary rows
+        rows = form.rows(group.items[start:start + ADD_CHUNK])
+        if kind == "hnsw":
+            lift = np.sqrt(np.maximum(radius ** 2 - np.square(rows).sum(axis=1), 0.0))
+            rows = np.hstack([rows, lift[:, None]]).astype(np.float32)
+        index.add(rows)
+    return index
 
 
 def _place_slots(scores: np.ndarray, warm_count: int, slots: int, end: int) -> None:

@@ -51,6 +51,8 @@ REQUIRED = (TEXT_ENCODER, CATALOGUE, TEXT_TOKENIZER, "vectors/item_graph.npy",
             "weights/fold_in_weights.npy", "weights/item_degree.npy",
             "weights/item_mapper.npz", "weights/title_mapper.npz",
             "weights/title_index.npy", "weights/title_targets.npy")
+INDEX_FOLDER = "index"  # the HNSW retrieval index, when retrieval.index says so
+INDEX_FILES = (f"{INDEX_FOLDER}/warm.faiss", f"{INDEX_FOLDER}/cold.faiss")
 _CHUNK = 1 << 22
 
 
@@ -106,7 +108,7 @@ class Bundle:
         if kind not in RANKER_FILES:
             raise BundleError(f"{self.folder}: ranker.kind {kind!r} is not one of "
                               f"{', '.join(RANKER_FILES)}; re-run `llarapp export`")
-        for name in (*REQUIRED, *RANKER_FILES[kind]):
+        for name in (*REQUIRED, *RANKER_FILES[kind], *(INDEX_FILES if self.index else ())):
             if name not in files:
                 raise BundleError(f"{self.folder}: the manifest does not record {name}; the "
                                   "bundle is incomplete. Re-run `llarapp export`")
@@ -134,6 +136,11 @@ class Bundle:
         import pandas as pd
 
         return pd.read_parquet(self.folder / CATALOGUE)
+
+    @property
+    def index(self) -> dict[str, Any] | None:
+        """The retrieval index's settings, or None when the catalogue is scored exactly."""
+        return self.manifest.get("retrieval", {}).get("index")
 
     @property
     def ranker_kind(self) -> str:

@@ -25,6 +25,7 @@ from llarapp.data.texts import item_texts
 from llarapp.errors import DataValidationError
 from llarapp.models.mlp_numpy import apply_numpy
 from llarapp.serving import bundle as B
+from llarapp.serving.index import refresh_cold_index
 from llarapp.serving.schema import TrackText
 from llarapp.serving.text import OnnxTextEncoder
 from llarapp.storage import atomic_dir
@@ -100,6 +101,7 @@ def add_tracks(bundle_uri: str | os.PathLike[str], tracks: pd.DataFrame,
         _append(folder, "vectors/item_graph.npy", graph_vectors)
         for name in ZERO_ROWS:
             _append(folder, name, None, len(new))
+        refresh_cold_index(folder, bundle.index)
         additions = [*meta.get("catalogue_additions", []),
                      {"tracks": len(new), "skipped_existing": skipped, "from": bundle.version,
                       "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}]

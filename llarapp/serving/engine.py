@@ -25,11 +25,13 @@ from llarapp.data.texts import item_texts
 from llarapp.errors import BundleError
 from llarapp.llara.layout import Example, extra_item, track_by_artist
 from llarapp.models.graph import GraphVectors, TitleNeighbours
-from llarapp.models.hybrid import HybridScorer, Queries, params_for
+from llarapp.models.hybrid import HybridParams, HybridScorer, Queries, params_for
+from llarapp.models.hybrid_index import IndexedTop
 from llarapp.models.mlp_numpy import apply_numpy
 from llarapp.models.retrieval import seed_matrix, top_n
 from llarapp.serving.bundle import RANKER, TEXT_ENCODER, TEXT_TOKENIZER, Bundle
 from llarapp.serving.drift import request_features
+from llarapp.serving.index import load_index
 from llarapp.serving.rankers import LlaraOnnxRanker, Retrieved, load_ranker
 from llarapp.serving.reasons import Explainer
 from llarapp.serving.text import OnnxTextEncoder
@@ -126,6 +128,7 @@ class Engine:
         self.scorer = HybridScorer(bundle.array("vectors/item_text.npy"), graph, self.item_graph,
                                    self._title_query(retrieval), retrieval["title_weight"])
         self.hybrid_params = retrieval["hybrid_params"]
+        self.index = load_index(bundle, self.item_graph, self.scorer.item_text, self.degree)
         self.item_mapper = bundle.weights("weights/item_mapper.npz")
         self.explainer = Explainer(catalogue, self.item_graph, self.scorer.item_text)
         self.ranker = load_ranker(bundle, precision, providers, threads, self.item_graph)
@@ -200,14 +203,11 @@ class Engine:
             exclude = sp.csr_matrix(sp.diags([float(r.exclude_seen) for r in requests])
                                     @ matrix)
             exclude.eliminate_zeros()
-            parts = self.scorer.components(queries)
-            scores = self.scorer.hybrid_scores(parts, params_for(self.hybrid_params, kinds),
-                                               exclude)
-            retrieved = top_n(scores, exclude,
-                              max(self.num_candidates, *(r.k for r in requests)))
+            found = self._retrieve(queries, params_for(self.hybrid_params, kinds), exclude,
+                                   max(self.num_candidates, *(r.k for r in requests)))
+            retrieved = found.candidates
         with _timed(observe, "rerank"):
-            top = retrieved[:, :self.num_candidates]
-            rows, items = np.arange(len(top))[:, None], np.maximum(top, 0)
+            top, width = retrieved[:, :self.num_candidates], self.num_candidates
             history_len = self.ranker_meta["history_len"]
 
             def examples() -> list[Example]:
@@ -217,7 +217,7 @@ class Engine:
                         for i, (r, s) in enumerate(zip(requests, seeds, strict=True))]
 
             reranked = self.ranker.score(Retrieved(
-                top, scores[rows, items], parts[0][rows, items], parts[1][rows, items],
+                top, found.hybrid[:, :width], found.graph[:, :width], found.text[:, :width],
                 [np.asarray(s.known, np.int64) for s in seeds], examples))
         responses = [self._response(r, s, retrieved[i], reranked[i], extra_graph[i],
                                     extra_text[i])
@@ -225,6 +225,19 @@ class Engine:
         for response, query in zip(responses, queries.graph, strict=True):
             response.features = self._features(response.seeds, query)
         return responses
+
+    def _retrieve(self, queries: Queries, params: list[HybridParams], exclude: sp.csr_matrix,
+                  n: int) -> IndexedTop:
+        """The hybrid's top ``n`` with their scores: from the bundle's index when it ships
+        one, else by scoring the whole catalogue (the same ranking; tested)."""
+        if self.index is not None:
+            return self.index.top(queries.graph, queries.text, params, exclude, n)
+        parts = self.scorer.components(queries)
+        scores = self.scorer.hybrid_scores(parts, params, exclude)
+        top = top_n(scores, exclude, n)
+        rows, items = np.arange(len(top))[:, None], np.maximum(top, 0)
+        return IndexedTop(top, scores[rows, items], parts[0][rows, items],
+                          parts[1][rows, items])
 
     def drift_features(self, requests: Sequence[Request], batch_size: int = 256
                        ) -> list[dict[str, float]]:

@@ -1,0 +1,60 @@
+"""A bundle that ships the HNSW retrieval index: it serves the ranking exact scoring gives,
+and a changed index file is refused."""
+
+import json
+import shutil
+
+import pytest
+
+from llarapp.errors import BundleError
+from llarapp.serving import bundle as B
+from llarapp.serving.engine import Engine, Request
+
+
+def without_index(bundle, tmp_path):
+    folder = shutil.copytree(bundle.folder, tmp_path / "exact")
+    shutil.rmtree(folder / B.INDEX_FOLDER)
+    manifest = json.loads((folder / B.MANIFEST).read_text())
+    manifest["retrieval"]["index"] = None
+    manifest["files"] = B.file_table(folder)
+    (folder / B.MANIFEST).write_text(json.dumps(manifest))
+    return B.Bundle.load(folder)
+
+
+def test_the_test_bundle_ships_an_hnsw_index(bundle):
+    assert bundle.index["kind"] == "hnsw"
+    assert set(B.INDEX_FILES) <= set(bundle.manifest["files"])
+
+
+def test_indexed_serving_matches_exact_scoring(bundle, tmp_path):
+    catalogue = bundle.catalogue
+    warm = catalogue.loc[catalogue["warm"], "track_uri"].tolist()
+    requests = [Request("summer hits", warm[i:i + 5], k=30) for i in range(0, 200, 10)]
+    requests.append(Request("road trip", [], k=30))
+    indexed, exact = Engine(bundle), Engine(without_index(bundle, tmp_path))
+    assert indexed.index is not None and exact.index is None
+    same = total = 0
+    for a, b in zip(indexed.recommend(requests), exact.recommend(requests), strict=True):
+        got = [r.track_uri for r in a.recommendations]
+        want = [r.track_uri for r in b.recommendations]
+        same, total = same + len(set(got) & set(want)), total + len(want)
+    assert same / total >= 0.99
+
+
+def test_a_changed_index_file_is_refused(bundle, tmp_path):
+    folder = shutil.copytree(bundle.folder, tmp_path / "tampered")
+    with open(folder / B.INDEX_FILES[0], "r+b") as handle:
+        handle.seek(-8, 2)
+        handle.write(b"\0" * 8)
+    with pytest.raises(BundleError, match="does not match its sha256"):
+        B.Bundle.load(folder)
+
+
+def test_a_manifest_that_names_an_index_it_lacks_is_refused(bundle, tmp_path):
+    folder = shutil.copytree(bundle.folder, tmp_path / "no-index")
+    shutil.rmtree(folder / B.INDEX_FOLDER)
+    manifest = json.loads((folder / B.MANIFEST).read_text())
+    manifest["files"] = B.file_table(folder)
+    (folder / B.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="does not record index/warm.faiss"):
+        B.Bundle.load(folder)
