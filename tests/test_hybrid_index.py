@@ -43,8 +43,9 @@ def test_index_score_is_the_tuned_hybrid_score(scorer, queries, form, lam, cold_
     graph, text = scorer.components(queries)
     assert form.warm.items.size and form.cold.items.size
     for group, weight in ((form.warm, lam), (form.cold, cold_lambda)):
-        vectors, constant = group.queries(queries.graph, queries.text,
-                                          np.full(len(queries.graph), weight), form.text)
+        vectors, constant = group.queries(
+            queries.graph, queries.text, np.full(len(queries.graph), weight),
+            group.graph.zscore(queries.graph), form.text.zscore(queries.text))
         served = vectors @ form.rows(group.items).T + constant[:, None]
         expected = graph[:, group.items] + weight * text[:, group.items]
         np.testing.assert_allclose(served, expected, rtol=1e-4, atol=1e-4)
@@ -57,8 +58,9 @@ def test_faiss_flat_index_returns_each_groups_exact_top_k(scorer, queries, form)
         rows = form.rows(group.items)
         index = faiss.IndexFlatIP(rows.shape[1])
         index.add(rows)
-        vectors, constant = group.queries(queries.graph, queries.text,
-                                          np.full(len(queries.graph), weight), form.text)
+        vectors, constant = group.queries(
+            queries.graph, queries.text, np.full(len(queries.graph), weight),
+            group.graph.zscore(queries.graph), form.text.zscore(queries.text))
         found, rows = index.search(vectors, k)
         exact = graph[:, group.items] + weight * text[:, group.items]
         best = np.sort(exact, axis=1)[:, ::-1][:, :k]

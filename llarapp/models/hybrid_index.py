@@ -45,6 +45,7 @@ ADD_CHUNK = 65_536  # tracks per index.add: bounds the temporary [v, x] rows
 INDEX_KINDS = ("flat", "hnsw")
 HNSW_NEIGHBOURS, EF_CONSTRUCTION, EF_SEARCH = 32, 80, 256
 GROUPS = ("warm", "cold")
+ZScore = tuple[np.ndarray, np.ndarray]  # (a, b) per query: z = a·score + b
 
 
 @dataclass(frozen=True)
@@ -83,12 +84,13 @@ class GroupForm:
     graph: Moments
 
     def queries(self, graph_q: np.ndarray, text_q: np.ndarray, lam: np.ndarray,
-                text: Moments) -> tuple[np.ndarray, np.ndarray]:
+                graph_z: ZScore, text_z: ZScore) -> tuple[np.ndarray, np.ndarray]:
         """(query vectors (B, graph dim + text dim) float32, constants (B,)) whose inner
-        products with the group's [v, x] rows, plus the constant, are the hybrid scores."""
+        products with the group's [v, x] rows, plus the constant, are the hybrid scores;
+        ``graph_z`` is this group's :meth:`Moments.zscore` of ``graph_q``, ``text_z`` the
+        catalogue's of ``text_q``."""
         lam = np.asarray(lam, np.float64).reshape(-1)
-        graph_a, graph_b = self.graph.zscore(graph_q)
-        text_a, text_b = text.zscore(text_q)
+        (graph_a, graph_b), (text_a, text_b) = graph_z, text_z
         weights = np.hstack([graph_a[:, None] * graph_q,
                              (lam * text_a)[:, None] * text_q]).astype(np.float32)
         return weights, graph_b + lam * text_b
@@ -214,8 +216,11 @@ class HybridIndex:
         cold_lambda = np.array([p.cold_lambda for p in params])
         slots = np.array([p.cold_slots for p in params])
         ends = np.array([p.cold_slots_end for p in params])
-        warm_q, warm_c = form.warm.queries(graph_q, text_q, lam, form.text)
-        cold_q, cold_c = form.cold.queries(graph_q, text_q, cold_lambda, form.text)
+        # each z-score map once per call: the weights and the parts both need them
+        warm_z, cold_z = form.warm.graph.zscore(graph_q), form.cold.graph.zscore(graph_q)
+        text_z = form.text.zscore(text_q)
+        warm_q, warm_c = form.warm.queries(graph_q, text_q, lam, warm_z, text_z)
+        cold_q, cold_c = form.cold.queries(graph_q, text_q, cold_lambda, cold_z, text_z)
         excluded = np.diff(exclude.indptr).max(initial=0)
         warm_items, warm_scores = self._search("warm", warm_q, warm_c,
                                                max(n, int(ends.max(initial=0))) + excluded)
@@ -238,18 +243,17 @@ class HybridIndex:
             best = np.argsort(-scores, kind="stable")[:n]
             out.candidates[row, :len(best)] = items[best]
             out.hybrid[row, :len(best)] = scores[best]
-        out.graph[:], out.text[:] = self.parts(graph_q, text_q, out.candidates)
+        out.graph[:], out.text[:] = self.parts(graph_q, text_q, out.candidates, warm_z,
+                                               cold_z, text_z)
         return out
 
-    def parts(self, graph_q: np.ndarray, text_q: np.ndarray, candidates: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray]:
+    def parts(self, graph_q: np.ndarray, text_q: np.ndarray, candidates: np.ndarray,
+              warm_z: ZScore, cold_z: ZScore, text_z: ZScore) -> tuple[np.ndarray, np.ndarray]:
         """The standardised graph and text scores of these (B, n) candidates (-1: zero)."""
         form, items = self.form, np.maximum(candidates, 0)
         graph = np.einsum("bd,bnd->bn", graph_q, form.item_graph[items])
         text = np.einsum("bd,bnd->bn", text_q, form.item_text[items])
-        text_a, text_b = form.text.zscore(text_q)
-        warm_a, warm_b = form.warm.graph.zscore(graph_q)
-        cold_a, cold_b = form.cold.graph.zscore(graph_q)
+        (text_a, text_b), (warm_a, warm_b), (cold_a, cold_b) = text_z, warm_z, cold_z
         graph = np.where(self.is_warm[items], warm_a[:, None] * graph + warm_b[:, None],
                          cold_a[:, None] * graph + cold_b[:, None])
         text = text_a[:, None] * text + text_b[:, None]
