@@ -1,9 +1,10 @@
 """Serving benchmark: the real model server over HTTP (async httpx), driven with real
 playlists from ../shared/data/mpd-popular.
 
-For each bundle precision (int8, fp32) and batching setting (on: coalesce up to
---max-batch within --max-wait-ms; off: one playlist per engine call) it starts
-``python -m llarapp.serving`` and, at each concurrency, keeps that many requests in
+For each bundle precision (int8, fp32), batching setting (on: coalesce up to
+--max-batch within --max-wait-ms; off: one playlist per engine call) and worker count
+(--workers 1 2: server processes sharing the cores) it starts ``python -m llarapp.serving``
+and, at each concurrency, keeps that many requests in
 flight for --seconds: p50/p95/p99 latency and throughput. Each request is one playlist:
 its first --history tracks as seeds, its title, k=10; the ranker reranks the bundle's
 K candidates. The server's own llarapp_stage_seconds and llarapp_batch_size histograms
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -123,8 +125,9 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for (precision, batching), rows in table.groupby(["precision", "batching"]):
-        label = f"{precision}, batching {batching}"
+    for (precision, batching, workers), rows in table.groupby(["precision", "batching",
+                                                               "workers"]):
+        label = f"{precision}, batching {batching}, {workers} worker(s)"
         left.plot(rows["concurrency"], rows["p99_ms"], marker="o", label=label)
         right.plot(rows["concurrency"], rows["throughput_rps"], marker="o", label=label)
     left.set(xscale="log", yscale="log", xlabel="concurrency", ylabel="p99 latency (ms)")
@@ -147,6 +150,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--precisions", nargs="+", default=["int8", "fp32"])
+    parser.add_argument("--batching", nargs="+", default=["on", "off"], choices=("on", "off"))
+    parser.add_argument("--workers", type=int, nargs="+", default=[1])
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=2.0)
     parser.add_argument("--tag", default="")
@@ -164,17 +169,18 @@ def main() -> None:
                        str(args.max_wait_ms)],
                 "off": ["--max_batch_size", "1", "--max_wait_ms", "0"]}
     rows = []
-    for precision in args.precisions:
-        for mode, flags in batching.items():
-            with ServerProcess(bundle.folder, "--precision", precision, *flags) as server:
-                for concurrency in args.concurrency:
-                    row = {"precision": precision, "batching": mode,
-                           **measure(server, instances, concurrency, args.seconds)}
-                    rows.append(row)
-                    print(f"{precision:>4} batching {mode:>3} c={concurrency:<3} "
-                          f"p50 {row['p50_ms']:7.1f}  p99 {row['p99_ms']:7.1f} ms  "
-                          f"{row['throughput_rps']:6.1f} req/s  batch {row['mean_batch']:.1f}",
-                          flush=True)
+    for precision, mode, workers in itertools.product(args.precisions, args.batching,
+                                                      args.workers):
+        with ServerProcess(bundle.folder, "--precision", precision, "--workers", str(workers),
+                           *batching[mode]) as server:
+            for concurrency in args.concurrency:
+                row = {"precision": precision, "batching": mode, "workers": workers,
+                       **measure(server, instances, concurrency, args.seconds)}
+                rows.append(row)
+                print(f"{precision:>4} batching {mode:>3} workers {workers} c={concurrency:<3} "
+                      f"p50 {row['p50_ms']:7.1f}  p99 {row['p99_ms']:7.1f} ms  "
+                      f"{row['throughput_rps']:6.1f} req/s  batch {row['mean_batch']:.1f}",
+                      flush=True)
     table = pd.DataFrame(rows)
     print(table.round(2).to_string(index=False))
     stem = RESULTS / f"serving{'-' + args.tag if args.tag else ''}"

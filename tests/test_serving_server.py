@@ -4,6 +4,7 @@ bad input (a 400 naming the field), batching and metrics."""
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 
 import httpx
@@ -196,6 +197,22 @@ def test_metrics(server, bundle):
     info = next(k for k in samples if k.startswith("llarapp_model_info"))
     assert f'model_version="{bundle.version}"' in info and 'precision="int8"' in info
     assert any(k.startswith("request_predict_seconds_count") for k in samples)  # KServe's
+
+
+def test_two_workers_load_the_indexed_bundle_and_count_every_request(bundle, warm_seeds):
+    assert bundle.index  # the tests' bundle ships its HNSW index
+    with ServerProcess(bundle.folder, "--workers", "2") as server:
+        single = v1(server, {"track_uris": warm_seeds[:3], "k": 4})["predictions"][0]
+        check_recommendations(single, 4, bundle.version, exclude=warm_seeds[:3])
+        for i in range(9):
+            v1(server, {"playlist_name": f"worker mix {i}", "k": 2})
+        text = httpx.get(f"{server.url}/metrics", timeout=30).text
+        workers = set(re.findall(r"worker (\d+) serving", server.log))
+    assert len(workers) == 2  # each loaded its own sessions and index
+    counts = dict(re.findall(r'^llarapp_cold_start_requests_total\{kind="(\w+)"\} (\S+)',
+                             text, re.M))
+    assert float(counts["title_only"]) == 9  # summed over the workers, whichever served
+    assert float(counts["none"]) == 1
 
 
 def test_a_corrupt_bundle_never_becomes_ready(bundle, tmp_path):

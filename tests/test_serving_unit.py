@@ -64,11 +64,19 @@ def test_batcher_failure_reaches_every_caller_of_that_batch_only():
     ({"max_batch_size": 0}, "max_batch_size"), ({"max_wait_ms": -1}, "max_wait_ms"),
     ({"precision": "int4"}, "precision"), ({"http_port": 70000}, "http_port"),
     ({"providers": ["tpu"]}, "unknown provider"), ({"model_name": " "}, "model_name"),
-    ({"colour": 1}, "unknown key"),
+    ({"workers": 0}, "workers"), ({"colour": 1}, "unknown key"),
 ])
 def test_serve_config_is_validated(bad, message):
     with pytest.raises(ConfigError, match=message):
         ServeConfig.from_dict(bad)
+
+
+@pytest.mark.parametrize("workers, threads, cores, expected", [
+    (1, 0, 2, 2), (2, 0, 2, 1), (3, 0, 2, 1), (2, 0, 16, 8), (2, 3, 16, 3),
+])
+def test_worker_threads_share_the_cores(monkeypatch, workers, threads, cores, expected):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
+    assert ServeConfig(workers=workers, threads=threads).worker_threads == expected
 
 
 def test_bundle_location_precedence(monkeypatch):

@@ -2,4 +2,5 @@
 
 from llarapp.serving.server import main
 
-main()
+if __name__ == "__main__":  # spawned workers import this module too
+    main()

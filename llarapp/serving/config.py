@@ -26,7 +26,8 @@ class ServeConfig(StageConfig):
     model_dir: str = ""  # folder or s3://; empty: $STORAGE_URI, then /mnt/models
     precision: str = "int8"
     providers: list[str] = field(default_factory=_env_providers)
-    threads: int = 0  # onnxruntime intra-op threads; 0: the CPUs available
+    workers: int = 1  # server processes, each with its own sessions (kserve's multi-process)
+    threads: int = 0  # onnxruntime intra-op threads per worker; 0: the CPUs / workers
     max_batch_size: int = 32
     max_wait_ms: float = 2.0
     http_host: str = "127.0.0.1"  # 0.0.0.0 in containers
@@ -45,6 +46,8 @@ class ServeConfig(StageConfig):
             require(name in PROVIDERS or name == "auto",
                     f"unknown provider {name!r}; choose from {', '.join(AUTO_ORDER)} or auto")
         require(self.threads >= 0, "threads must be >= 0")
+        require(1 <= self.workers <= 64, f"workers must be in 1..64, got {self.workers}; one "
+                "per core is the most that helps")
         require(1 <= self.http_port <= 65535, f"http_port must be in 1..65535, got "
                 f"{self.http_port}")
         require(bool(self.http_host.strip()), "http_host must not be empty")
@@ -55,6 +58,11 @@ class ServeConfig(StageConfig):
     @property
     def batching(self) -> BatchingConfig:
         return BatchingConfig(max_batch_size=self.max_batch_size, max_wait_ms=self.max_wait_ms)
+
+    @property
+    def worker_threads(self) -> int:
+        """Threads per worker, so that workers × threads = the CPUs available."""
+        return self.threads or max(1, len(os.sched_getaffinity(0)) // self.workers)
 
     def bundle_location(self) -> str:
         """``model_dir``, else ``$STORAGE_URI``, else KServe's /mnt/models."""

@@ -1,9 +1,12 @@
 """The server's own Prometheus metrics (``llarapp_*``), next to KServe's request
-histograms on the same ``/metrics`` (both use prometheus_client's default registry)."""
+histograms on the same ``/metrics`` (both use prometheus_client's default registry).
+
+Every metric works in prometheus_client's multiprocess mode (``--workers``), so the model
+description is a gauge of 1 with labels (an ``Info`` cannot be shared across processes)."""
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, Counter, Histogram, Info
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -26,7 +29,8 @@ BATCH_SIZE = Histogram("llarapp_batch_size", "Playlists per engine call (after c
 INVALID_REQUESTS = Counter("llarapp_invalid_requests", "Requests refused with a 4xx",
                            ["protocol"])
 PREDICT_ERRORS = Counter("llarapp_predict_errors", "Predictions that failed with a 5xx")
-MODEL = Info("llarapp_model", "The loaded bundle")
+MODEL = Gauge("llarapp_model_info", "The loaded bundle (1, described by the labels)",
+              ["model_name", "model_version", "precision", "tracks"], multiprocess_mode="max")
 
 
 class DriftCollector(Collector):
@@ -65,8 +69,7 @@ def observe_batch(responses: list[Response]) -> None:
 
 
 def set_model_info(model_name: str, version: str, precision: str, tracks: int) -> None:
-    MODEL.info({"model_name": model_name, "model_version": version, "precision": precision,
-                "tracks": str(tracks)})
+    MODEL.labels(model_name, version, precision, str(tracks)).set(1)
 
 
 def watch_drift(monitor: DriftMonitor | None) -> None:

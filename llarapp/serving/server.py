@@ -32,6 +32,7 @@ from llarapp.serving.drift import REFERENCE_FILE, DriftMonitor, Reference
 from llarapp.serving.engine import Engine, Request, Response
 from llarapp.serving.protocol import v1_prediction, v2_instance, v2_response
 from llarapp.serving.schema import parse_v1
+from llarapp.serving.workers import multiprocess_server, prepare_environment
 
 log = logging.getLogger("llarapp.serving")
 
@@ -69,7 +70,7 @@ class LlaraModel(Model):
                                   f"{expected} was asked for (LLARAPP_MODEL_VERSION); point "
                                   "STORAGE_URI at that version's bundle")
             engine = Engine(bundle, self.cfg.precision, self.cfg.providers,
-                            self.cfg.threads or None)
+                            self.cfg.worker_threads)
             if self.cfg.warmup:
                 warm_up(engine)
         except Exception as exc:  # every failure leaves the model not ready, and says why
@@ -130,24 +131,31 @@ class LlaraModel(Model):
 
 
 class LlaraModelServer(ModelServer):
-    """kserve's ModelServer with the REST server bound to ``host`` (kserve binds 0.0.0.0)
-    and without gRPC."""
+    """kserve's ModelServer with the REST server bound to ``host`` (kserve binds 0.0.0.0),
+    without gRPC, and with ``workers`` processes (:mod:`llarapp.serving.workers`)."""
 
-    def __init__(self, host: str, http_port: int):
-        super().__init__(http_port=http_port, enable_grpc=False, enable_latency_logging=False)
+    def __init__(self, host: str, http_port: int, workers: int = 1):
+        super().__init__(http_port=http_port, enable_grpc=False, enable_latency_logging=False,
+                         workers=workers)
         self.host = host
 
     def start(self, models: list[Model]) -> None:
         for model in models:
             self.register_model(model)  # registered while not ready: readiness says 503
-        rest = RESTServer("kserve.model_server:app", self.dataplane,
-                          self.model_repository_extension, self.http_port,
-                          access_log_format=self.access_log_format, workers=1,
-                          grace_period=self.grace_period, event_loop=self.event_loop,
-                          timeout_keep_alive=self.timeout_keep_alive)
-        rest.config.host = self.host
-        self._rest_server = rest
-        self.servers.append(rest.start())
+        if self.workers > 1:
+            self._rest_multiprocess_server = multiprocess_server(
+                self.dataplane, self.model_repository_extension, self.host, self.http_port,
+                self.workers, self.grace_period, self.timeout_keep_alive)
+            self.servers.append(self._rest_multiprocess_server.start())
+        else:
+            rest = RESTServer("kserve.model_server:app", self.dataplane,
+                              self.model_repository_extension, self.http_port,
+                              access_log_format=self.access_log_format, workers=1,
+                              grace_period=self.grace_period, event_loop=self.event_loop,
+                              timeout_keep_alive=self.timeout_keep_alive)
+            rest.config.host = self.host
+            self._rest_server = rest
+            self.servers.append(rest.start())
         self.setup_event_loop()
         self.register_signal_handler()
         asyncio.run(self._serve())
@@ -169,7 +177,10 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("--precision", default=defaults.precision, choices=("int8", "fp32"))
     out.add_argument("--providers", default=",".join(defaults.providers),
                      help="onnxruntime providers, e.g. cpu, rocm,cpu, cuda,cpu or auto")
-    out.add_argument("--threads", type=int, default=0)
+    out.add_argument("--workers", type=int, default=defaults.workers,
+                     help="server processes, each loading the bundle (spawned)")
+    out.add_argument("--threads", type=int, default=0,
+                     help="onnxruntime threads per worker (default: CPUs / workers)")
     out.add_argument("--max_batch_size", type=int, default=defaults.max_batch_size,
                      help="1 turns batching off")
     out.add_argument("--max_wait_ms", type=float, default=defaults.max_wait_ms)
@@ -187,22 +198,31 @@ def config_from_args(argv: list[str] | None = None) -> ServeConfig:
     return ServeConfig(model_name=args.model_name, model_dir=args.model_dir,
                        http_host=args.http_host, http_port=args.http_port,
                        precision=args.precision, providers=args.providers,
-                       threads=args.threads, max_batch_size=args.max_batch_size,
+                       workers=args.workers, threads=args.threads,
+                       max_batch_size=args.max_batch_size,
                        max_wait_ms=args.max_wait_ms, warmup=not args.no_warmup,
                        drift_window=args.drift_window,
                        drift_min_requests=args.drift_min_requests,
                        enable_latency_logging=args.enable_latency_logging)
 
 
-def serve(cfg: ServeConfig) -> None:
-    """Start the HTTP server now and load the bundle in the background."""
+def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                         "%(message)s")
     logging.getLogger("kserve.trace").setLevel(logging.WARNING)  # a line per request
     warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
+
+
+def serve(cfg: ServeConfig) -> None:
+    """Start the HTTP server now and load the bundle in the background; with several
+    workers, each loads it before it accepts connections."""
+    configure_logging()
     model = LlaraModel(cfg)
-    threading.Thread(target=model.load, name="llarapp-load", daemon=True).start()
-    LlaraModelServer(cfg.http_host, cfg.http_port).start([model])
+    if cfg.workers > 1:
+        prepare_environment(cfg.worker_threads)
+    else:
+        threading.Thread(target=model.load, name="llarapp-load", daemon=True).start()
+    LlaraModelServer(cfg.http_host, cfg.http_port, cfg.workers).start([model])
 
 
 def main(argv: list[str] | None = None) -> None:
