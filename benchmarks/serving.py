@@ -8,7 +8,10 @@ and, at each concurrency, keeps that many requests in
 flight for --seconds: p50/p95/p99 latency and throughput. Each request is one playlist:
 its first --history tracks as seeds, its title, k=10; the ranker reranks the bundle's
 K candidates. The server's own llarapp_stage_seconds and llarapp_batch_size histograms
-give the profile (where a request's time goes) per point.
+give the profile (where a request's time goes) per point. Each point also gets its share
+of the machine's ceilings for this bundle (benchmarks/ceilings.py): the ranker's
+operations per request against the measured int8 GEMM rate, and the retrieval's bytes per
+request against the measured memory bandwidth.
 
     python benchmarks/serving.py --bundle runs/pipeline-root/<run>/export/bundle \
         [--data ../shared/data/mpd-popular] [--concurrency 1 16 64] [--seconds 10]
@@ -34,6 +37,9 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from ceilings import ceilings, shares  # noqa: E402
 
 from llarapp.data.slices import read_slice  # noqa: E402
 from llarapp.serving.bundle import Bundle  # noqa: E402
@@ -181,8 +187,11 @@ def main() -> None:
                       f"p50 {row['p50_ms']:7.1f}  p99 {row['p99_ms']:7.1f} ms  "
                       f"{row['throughput_rps']:6.1f} req/s  batch {row['mean_batch']:.1f}",
                       flush=True)
+    limits = ceilings(bundle.folder, len(os.sched_getaffinity(0)), instances[:64])
+    print("ceilings: " + ", ".join(f"{k} {v:,.2f}" for k, v in limits.items()))
+    rows = [row | shares(row["throughput_rps"], limits) for row in rows]
     table = pd.DataFrame(rows)
-    print(table.round(2).to_string(index=False))
+    print(table.round(3).to_string(index=False))
     stem = RESULTS / f"serving{'-' + args.tag if args.tag else ''}"
     RESULTS.mkdir(parents=True, exist_ok=True)
     meta = {"bundle": bundle.version, "tracks": len(bundle.catalogue),
@@ -190,7 +199,8 @@ def main() -> None:
             "history": args.history, "known_seed_share": known_share,
             "seconds_per_point": args.seconds, "max_batch": args.max_batch,
             "max_wait_ms": args.max_wait_ms, "machine": platform.processor() or platform.machine(),
-            "cpus": len(os.sched_getaffinity(0)), "python": platform.python_version()}
+            "cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+            "ceilings": limits}
     stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     stem.with_suffix(".md").write_text(
         f"# Serving benchmark\n\n{json.dumps(meta)}\n\n" + table.round(2).to_markdown(index=False)

@@ -1,0 +1,225 @@
+"""The machine's ceilings for one bundle: how fast could this hardware serve it at best?
+
+1. Ranker work per request: the ranker's fp32 ONNX graph gives 2·K·N operations per token
+   for every MatMul/Gemm with a weight matrix, plus attention's 4·T²·d per layer (QKᵀ and
+   the weighted sum; T tokens, d the embedding width, a layer per two weight-free MatMuls).
+   T is measured: the prompt length of real playlists, as the engine packs them.
+2. Retrieval bytes per request: with an HNSW index, faiss counts the distance computations
+   (``hnsw_stats.ndis``), each reading one item row; without one, the whole catalogue's
+   float32 graph and text vectors are read.
+3. The machine: an int8 GEMM of the ranker's shapes through onnxruntime (dynamic
+   quantisation, as the ranker is exported) at the worker's thread count, and the memory
+   read bandwidth of numpy summing a 512 MiB array.
+4. Where the ranker's time goes: onnxruntime's profile of the ranker on those prompts,
+   summed by operator type.
+
+A throughput's share of a ceiling is (requests/s × work per request) / rate; 100% would
+mean the hardware does nothing else.
+
+    python benchmarks/ceilings.py --bundle BUNDLE [--threads 2]
+
+Writes benchmarks/results/ceilings[-TAG].json and .md; benchmarks/serving.py prints the
+same ceilings beside its measured points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+RESULTS = REPO / "benchmarks" / "results"
+BANDWIDTH_BYTES = 512 << 20
+
+
+def ranker_work(model_path: Path) -> dict[str, float]:
+    """Operations per token in the weight MatMuls, the width d and the layer count."""
+    import onnx
+
+    model = onnx.load(str(model_path))
+    weights = {i.name: tuple(i.dims) for i in model.graph.initializer}
+    per_token, free = 0, 0
+    for node in model.graph.node:
+        if node.op_type not in ("MatMul", "Gemm"):
+            continue
+        shapes = [weights[i] for i in node.input[:2] if i in weights]
+        if shapes and len(shapes[0]) == 2:
+            per_token += 2 * shapes[0][0] * shapes[0][1]
+        elif not shapes:
+            free += 1
+    embedding = max((s for s in weights.values() if len(s) == 2), key=lambda s: s[0] * s[1])
+    return {"ops_per_token": per_token, "width": int(embedding[1]), "layers": free // 2}
+
+
+def ranker_ops(work: dict[str, float], tokens: float) -> float:
+    return tokens * work["ops_per_token"] + work["layers"] * 4 * tokens ** 2 * work["width"]
+
+
+def int8_gemm_rate(threads: int, rows: int = 2048, inner: int = 256, cols: int = 512,
+                   repeats: int = 30) -> float:
+    """Operations per second of a dynamically quantised MatMul of the ranker's shapes."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    weight = np.random.default_rng(0).standard_normal((inner, cols)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "gemm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [rows, inner])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [rows, cols])],
+        [numpy_helper.from_array(weight, "w")])
+    with tempfile.TemporaryDirectory() as folder:
+        fp32, int8 = Path(folder) / "gemm.onnx", Path(folder) / "gemm.int8.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                                    ir_version=8),
+                  str(fp32))
+        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(int8), options, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(1).standard_normal((rows, inner)).astype(np.float32)
+    session.run(None, {"x": x})
+    started = time.perf_counter()
+    for _ in range(repeats):
+        session.run(None, {"x": x})
+    return repeats * 2 * rows * inner * cols / (time.perf_counter() - started)
+
+
+def read_bandwidth(repeats: int = 5) -> float:
+    """Bytes per second numpy reads (one core, as the engine's numpy scoring does)."""
+    array = np.ones(BANDWIDTH_BYTES // 4, np.float32)
+    array.sum()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        array.sum()
+    return repeats * array.nbytes / (time.perf_counter() - started)
+
+
+def measured_requests(engine, instances: list[dict], profile_folder: Path | None = None
+                      ) -> dict[str, float]:
+    """Prompt tokens and retrieval bytes per request, one playlist at a time."""
+    import faiss
+
+    from llarapp.serving.engine import Request
+
+    tokens: list[int] = []
+    ranker = getattr(engine.ranker, "session", None)
+    if ranker is not None:
+        run = ranker.run
+
+        def counting(outputs, feeds, *rest):
+            tokens.append(feeds["input_ids"].shape[1] * feeds["input_ids"].shape[0])
+            return run(outputs, feeds, *rest)
+
+        engine.ranker.session = type("Counting", (), {"run": staticmethod(counting)})()
+    stats = faiss.cvar.hnsw_stats
+    stats.reset()
+    for instance in instances:
+        engine.recommend([Request(instance["playlist_name"], instance["track_uris"], k=10)])
+    if ranker is not None:
+        engine.ranker.session = ranker
+    row_bytes = 4 * (engine.item_graph.shape[1] + engine.scorer.item_text.shape[1])
+    scanned = (stats.ndis / len(instances) if engine.index is not None
+               else len(engine.uris))
+    return {"tokens_per_request": float(np.mean(tokens)) if tokens else 0.0,
+            "retrieval_bytes_per_request": float(scanned * row_bytes)}
+
+
+def ceilings(bundle_folder: Path, threads: int, instances: list[dict]) -> dict[str, float]:
+    """Work per request, the machine's rates, and the requests/s each would allow."""
+    from llarapp.serving.bundle import RANKER, Bundle
+    from llarapp.serving.engine import Engine
+
+    bundle = Bundle.load(bundle_folder, verify=False)
+    engine = Engine(bundle, "int8", threads=threads)
+    out = measured_requests(engine, instances)
+    work = ranker_work(bundle.path(RANKER["fp32"])) if bundle.ranker_kind == "llara" else None
+    out["ranker_gop_per_request"] = (ranker_ops(work, out["tokens_per_request"]) / 1e9
+                                     if work else 0.0)
+    out["int8_gemm_gops"] = int8_gemm_rate(threads) / 1e9
+    out["read_gb_per_s"] = read_bandwidth() / 1e9
+    out["ranker_ceiling_rps"] = (out["int8_gemm_gops"] / out["ranker_gop_per_request"]
+                                 if work else float("inf"))
+    out["retrieval_ceiling_rps"] = out["read_gb_per_s"] * 1e9 / out[
+        "retrieval_bytes_per_request"]
+    out["threads"] = threads
+    return out
+
+
+def shares(throughput: float, limits: dict[str, float]) -> dict[str, float]:
+    """The achieved share of each ceiling at ``throughput`` requests per second."""
+    return {f"{name}_ceiling_share": throughput / limits[f"{name}_ceiling_rps"]
+            for name in ("ranker", "retrieval")}
+
+
+def ranker_profile(bundle_folder: Path, threads: int, instances: list[dict], batch: int
+                   ) -> dict[str, float]:
+    """Milliseconds per request by onnxruntime operator type, ``batch`` playlists a call."""
+    import onnxruntime as ort
+
+    from llarapp.serving.bundle import RANKER, Bundle
+    from llarapp.serving.engine import Engine, Request
+
+    bundle = Bundle.load(bundle_folder, verify=False)
+    engine = Engine(bundle, "int8", threads=threads)
+    with tempfile.TemporaryDirectory() as folder:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(folder) / "ranker")
+        engine.ranker.session = ort.InferenceSession(str(bundle.path(RANKER["int8"])), options,
+                                                     providers=["CPUExecutionProvider"])
+        requests = [Request(i["playlist_name"], i["track_uris"], k=10) for i in instances]
+        for start in range(0, len(requests), batch):
+            engine.recommend(requests[start:start + batch])
+        events = json.loads(Path(engine.ranker.session.end_profiling()).read_text())
+    spent: Counter[str] = Counter()
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            spent[event["args"]["op_name"]] += event["dur"] / 1000 / len(requests)
+    return dict(spent.most_common())
+
+
+def main() -> None:
+    from serving import real_playlists
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", type=Path, required=True)
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared/data/mpd-popular")
+    parser.add_argument("--history", type=int, default=50)
+    parser.add_argument("--playlists", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tag", default="")
+    args = parser.parse_args()
+    instances = real_playlists(args.data, args.history, args.playlists)
+    limits = ceilings(args.bundle, args.threads, instances)
+    profiles = {batch: ranker_profile(args.bundle, args.threads, instances, batch)
+                for batch in (1, 32)}
+    lines = [f"# Ceilings of {args.bundle} on {args.threads} threads\n", "| measure | value |",
+             "| --- | --- |", *(f"| {k} | {v:,.3f} |" for k, v in limits.items()), "",
+             "## Ranker time by operator (ms per request)\n", "| operator | batch 1 | batch 32 |",
+             "| --- | --- | --- |"]
+    for op in profiles[1]:
+        lines.append(f"| {op} | {profiles[1][op]:.3f} | {profiles[32].get(op, 0.0):.3f} |")
+    lines.append(f"| total | {sum(profiles[1].values()):.3f} | {sum(profiles[32].values()):.3f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    stem = RESULTS / ("ceilings" + (f"-{args.tag}" if args.tag else ""))
+    stem.with_suffix(".md").write_text(text)
+    stem.with_suffix(".json").write_text(json.dumps(
+        {"bundle": str(args.bundle), "ceilings": limits, "ranker_ms_by_op": profiles}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""The serving benchmarks' own logic: the ranker's work count (benchmarks/ceilings.py) and
+the synthetic catalogue growth (benchmarks/serving_scale.py)."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from ceilings import ranker_ops, ranker_work, shares  # noqa: E402
+from serving_scale import grow_bundle  # noqa: E402
+
+from llarapp.serving.bundle import Bundle  # noqa: E402
+from llarapp.serving.engine import Engine, Request  # noqa: E402
+
+
+def attention_like_model(path: Path, width: int = 8, hidden: int = 16) -> None:
+    """x·W1·W2 (weights), then one attention's two weight-free MatMuls; a (vocab, width)
+    embedding table is the widest initializer."""
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+               for name, shape in (("w1", (width, hidden)), ("w2", (hidden, width)),
+                                   ("embedding", (100, width)))]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]),
+             helper.make_node("MatMul", ["h", "w2"], ["q"]),
+             helper.make_node("Transpose", ["q"], ["k"], perm=[1, 0]),
+             helper.make_node("MatMul", ["q", "k"], ["a"]),
+             helper.make_node("MatMul", ["a", "q"], ["y"])]
+    graph = helper.make_graph(nodes, "toy", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, ["t", width])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, ["t", width])], weights)
+    path.write_bytes(helper.make_model(graph).SerializeToString())
+
+
+def test_ranker_work_counts_weight_matmuls_per_token_and_attention_per_layer(tmp_path):
+    attention_like_model(tmp_path / "toy.onnx")
+    work = ranker_work(tmp_path / "toy.onnx")
+    assert work == {"ops_per_token": 2 * (8 * 16 + 16 * 8), "width": 8, "layers": 1}
+    assert ranker_ops(work, 10) == 10 * 512 + 4 * 10 ** 2 * 8
+
+
+@pytest.mark.parametrize("throughput, expected", [(0.0, 0.0), (50.0, 0.5), (200.0, 2.0)])
+def test_ceiling_shares(throughput, expected):
+    limits = {"ranker_ceiling_rps": 100.0, "retrieval_ceiling_rps": 400.0}
+    assert shares(throughput, limits) == {"ranker_ceiling_share": expected,
+                                          "retrieval_ceiling_share": expected / 4}
+
+
+def test_a_grown_bundle_verifies_indexes_every_track_and_serves(bundle, tmp_path):
+    tracks = 3 * len(bundle.catalogue)
+    grow_bundle(bundle.folder, tmp_path / "grown", tracks)
+    grown = Bundle.load(tmp_path / "grown")  # every file matches its hash
+    assert len(grown.catalogue) == tracks == grown.manifest["counts"]["tracks"]
+    assert grown.catalogue["track_uri"].is_unique
+    engine = Engine(grown)
+    assert sum(index.ntotal for index in engine.index.indexes.values()) == tracks
+    warm_share = engine.scorer.warm.mean()
+    assert abs(warm_share - bundle.catalogue["warm"].mean()) < 0.1
+    seeds = grown.catalogue["track_uri"].iloc[-3:].tolist()
+    response = engine.recommend([Request("synthetic", seeds, k=5)])[0]
+    assert len(response.recommendations) == 5
+    assert not {r.track_uri for r in response.recommendations} & set(seeds)
