@@ -67,6 +67,8 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=50)
     parser.add_argument("--playlists", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--ef-search", type=int, nargs="*", default=[],
+                        help=f"more HNSW search widths to measure (default {EF_SEARCH})")
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
     engine = Engine(Bundle.load(args.bundle))
@@ -76,6 +78,9 @@ def main() -> None:
         started = time.perf_counter()
         indexes[kind] = HybridIndex(form, kind)
         build_seconds[kind] = time.perf_counter() - started
+    for ef in args.ef_search:  # the same HNSW graphs, searched wider or narrower
+        indexes[f"hnsw ef={ef}"] = HybridIndex(form, "hnsw", ef, indexes["hnsw"].indexes)
+        build_seconds[f"hnsw ef={ef}"] = build_seconds["hnsw"]
     requests = [Request(p["playlist_name"], p["track_uris"], k=10)
                 for p in real_playlists(args.data, args.history, args.playlists)]
     seeds = [engine.seeds(r) for r in requests]

@@ -102,6 +102,23 @@ def test_index_top_n_is_the_scorers_top_n(scorer, queries, form, params, kind):
         assert not set(seeds) & set(got.candidates[row])
 
 
+def test_cold_tracks_fill_the_list_once_the_warm_run_out(scorer, queries, form):
+    """A list longer than the warm group: the cold block's scores sit exactly where the
+    scorer puts them (below the warm minimum, found by the negated query's search)."""
+    from llarapp.models.hybrid_index import HybridIndex
+    from llarapp.models.retrieval import top_n
+
+    n = int(scorer.warm.sum()) + 5
+    every = [HybridParams(0.5, 2.0, 0, 100)] * len(queries.graph)
+    scores = scorer.hybrid_scores(scorer.components(queries), every, queries.seeds)
+    expected = top_n(scores, queries.seeds, n)
+    got = HybridIndex(form, "flat").top(queries.graph, queries.text, every, queries.seeds, n)
+    assert (~scorer.warm[np.maximum(got.candidates, 0)]).any(axis=1).all()
+    assert (got.candidates == expected).mean() >= 0.999  # but for float32 near-ties
+    rows, items = np.arange(len(expected))[:, None], np.maximum(got.candidates, 0)
+    np.testing.assert_allclose(got.hybrid, scores[rows, items], rtol=1e-4, atol=1e-4)
+
+
 def test_unknown_index_kind_names_the_valid_ones(form):
     from llarapp.models.hybrid_index import HybridIndex
 

@@ -137,7 +137,8 @@ class HybridIndex:
     """Top n of :meth:`HybridScorer.hybrid_scores` (cold block offset and cold slots
     included) from one faiss index per group, without scoring the catalogue in numpy:
     each group's best rows come from its index, the block offset needs the warm minimum
-    (the negated query's best) and the cold maximum, and the slots are placed between the
+    (the negated query's best, searched only where it can change the top n) and the cold
+    maximum, and the slots are placed between the
     warm ranks as the scorer places them.
 
     ``kind``: ``flat`` (``IndexFlatIP``, exact) or ``hnsw`` (approximate: ``IndexHNSWFlat``
@@ -156,9 +157,7 @@ class HybridIndex:
         self.is_warm[form.warm.items] = True
         self.indexes = indexes if indexes is not None else {
             name: group_index(form, getattr(form, name), kind) for name in GROUPS}
-        if kind == "hnsw":
-            for index in self.indexes.values():
-                index.hnsw.efSearch = ef_search
+        self.ef_search = ef_search  # per search, so indexes can be shared at other widths
 
     def save(self, folder: Path) -> None:
         import faiss
@@ -199,7 +198,10 @@ class HybridIndex:
             scores, rows = self.indexes[name].search(vectors, depth)
         else:
             lifted = np.hstack([vectors, np.zeros((len(vectors), 1), np.float32)])
-            _, rows = self.indexes[name].search(lifted, depth)
+            import faiss
+
+            _, rows = self.indexes[name].search(
+                lifted, depth, params=faiss.SearchParametersHNSW(efSearch=self.ef_search))
             found = group.items[np.maximum(rows, 0)]
             scores = np.einsum("bd,bkd->bk", vectors, self.form.rows(found.ravel()).reshape(
                 *found.shape, -1))
@@ -227,8 +229,8 @@ class HybridIndex:
         cold_items, cold_scores = self._search("cold", cold_q, cold_c,
                                                max(n, int(slots.max(initial=0))) + excluded)
         if len(form.warm.items) and len(form.cold.items):  # every cold track below the warm
-            _, lowest = self._search("warm", -warm_q, -warm_c, 1)
-            cold_scores = cold_scores + (-lowest[:, :1] - cold_scores[:, :1] - 1.0)
+            floor = self._warm_floor(warm_q, warm_c, warm_scores, exclude, n)
+            cold_scores = cold_scores + (floor[:, None] - cold_scores[:, :1] - 1.0)
         out = IndexedTop(np.full((len(params), n), -1, np.int64),
                          *(np.zeros((len(params), n), np.float32) for _ in range(3)))
         for row, (start, stop) in enumerate(zip(exclude.indptr[:-1], exclude.indptr[1:],
@@ -246,6 +248,21 @@ class HybridIndex:
         out.graph[:], out.text[:] = self.parts(graph_q, text_q, out.candidates, warm_z,
                                                cold_z, text_z)
         return out
+
+    def _warm_floor(self, warm_q: np.ndarray, warm_c: np.ndarray, warm_scores: np.ndarray,
+                    exclude: sp.csr_matrix, n: int) -> np.ndarray:
+        """Per query, the score the cold block must sit below. The scorer uses the warm
+        minimum, which costs a search for the negated query; it matters only where fewer
+        than n warm tracks are left once the seeds are dropped (else no cold track but the
+        slotted ones, whose scores are replaced, reaches the top n), so elsewhere the
+        lowest retrieved warm score gives the same top n and scores."""
+        found = np.isfinite(warm_scores)
+        floor = np.where(found, warm_scores, np.inf).min(axis=1, initial=np.inf)
+        short = found.sum(axis=1) - np.diff(exclude.indptr) < n
+        if short.any():
+            _, lowest = self._search("warm", -warm_q[short], -warm_c[short], 1)
+            floor[short] = -lowest[:, 0]
+        return floor
 
     def parts(self, graph_q: np.ndarray, text_q: np.ndarray, candidates: np.ndarray,
               warm_z: ZScore, cold_z: ZScore, text_z: ZScore) -> tuple[np.ndarray, np.ndarray]:
