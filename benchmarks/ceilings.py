@@ -192,13 +192,11 @@ def ranker_profile(bundle_folder: Path, threads: int, instances: list[dict], bat
 
 
 def main() -> None:
-    from serving import real_playlists
+    from serving import add_playlist_arguments, real_playlists
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, required=True)
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared/data/mpd-popular")
-    parser.add_argument("--history", type=int, default=50)
-    parser.add_argument("--playlists", type=int, default=64)
+    add_playlist_arguments(parser, 64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tag", default="")
     args = parser.parse_args()

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from serving import real_playlists  # noqa: E402
+from serving import add_playlist_arguments, real_playlists  # noqa: E402
 
 from llarapp.models.hybrid import params_for  # noqa: E402
 from llarapp.models.hybrid_index import (  # noqa: E402
@@ -63,9 +63,7 @@ def timed(call, repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, required=True)
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared/data/mpd-popular")
-    parser.add_argument("--history", type=int, default=50)
-    parser.add_argument("--playlists", type=int, default=256)
+    add_playlist_arguments(parser, 256)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--ef-search", type=int, nargs="*", default=[],
                         help=f"more HNSW search widths to measure (default {EF_SEARCH})")

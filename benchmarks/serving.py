@@ -16,7 +16,8 @@ request against the measured memory bandwidth.
     python benchmarks/serving.py --bundle runs/pipeline-root/<run>/export/bundle \
         [--data ../shared/data/mpd-popular] [--concurrency 1 16 64] [--seconds 10]
 
-Writes benchmarks/results/serving[-TAG].json, .md and .png.
+Writes benchmarks/results/serving[-TAG].json, .md and .png; with --compare OLD.json the
+table and the plot also hold an earlier run's points (dashed), labelled with its bundle.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
+import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -67,6 +69,13 @@ def real_playlists(folder: Path, history: int, limit: int) -> list[dict]:
     if not instances:
         raise SystemExit(f"no playlist with more than {history} tracks under {folder}")
     return instances[:limit]
+
+
+def add_playlist_arguments(parser: argparse.ArgumentParser, playlists: int) -> None:
+    """--data, --history and --playlists: the real playlists a benchmark sends."""
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared/data/mpd-popular")
+    parser.add_argument("--history", type=int, default=50, help="seed tracks per playlist")
+    parser.add_argument("--playlists", type=int, default=playlists)
 
 
 def scrape(url: str) -> dict[str, float]:
@@ -112,30 +121,57 @@ async def drive(url: str, instances: list[dict], concurrency: int, seconds: floa
         return latencies, errors, time.perf_counter() - start
 
 
+def with_workers(pid: int) -> list[psutil.Process]:
+    process = psutil.Process(pid)
+    return [process, *process.children(recursive=True)]
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its children (the server's workers)."""
+    return sum(sum(p.cpu_times()[:2]) for p in with_workers(pid))
+
+
+def resident_gib(pid: int) -> float:
+    """Resident memory of a process and its children, GiB."""
+    return sum(p.memory_info().rss for p in with_workers(pid)) / 2 ** 30
+
+
 def measure(server: ServerProcess, instances, concurrency: int, seconds: float) -> dict:
+    """Latency and throughput at ``concurrency``; the CPU milliseconds per request of the
+    server and of this load generator, which share the machine's cores."""
     asyncio.run(drive(server.url, instances, concurrency, min(2.0, seconds)))  # warm-up
-    before = scrape(server.url)
+    before, server_cpu, client_cpu = (scrape(server.url), cpu_seconds(server.process.pid),
+                                      time.process_time())
     latencies, errors, elapsed = asyncio.run(drive(server.url, instances, concurrency, seconds))
-    ms = np.array(latencies) * 1000
+    server_cpu = cpu_seconds(server.process.pid) - server_cpu
+    client_cpu = time.process_time() - client_cpu
+    ms, count = np.array(latencies) * 1000, max(len(latencies), 1)
     return {"concurrency": concurrency, "requests": len(latencies), "errors": errors,
             "throughput_rps": len(latencies) / elapsed,
             "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
             "p99_ms": float(np.percentile(ms, 99)),
+            "server_cpu_ms_per_request": 1000 * server_cpu / count,
+            "client_cpu_ms_per_request": 1000 * client_cpu / count,
+            "server_rss_gib": resident_gib(server.process.pid),
             **profile(before, scrape(server.url), len(latencies))}
 
 
-def plot(table: pd.DataFrame, path: Path) -> None:
+def plot(table: pd.DataFrame, path: Path, previous: pd.DataFrame | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for (precision, batching, workers), rows in table.groupby(["precision", "batching",
-                                                               "workers"]):
-        label = f"{precision}, batching {batching}, {workers} worker(s)"
-        left.plot(rows["concurrency"], rows["p99_ms"], marker="o", label=label)
-        right.plot(rows["concurrency"], rows["throughput_rps"], marker="o", label=label)
+    runs = [(table, "-", "")] + ([(previous, "--", "before: ")] if previous is not None else [])
+    for frame, style, prefix in runs:
+        frame = frame.assign(workers=frame.get("workers", 1))
+        for (precision, batching, workers), rows in frame.groupby(["precision", "batching",
+                                                                   "workers"]):
+            label = f"{prefix}{precision}, batching {batching}, {workers} worker(s)"
+            left.plot(rows["concurrency"], rows["p99_ms"], style, marker="o", label=label)
+            right.plot(rows["concurrency"], rows["throughput_rps"], style, marker="o",
+                       label=label)
     left.set(xscale="log", yscale="log", xlabel="concurrency", ylabel="p99 latency (ms)")
     right.set(xscale="log", xlabel="concurrency", ylabel="throughput (req/s)")
     left.axhline(50, color="grey", ls=":", label="p99 goal 50 ms")
@@ -150,9 +186,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", type=Path, default=None,
                         help="serving bundle (default: the newest under runs/)")
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared/data/mpd-popular")
-    parser.add_argument("--history", type=int, default=50)
-    parser.add_argument("--playlists", type=int, default=2000)
+    add_playlist_arguments(parser, 2000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--precisions", nargs="+", default=["int8", "fp32"])
@@ -160,6 +194,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1])
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=2.0)
+    parser.add_argument("--compare", type=Path, default=None,
+                        help="an earlier run's JSON to show beside this one")
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
 
@@ -201,11 +237,17 @@ def main() -> None:
             "max_wait_ms": args.max_wait_ms, "machine": platform.processor() or platform.machine(),
             "cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
             "ceilings": limits}
-    stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    stem.with_suffix(".md").write_text(
-        f"# Serving benchmark\n\n{json.dumps(meta)}\n\n" + table.round(2).to_markdown(index=False)
-        + "\n")
-    plot(table, stem.with_suffix(".png"))
+    earlier = json.loads(args.compare.read_text()) if args.compare else None
+    stem.with_suffix(".json").write_text(json.dumps(
+        {"meta": meta, "rows": rows} | ({"before": earlier} if earlier else {}), indent=2))
+    text = f"# Serving benchmark\n\n{json.dumps(meta)}\n\n" + table.round(2).to_markdown(
+        index=False) + "\n"
+    if earlier:
+        text += (f"\n## Before ({args.compare.name}: bundle {earlier['meta']['bundle']})\n\n"
+                 + pd.DataFrame(earlier["rows"]).round(2).to_markdown(index=False) + "\n")
+    stem.with_suffix(".md").write_text(text)
+    plot(table, stem.with_suffix(".png"),
+         pd.DataFrame(earlier["rows"]) if earlier else None)
     print(f"wrote {stem}.json, .md, .png")
 
 

@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from serving import measure, real_playlists  # noqa: E402
+from serving import measure, real_playlists, resident_gib  # noqa: E402
 
 from llarapp.serving import bundle as B  # noqa: E402
 from llarapp.serving.index import build_index  # noqa: E402
@@ -96,12 +96,6 @@ def grow_bundle(template: Path, out: Path, tracks: int, seed: int = 0) -> dict[s
     return {"index_build_s": index_seconds}
 
 
-def resident_gib(process: psutil.Process) -> float:
-    """RSS of the server and its children (workers), GiB."""
-    members = [process, *process.children(recursive=True)]
-    return sum(p.memory_info().rss for p in members) / 2 ** 30
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--template", type=Path, required=True, help="a real serving bundle")
@@ -125,14 +119,13 @@ def main() -> None:
         started = time.perf_counter()
         server.wait_ready(timeout=1800)  # hashing and loading ~10 GB takes minutes
         load_seconds = time.perf_counter() - started
-        process = psutil.Process(server.process.pid)
-        loaded = resident_gib(process)
+        loaded = resident_gib(server.process.pid)
         for concurrency in args.concurrency:
             rows.append(measure(server, instances, concurrency, args.seconds))
             print(f"c={concurrency:<3} p50 {rows[-1]['p50_ms']:7.1f}  p99 "
                   f"{rows[-1]['p99_ms']:7.1f} ms  {rows[-1]['throughput_rps']:6.1f} req/s",
                   flush=True)
-        after = resident_gib(process)
+        after = resident_gib(server.process.pid)
     finally:
         server.stop()
     summary = {"tracks": args.tracks, "template": str(args.template), **timings,

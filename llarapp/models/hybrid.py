@@ -124,7 +124,10 @@ class HybridScorer:
         """``extra_text``: per playlist, the summed text vectors of seeds outside the
         catalogue (``extra_counts`` of them); they join the text query as cold seeds do."""
         graph_q = self.graph.fold_in(seeds)
-        no_warm_seed = ~np.asarray(seeds[:, self.warm].sum(axis=1) > 0).ravel()
+        rows = np.repeat(np.arange(seeds.shape[0]), np.diff(seeds.indptr))
+        warm_seeds = np.bincount(rows, weights=seeds.data * self.warm[seeds.indices],
+                                 minlength=seeds.shape[0])  # O(seeds), not O(catalogue)
+        no_warm_seed = ~(warm_seeds > 0)
         if no_warm_seed.any():
             graph_q[no_warm_seed] = self.title_to_graph(title_vectors[no_warm_seed])
         seed_text, counts = np.asarray(seeds @ self.item_text), np.asarray(seeds.sum(axis=1))

@@ -200,8 +200,8 @@ class Engine:
         with _timed(observe, "retrieve"):
             matrix, queries = self._queries(seeds, encoded)
             kinds = ["seeded" if s.history else "title_only" for s in seeds]
-            exclude = sp.csr_matrix(sp.diags([float(r.exclude_seen) for r in requests])
-                                    @ matrix)
+            exclude = matrix.copy()  # the seeds of requests that exclude them; O(seeds)
+            exclude.data *= np.repeat([r.exclude_seen for r in requests], np.diff(matrix.indptr))
             exclude.eliminate_zeros()
             found = self._retrieve(queries, params_for(self.hybrid_params, kinds), exclude,
                                    max(self.num_candidates, *(r.k for r in requests)))
