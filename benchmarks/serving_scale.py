@@ -64,9 +64,10 @@ def grown_rows(rows: np.ndarray, sources: np.ndarray, rng: np.random.Generator) 
     return out
 
 
-def grow_bundle(template: Path, out: Path, tracks: int, seed: int = 0) -> dict[str, float]:
-    """Write the grown bundle to ``out``; the seconds each step took."""
-    rng = np.random.default_rng(seed)
+def grow_bundle(template: Path, out: Path, tracks: int, seed: int = 0) -> None:
+    """Write the grown bundle to ``out``; its manifest's ``synthetic`` entry records how
+    it was made and the seconds the growth and the index took."""
+    rng, began = np.random.default_rng(seed), time.perf_counter()
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(template, out, ignore=shutil.ignore_patterns(B.INDEX_FOLDER, "report"))
@@ -92,8 +93,10 @@ def grow_bundle(template: Path, out: Path, tracks: int, seed: int = 0) -> dict[s
     manifest["retrieval"]["index"] = settings
     manifest["counts"] = {**manifest.get("counts", {}), "tracks": tracks}
     manifest["files"] = B.file_table(out)
+    manifest["synthetic"] = {"tracks": tracks, "from": str(template),
+                             "index_build_s": index_seconds,
+                             "grow_and_index_s": time.perf_counter() - began}
     (out / B.MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
-    return {"index_build_s": index_seconds}
 
 
 def main() -> None:
@@ -108,9 +111,9 @@ def main() -> None:
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
 
-    started = time.perf_counter()
-    timings = {} if args.reuse else grow_bundle(args.template, args.out, args.tracks)
-    build_seconds = time.perf_counter() - started
+    if not args.reuse:
+        grow_bundle(args.template, args.out, args.tracks)
+    made = json.loads((args.out / B.MANIFEST).read_text())["synthetic"]
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file()) / 2 ** 30
     instances = real_playlists(args.data, 50, 2000)
     rows = []
@@ -128,15 +131,14 @@ def main() -> None:
         after = resident_gib(server.process.pid)
     finally:
         server.stop()
-    summary = {"tracks": args.tracks, "template": str(args.template), **timings,
-               "grow_and_index_s": build_seconds, "bundle_gib": size,
+    summary = {**made, "bundle_gib": size,
                "server_ready_s": load_seconds,
                "rss_loaded_gib": loaded, "rss_after_gib": after,
                "machine": platform.processor() or platform.machine(),
                "cpus": len(os.sched_getaffinity(0)),
                "memory_gib": psutil.virtual_memory().total / 2 ** 30}
     table = pd.DataFrame(rows)
-    text = (f"# Serving a {args.tracks:,}-track synthetic catalogue\n\n"
+    text = (f"# Serving a {made['tracks']:,}-track synthetic catalogue\n\n"
             + "\n".join(f"- {k}: {v:,.2f}" if isinstance(v, float) else f"- {k}: {v}"
                         for k, v in summary.items())
             + "\n\n" + table.round(2).to_markdown(index=False) + "\n")

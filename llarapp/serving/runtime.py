@@ -46,4 +46,7 @@ def session(path: str | Path, providers: Sequence[str] = ("cpu",), threads: int 
     options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    # idle threads sleep instead of spinning: a spinning pool starves the server's event
+    # loop of the cores it shares (mpd-popular, 2 cores: 92 → 115 req/s at concurrency 16)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=resolve_providers(providers))

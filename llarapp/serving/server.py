@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import threading
 import warnings
 from typing import Any
@@ -217,6 +218,7 @@ def serve(cfg: ServeConfig) -> None:
     """Start the HTTP server now and load the bundle in the background; with several
     workers, each loads it before it accepts connections."""
     configure_logging()
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # faiss's threads: sleep, as ORT's
     model = LlaraModel(cfg)
     if cfg.workers > 1:
         prepare_environment(cfg.worker_threads)
