@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from llarapp.data.dataset import Split  # noqa: E402
 from llarapp.eval.metrics import ndcg_at_k, recall_at_k  # noqa: E402
+from llarapp.models.retrieve import query_types  # noqa: E402
 from llarapp.serving.bundle import Bundle  # noqa: E402
 from llarapp.serving.engine import Engine, Request  # noqa: E402
 
@@ -55,7 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, required=True)
     parser.add_argument("--split", type=Path, required=True, help="the run's split artifact")
-    parser.add_argument("--which", default="test", choices=("validation", "test"))
+    parser.add_argument("--which", default="test", choices=("val", "test"))
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--tag", default="")
@@ -79,21 +80,25 @@ def main() -> None:
              "ndcg@10": float(np.nanmean(ndcg_at_k(found, relevant, args.k))),
              "recall@10": float(np.nanmean(recall_at_k(found, relevant, args.k)))}
             for path, found in lists.items()]
-    agreement = float(np.mean([len(set(a) & set(b)) / engine.num_candidates
-                               for a, b in zip(lists["index"], lists["exact"], strict=True)]))
+    shared = np.array([len(set(a) & set(b)) / engine.num_candidates
+                       for a, b in zip(lists["index"], lists["exact"], strict=True)])
+    agreement = float(shared.mean())
+    by_kind = pd.Series(shared).groupby(query_types(heldout)).mean().to_dict()
     change = rows[0]["ndcg@10"] / rows[1]["ndcg@10"] - 1
     table = pd.DataFrame(rows)
     text = (f"# Served quality on the {args.which} split ({len(requests)} playlists)\n\n"
             f"{table.to_markdown(index=False, floatfmt='.4f')}\n\n"
             f"Index against exact: NDCG@10 {change:+.2%}; the served top "
-            f"{engine.num_candidates} share {agreement:.3f} of their tracks. Bundle "
+            f"{engine.num_candidates} share {agreement:.3f} of their tracks ("
+            + ", ".join(f"{k} {v:.3f}" for k, v in by_kind.items()) + "). Bundle "
             f"{engine.bundle.version}, ranker {engine.bundle.ranker_kind}.\n")
     print(text)
     stem = RESULTS / ("served-quality" + (f"-{args.tag}" if args.tag else ""))
     stem.with_suffix(".md").write_text(text)
     stem.with_suffix(".json").write_text(json.dumps(
         {"bundle": str(args.bundle), "split": str(args.split), "rows": rows,
-         "ndcg_change": change, "top_agreement": agreement}, indent=2))
+         "ndcg_change": change, "top_agreement": agreement,
+         "top_agreement_by_kind": by_kind, "index": engine.bundle.index}, indent=2))
 
 
 if __name__ == "__main__":

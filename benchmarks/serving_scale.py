@@ -7,7 +7,8 @@
    vectors coincide, which would flatter HNSW), with a fresh synthetic URI and the source's
    degree (the warm share stays the real one). The ranker, text encoder and tokenizers are
    the template's own.
-2. Build the HNSW retrieval index as export does (timed), hash every file into the manifest.
+2. Build the HNSW retrieval index as export does (timed), searched as wide as the
+   template's calibration asks; hash every file into the manifest.
 3. Serve it (``python -m llarapp.serving``, one worker) and drive it with real mpd-popular
    playlists: p50/p99 and throughput at each --concurrency, the server's resident memory
    (RSS, after the load and after the load test) and the bundle's size on disk.
@@ -89,6 +90,9 @@ def grow_bundle(template: Path, out: Path, tracks: int, seed: int = 0) -> None:
     settings = build_index(out, 0)
     index_seconds = time.perf_counter() - started
     manifest = json.loads((out / B.MANIFEST).read_text())
+    calibrated = (manifest["retrieval"].get("index") or {}).get("ef_search")
+    if calibrated:  # no held-out playlists here: search as wide as the template's calibration
+        settings["ef_search"] = calibrated
     manifest["model_version"] = f"{manifest['model_version']}+synthetic{tracks}"
     manifest["retrieval"]["index"] = settings
     manifest["counts"] = {**manifest.get("counts", {}), "tracks": tracks}

@@ -119,6 +119,28 @@ def test_cold_tracks_fill_the_list_once_the_warm_run_out(scorer, queries, form):
     np.testing.assert_allclose(got.hybrid, scores[rows, items], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("target, expected", [(0.0, "narrowest"), (1.01, "widest"),
+                                              (0.99, "reaching")])
+def test_calibration_picks_the_narrowest_width_reaching_the_target(scorer, queries, form,
+                                                                   target, expected):
+    from llarapp.models.hybrid_index import HybridIndex
+    from llarapp.serving.index import WIDTHS, calibrate_widths
+
+    kinds = ["seeded" if k else "title_only" for k in np.diff(queries.seeds.indptr)]
+    every = [HybridParams(0.5, 2.0, 3, 10)] * len(kinds)
+    index = HybridIndex(form, "hnsw")
+    found = calibrate_widths(index, scorer, queries, every, kinds, 20, target)
+    widths, recall = found["ef_search"], found["calibration"]["recall"]
+    assert set(widths) == set(kinds) and index.ef_search == widths
+    for kind, width in widths.items():
+        if expected == "narrowest":
+            assert width == WIDTHS[0]
+        elif expected == "widest":
+            assert width == WIDTHS[-1] and recall[kind] < target
+        else:
+            assert recall[kind] >= target or width == WIDTHS[-1]
+
+
 def test_unknown_index_kind_names_the_valid_ones(form):
     from llarapp.models.hybrid_index import HybridIndex
 

@@ -82,6 +82,18 @@ def test_production_has_the_canary_split_storage_and_service_account():
     assert "amd.com/gpu" not in container(isvc)["resources"]["limits"]
 
 
+def test_production_pods_hold_a_full_mpd_catalogue():
+    """Sized from benchmarks/serving_scale.py: 11.3 GiB resident, a 9.4 GiB bundle."""
+    from kubernetes.utils import parse_quantity
+
+    resources = container(isvc_of(build(KUSTOMIZE["production"])))["resources"]
+    requests, limits = resources["requests"], resources["limits"]
+    assert parse_quantity(requests["memory"]) >= 12 * 2 ** 30
+    assert parse_quantity(limits["memory"]) > parse_quantity(requests["memory"])
+    assert parse_quantity(requests["ephemeral-storage"]) >= 10 * 2 ** 30
+    assert parse_quantity(requests["cpu"]) == parse_quantity(limits["cpu"]) == 2
+
+
 def test_the_gpu_component_adds_the_mi100():
     isvc = isvc_of(build(KUSTOMIZE["production-gpu"]))
     predictor = isvc["spec"]["predictor"]

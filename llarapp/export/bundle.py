@@ -26,7 +26,7 @@ from llarapp.models.text_embed import TextEmbeddings
 from llarapp.rerank.lambdamart import MODEL_FILE
 from llarapp.serving import bundle as B
 from llarapp.serving.drift import REFERENCE_FILE, Reference
-from llarapp.serving.index import build_index
+from llarapp.serving.index import build_index, calibrate_widths
 from llarapp.storage import atomic_dir
 
 
@@ -103,6 +103,24 @@ def copy_ranker(folder: Path, kind: str, exporter: Exporter, sources: Sources,
         shutil.copy(Path(evaluation) / MODEL_FILE, folder / "rerank" / MODEL_FILE)
 
 
+def index_calibration(sources: Sources, n: int):
+    """Calibrates the index's search widths on the validation playlists, queried as the
+    engine queries them (seeds and title)."""
+    from llarapp.models.hybrid import params_for
+    from llarapp.models.retrieval import seed_matrix
+    from llarapp.models.retrieve import query_types
+
+    heldout = sources.split.heldout_for("val")
+    if heldout.empty:
+        raise ArtifactError("the split has no validation playlists to calibrate the "
+                            "retrieval index on; re-run split with validation playlists")
+    queries = sources.scorer.queries(seed_matrix(heldout["seeds"], sources.num_items),
+                                     sources.text.titles(heldout["pid"].to_numpy()))
+    kinds = query_types(heldout).tolist()
+    params = params_for(sources.hybrid_params, kinds)
+    return lambda index: calibrate_widths(index, sources.scorer, queries, params, kinds, n)
+
+
 def run_export(cfg: ExportConfig, model: LlaraArtifact, sources: Sources, text: TextEmbeddings,
                output: str | os.PathLike[str],
                evaluation: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -125,7 +143,8 @@ def run_export(cfg: ExportConfig, model: LlaraArtifact, sources: Sources, text: 
         shutil.copy(text_int8, folder / B.TEXT_ENCODER)
         shutil.copytree(work / "tokenizer", folder / "text_tokenizer")
         copy_assets(folder, sources, exporter)
-        index = build_index(folder, cfg.index_min_tracks)
+        index = build_index(folder, cfg.index_min_tracks,
+                            index_calibration(sources, model.config.num_candidates))
         report = write_report(folder / "report", table, chosen, why,
                               {"text_encoder": text_check, "ranker_parity": parity,
                                "int8_parity": parity_gate,

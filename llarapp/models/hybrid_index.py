@@ -27,7 +27,7 @@ holds to float32 rounding of the inner products.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -147,8 +147,8 @@ class HybridIndex:
     with inner products, HNSW's top-20 recall stayed near 0.98 on mpd-popular). Returned
     scores are recomputed exactly either way."""
 
-    def __init__(self, form: HybridForm, kind: str = "flat", ef_search: int = EF_SEARCH,
-                 indexes: dict | None = None):
+    def __init__(self, form: HybridForm, kind: str = "flat",
+                 ef_search: int | Mapping[str, int] = EF_SEARCH, indexes: dict | None = None):
         """Builds one faiss index per group, or takes ``indexes`` (from :meth:`load`)."""
         if kind not in INDEX_KINDS:
             raise ValueError(f"index kind must be one of {', '.join(INDEX_KINDS)}, got {kind!r}")
@@ -157,7 +157,9 @@ class HybridIndex:
         self.is_warm[form.warm.items] = True
         self.indexes = indexes if indexes is not None else {
             name: group_index(form, getattr(form, name), kind) for name in GROUPS}
-        self.ef_search = ef_search  # per search, so indexes can be shared at other widths
+        # HNSW's search width: one, or one per query kind (``seeded``, ``title_only``) as
+        # export calibrates it; applied per search, so indexes can be shared at other widths
+        self.ef_search = ef_search
 
     def save(self, folder: Path) -> None:
         import faiss
@@ -167,8 +169,9 @@ class HybridIndex:
             faiss.write_index(index, str(folder / f"{name}.faiss"))
 
     @classmethod
-    def load(cls, folder: Path, form: HybridForm, kind: str, ef_search: int = EF_SEARCH,
-             rebuild: tuple[str, ...] = ()) -> HybridIndex:
+    def load(cls, folder: Path, form: HybridForm, kind: str,
+             ef_search: int | Mapping[str, int] = EF_SEARCH, rebuild: tuple[str, ...] = ()
+             ) -> HybridIndex:
         """From :meth:`save`'s files; the groups in ``rebuild`` are built anew instead."""
         import faiss
 
@@ -185,10 +188,18 @@ class HybridIndex:
                                     "ones; re-export the bundle")
         return cls(form, kind, ef_search, indexes)
 
-    def _search(self, name: str, vectors: np.ndarray, constant: np.ndarray, depth: int
-                ) -> tuple[np.ndarray, np.ndarray]:
+    def widths(self, kinds: Sequence[str] | None, count: int) -> np.ndarray:
+        """HNSW's search width per query."""
+        if isinstance(self.ef_search, Mapping):
+            return np.array([self.ef_search.get(k, EF_SEARCH) for k in kinds or ()] if kinds
+                            else [max(self.ef_search.values())] * count, np.int64)
+        return np.full(count, self.ef_search, np.int64)
+
+    def _search(self, name: str, vectors: np.ndarray, constant: np.ndarray, depth: int,
+                widths: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(catalogue items, hybrid scores) of the group's best ``depth`` rows, -1 padded;
         the scores are exact inner products, whatever the index."""
+        widths = self.widths(None, len(vectors)) if widths is None else widths
         group = getattr(self.form, name)
         depth = int(min(depth, len(group.items)))
         if not depth:
@@ -200,8 +211,11 @@ class HybridIndex:
             lifted = np.hstack([vectors, np.zeros((len(vectors), 1), np.float32)])
             import faiss
 
-            _, rows = self.indexes[name].search(
-                lifted, depth, params=faiss.SearchParametersHNSW(efSearch=self.ef_search))
+            rows = np.empty((len(vectors), depth), np.int64)
+            for width in np.unique(widths):
+                part = widths == width
+                rows[part] = self.indexes[name].search(
+                    lifted[part], depth, params=faiss.SearchParametersHNSW(efSearch=int(width)))[1]
             found = group.items[np.maximum(rows, 0)]
             scores = np.einsum("bd,bkd->bk", vectors, self.form.rows(found.ravel()).reshape(
                 *found.shape, -1))
@@ -212,8 +226,10 @@ class HybridIndex:
         return items, np.where(rows >= 0, scores + constant[:, None], -np.inf)
 
     def top(self, graph_q: np.ndarray, text_q: np.ndarray, params: Sequence[HybridParams],
-            exclude: sp.csr_matrix, n: int) -> IndexedTop:
-        form = self.form
+            exclude: sp.csr_matrix, n: int, kinds: Sequence[str] | None = None
+            ) -> IndexedTop:
+        """``kinds``: each query's kind, for per-kind search widths."""
+        form, widths = self.form, self.widths(kinds, len(params))
         lam = np.array([p.lam for p in params])
         cold_lambda = np.array([p.cold_lambda for p in params])
         slots = np.array([p.cold_slots for p in params])
@@ -225,11 +241,13 @@ class HybridIndex:
         cold_q, cold_c = form.cold.queries(graph_q, text_q, cold_lambda, cold_z, text_z)
         excluded = np.diff(exclude.indptr).max(initial=0)
         warm_items, warm_scores = self._search("warm", warm_q, warm_c,
-                                               max(n, int(ends.max(initial=0))) + excluded)
+                                               max(n, int(ends.max(initial=0))) + excluded,
+                                               widths)
         cold_items, cold_scores = self._search("cold", cold_q, cold_c,
-                                               max(n, int(slots.max(initial=0))) + excluded)
+                                               max(n, int(slots.max(initial=0))) + excluded,
+                                               widths)
         if len(form.warm.items) and len(form.cold.items):  # every cold track below the warm
-            floor = self._warm_floor(warm_q, warm_c, warm_scores, exclude, n)
+            floor = self._warm_floor(warm_q, warm_c, warm_scores, exclude, n, widths)
             cold_scores = cold_scores + (floor[:, None] - cold_scores[:, :1] - 1.0)
         out = IndexedTop(np.full((len(params), n), -1, np.int64),
                          *(np.zeros((len(params), n), np.float32) for _ in range(3)))
@@ -250,7 +268,7 @@ class HybridIndex:
         return out
 
     def _warm_floor(self, warm_q: np.ndarray, warm_c: np.ndarray, warm_scores: np.ndarray,
-                    exclude: sp.csr_matrix, n: int) -> np.ndarray:
+                    exclude: sp.csr_matrix, n: int, widths: np.ndarray) -> np.ndarray:
         """Per query, the score the cold block must sit below. The scorer uses the warm
         minimum, which costs a search for the negated query; it matters only where fewer
         than n warm tracks are left once the seeds are dropped (else no cold track but the
@@ -260,7 +278,7 @@ class HybridIndex:
         floor = np.where(found, warm_scores, np.inf).min(axis=1, initial=np.inf)
         short = found.sum(axis=1) - np.diff(exclude.indptr) < n
         if short.any():
-            _, lowest = self._search("warm", -warm_q[short], -warm_c[short], 1)
+            _, lowest = self._search("warm", -warm_q[short], -warm_c[short], 1, widths[short])
             floor[short] = -lowest[:, 0]
         return floor
 

@@ -204,7 +204,7 @@ class Engine:
             exclude.data *= np.repeat([r.exclude_seen for r in requests], np.diff(matrix.indptr))
             exclude.eliminate_zeros()
             found = self._retrieve(queries, params_for(self.hybrid_params, kinds), exclude,
-                                   max(self.num_candidates, *(r.k for r in requests)))
+                                   max(self.num_candidates, *(r.k for r in requests)), kinds)
             retrieved = found.candidates
         with _timed(observe, "rerank"):
             top, width = retrieved[:, :self.num_candidates], self.num_candidates
@@ -227,11 +227,12 @@ class Engine:
         return responses
 
     def _retrieve(self, queries: Queries, params: list[HybridParams], exclude: sp.csr_matrix,
-                  n: int) -> IndexedTop:
+                  n: int, kinds: Sequence[str] | None = None) -> IndexedTop:
         """The hybrid's top ``n`` with their scores: from the bundle's index when it ships
-        one, else by scoring the whole catalogue (the same ranking; tested)."""
+        one (searched as wide as each query's kind needs), else by scoring the whole
+        catalogue (the same ranking; tested)."""
         if self.index is not None:
-            return self.index.top(queries.graph, queries.text, params, exclude, n)
+            return self.index.top(queries.graph, queries.text, params, exclude, n, kinds)
         parts = self.scorer.components(queries)
         scores = self.scorer.hybrid_scores(parts, params, exclude)
         top = top_n(scores, exclude, n)

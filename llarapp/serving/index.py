@@ -3,13 +3,17 @@ large catalogues, loaded by the engine, and refreshed when ``llarapp catalogue a
 the catalogue (new tracks are cold, so only the cold group's index is rebuilt).
 
 The index is built from the bundle's own files (item vectors and training degrees), so
-what is searched is exactly what the engine would score.
+what is searched is exactly what the engine would score. Its HNSW search width is then
+calibrated per query kind: on held-out (validation) playlists, the smallest ``efSearch`` of
+:data:`WIDTHS` whose top-n recall against exact scoring reaches :data:`RECALL_TARGET`
+(title-only queries, far from any seed, need a much wider search than seeded ones).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,7 +21,15 @@ from llarapp.errors import ArtifactError, BundleError
 from llarapp.models.hybrid_index import EF_SEARCH, HybridForm, HybridIndex
 from llarapp.serving import bundle as B
 
+if TYPE_CHECKING:
+    from llarapp.models.hybrid import HybridParams, HybridScorer, Queries
+
 KIND = "hnsw"
+# never narrower than the default (a request may ask for more than the ranker's candidates);
+# steps of about √2, as search time grows about linearly with the width
+WIDTHS = tuple(int(EF_SEARCH * f) for f in (1, 1.5, 2, 3, 4, 6, 8, 12, 16))
+RECALL_TARGET = 0.99
+EXACT_CHUNK = 32  # playlists scored against the whole catalogue at a time
 
 
 def form_of(item_graph: np.ndarray, item_text: np.ndarray, degree: np.ndarray) -> HybridForm:
@@ -30,14 +42,49 @@ def _folder_form(folder: Path) -> HybridForm:
                    np.load(folder / "weights/item_degree.npy"))
 
 
-def build_index(folder: Path, min_tracks: int) -> dict[str, Any] | None:
+def build_index(folder: Path, min_tracks: int,
+                calibrate: Callable[[HybridIndex], dict[str, Any]] | None = None
+                ) -> dict[str, Any] | None:
     """Write ``index/`` for a catalogue of at least ``min_tracks`` tracks; the manifest's
-    ``retrieval.index`` entry, or None (the engine then scores the whole catalogue)."""
+    ``retrieval.index`` entry (with ``calibrate``'s widths), or None (the engine then
+    scores the whole catalogue)."""
     form = _folder_form(folder)
     if form.item_graph.shape[0] < min_tracks:
         return None
-    HybridIndex(form, KIND).save(folder / B.INDEX_FOLDER)
-    return {"kind": KIND, "ef_search": EF_SEARCH}
+    index = HybridIndex(form, KIND)
+    index.save(folder / B.INDEX_FOLDER)
+    return {"kind": KIND, "ef_search": EF_SEARCH} | (calibrate(index) if calibrate else {})
+
+
+def calibrate_widths(index: HybridIndex, scorer: HybridScorer, queries: Queries,
+                     params: Sequence[HybridParams], kinds: Sequence[str], n: int,
+                     target: float = RECALL_TARGET) -> dict[str, Any]:
+    """Per query kind, the smallest width of :data:`WIDTHS` whose top-``n`` recall
+    against the scorer's exact top ``n`` reaches ``target`` (else the widest)."""
+    from llarapp.models.retrieval import top_n
+
+    exact = np.concatenate([
+        top_n(scorer.hybrid_scores(scorer.components(part), params[i:i + EXACT_CHUNK],
+                                   part.seeds), part.seeds, n)
+        for i in range(0, len(params), EXACT_CHUNK)
+        for part in [type(queries)(queries.graph[i:i + EXACT_CHUNK],
+                                   queries.text[i:i + EXACT_CHUNK],
+                                   queries.seeds[i:i + EXACT_CHUNK])]])
+    widths, recall, counts = {}, {}, {}
+    for kind in sorted(set(kinds)):
+        rows = np.flatnonzero(np.asarray(kinds) == kind)
+        for width in WIDTHS:
+            found = HybridIndex(index.form, index.kind, width, index.indexes).top(
+                queries.graph[rows], queries.text[rows], [params[i] for i in rows],
+                queries.seeds[rows], n).candidates
+            share = float(np.mean([len(set(a[a >= 0]) & set(b[b >= 0])) / max((b >= 0).sum(), 1)
+                                   for a, b in zip(found, exact[rows], strict=True)]))
+            if share >= target:
+                break
+        widths[kind], recall[kind], counts[kind] = width, share, len(rows)
+    index.ef_search = widths
+    return {"ef_search": widths, "calibration": {"target": target, "top_n": n,
+                                                 "recall": recall, "playlists": counts}}
 
 
 def load_index(bundle: B.Bundle, item_graph: np.ndarray, item_text: np.ndarray,
@@ -48,7 +95,7 @@ def load_index(bundle: B.Bundle, item_graph: np.ndarray, item_text: np.ndarray,
     try:
         return HybridIndex.load(bundle.path(B.INDEX_FOLDER), form_of(item_graph, item_text,
                                                                      degree),
-                                settings["kind"], int(settings["ef_search"]))
+                                settings["kind"], search_widths(settings))
     except ArtifactError as exc:
         raise BundleError(f"{bundle.folder}: {exc}") from None
 
@@ -58,4 +105,10 @@ def refresh_cold_index(folder: Path, settings: dict[str, Any] | None) -> None:
     if not settings:
         return
     HybridIndex.load(folder / B.INDEX_FOLDER, _folder_form(folder), settings["kind"],
-                     int(settings["ef_search"]), rebuild=("cold",)).save(folder / B.INDEX_FOLDER)
+                     search_widths(settings), rebuild=("cold",)).save(folder / B.INDEX_FOLDER)
+
+
+def search_widths(settings: dict[str, Any]) -> int | dict[str, int]:
+    """The manifest's ``ef_search``: one width, or one per query kind."""
+    widths = settings["ef_search"]
+    return {k: int(v) for k, v in widths.items()} if isinstance(widths, dict) else int(widths)
