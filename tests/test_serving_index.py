@@ -21,9 +21,18 @@ def without_index(bundle, tmp_path):
     return B.Bundle.load(folder)
 
 
-def test_the_test_bundle_ships_an_hnsw_index(bundle):
-    assert bundle.index["kind"] == "hnsw"
+def test_the_test_bundle_ships_an_hnsw_index_calibrated_per_query_kind(bundle):
+    from llarapp.serving.index import WIDTHS
+
+    index = bundle.index
+    assert index["kind"] == "hnsw"
     assert set(B.INDEX_FILES) <= set(bundle.manifest["files"])
+    widths, recall = index["ef_search"], index["calibration"]["recall"]
+    assert set(widths) == set(recall) <= {"seeded", "title_only"} and widths
+    for kind, width in widths.items():  # the narrowest reaching the target, or the widest
+        assert width in WIDTHS
+        assert recall[kind] >= index["calibration"]["target"] or width == WIDTHS[-1]
+    assert Engine(bundle).index.ef_search == widths
 
 
 def test_indexed_serving_matches_exact_scoring(bundle, tmp_path):

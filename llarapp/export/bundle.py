@@ -104,21 +104,25 @@ def copy_ranker(folder: Path, kind: str, exporter: Exporter, sources: Sources,
 
 
 def index_calibration(sources: Sources, n: int):
-    """Calibrates the index's search widths on the validation playlists, queried as the
-    engine queries them (seeds and title)."""
+    """Calibrates a built index's search widths on the validation playlists, queried as
+    the engine queries them (seeds and title); nothing runs unless an index is built."""
     from llarapp.models.hybrid import params_for
     from llarapp.models.retrieval import seed_matrix
     from llarapp.models.retrieve import query_types
 
-    heldout = sources.split.heldout_for("val")
-    if heldout.empty:
-        raise ArtifactError("the split has no validation playlists to calibrate the "
-                            "retrieval index on; re-run split with validation playlists")
-    queries = sources.scorer.queries(seed_matrix(heldout["seeds"], sources.num_items),
-                                     sources.text.titles(heldout["pid"].to_numpy()))
-    kinds = query_types(heldout).tolist()
-    params = params_for(sources.hybrid_params, kinds)
-    return lambda index: calibrate_widths(index, sources.scorer, queries, params, kinds, n)
+    def calibrate(index):
+        heldout = sources.split.heldout_for("val")
+        if heldout.empty:
+            raise ArtifactError("the split has no validation playlists to calibrate the "
+                                "retrieval index on; re-run split with validation playlists, "
+                                "or raise index_min_tracks above the catalogue size")
+        queries = sources.scorer.queries(seed_matrix(heldout["seeds"], sources.num_items),
+                                         sources.text.titles(heldout["pid"].to_numpy()))
+        kinds = query_types(heldout).tolist()
+        return calibrate_widths(index, sources.scorer, queries,
+                                params_for(sources.hybrid_params, kinds), kinds, n)
+
+    return calibrate
 
 
 def run_export(cfg: ExportConfig, model: LlaraArtifact, sources: Sources, text: TextEmbeddings,
