@@ -7,7 +7,9 @@ wrong version) is logged with the reason and the model never becomes ready; live
 (``/``) stays up, so Kubernetes holds traffic back and the rollout stalls, then rolls back.
 
 Requests are validated with pydantic (a 400 names the field), coalesced by the
-:class:`~llarapp.serving.batching.Batcher`, and counted in ``llarapp_*`` metrics.
+:class:`~llarapp.serving.batching.Batcher`, and counted in ``llarapp_*`` metrics. With
+``--workers N`` (:mod:`llarapp.serving.workers`) N processes share the port, and each loads
+the bundle before it accepts connections.
 """
 
 from __future__ import annotations
