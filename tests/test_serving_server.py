@@ -4,8 +4,10 @@ bad input (a 400 naming the field), batching and metrics."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
+import signal
 
 import httpx
 import pytest
@@ -199,7 +201,8 @@ def test_metrics(server, bundle):
     assert any(k.startswith("request_predict_seconds_count") for k in samples)  # KServe's
 
 
-def test_two_workers_load_the_indexed_bundle_and_count_every_request(bundle, warm_seeds):
+def test_two_workers_load_the_indexed_bundle_count_every_request_and_survive_a_crash(
+        bundle, warm_seeds):
     assert bundle.index  # the tests' bundle ships its HNSW index
     with ServerProcess(bundle.folder, "--workers", "2") as server:
         single = v1(server, {"track_uris": warm_seeds[:3], "k": 4})["predictions"][0]
@@ -208,6 +211,11 @@ def test_two_workers_load_the_indexed_bundle_and_count_every_request(bundle, war
             v1(server, {"playlist_name": f"worker mix {i}", "k": 2})
         text = httpx.get(f"{server.url}/metrics", timeout=30).text
         workers = set(re.findall(r"worker (\d+) serving", server.log))
+        os.kill(int(min(workers)), signal.SIGKILL)  # a crashed worker is replaced
+        server.wait_until(lambda: len(re.findall(r"worker (\d+) serving", server.log)) == 3,
+                          120, "replacing the killed worker")
+        for i in range(6):  # whichever socket a connection lands on, it is served
+            v1(server, {"playlist_name": f"after the crash {i}", "k": 2})
     assert len(workers) == 2  # each loaded its own sessions and index
     counts = dict(re.findall(r'^llarapp_cold_start_requests_total\{kind="(\w+)"\} (\S+)',
                              text, re.M))

@@ -4,9 +4,13 @@
    onnxruntime, faiss's OpenMP and numpy's BLAS) and a Prometheus multi-process folder,
    then spawns N processes (kserve's ``RESTServerMultiProcess``, spawn context). The model
    it pickles to them has never loaded: no ONNX session or index crosses a process.
+   Each worker listens on its own ``SO_REUSEPORT`` socket, so the kernel spreads new
+   connections over the workers by hash; with one shared socket, whichever worker won
+   the accept() races kept its keep-alive connections, and on 2 cores one worker
+   ended up with most of them.
 2. Each worker loads the bundle itself, before it accepts a connection, so a worker that
    answers is ready (or has logged why it never will be) and no request meets a half-loaded
-   worker. The kernel spreads connections over the workers.
+   worker.
 3. ``/metrics`` answers for the whole pod: counters and histograms are summed over the
    workers' files (prometheus_client's multiprocess mode). Drift is the answering worker's
    recent window, a random share of the traffic.
@@ -14,16 +18,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import os
 import shutil
+import socket
 import tempfile
-from socket import socket
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess
+from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess, RESTServerProcess
 from kserve.protocol.rest.server import RESTServer
 from prometheus_client import CollectorRegistry, exposition
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -64,7 +69,7 @@ class WorkerRESTServer(RESTServer):
         app.add_api_route("/metrics", pod_metrics, methods=["GET"])  # first match wins
         super()._register_endpoints(app)
 
-    def run(self, sockets: list[socket] | None = None) -> None:
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
         from llarapp.serving.server import configure_logging
 
         configure_logging()
@@ -74,11 +79,67 @@ class WorkerRESTServer(RESTServer):
         super().run(sockets)
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` that other processes may bind too."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class BalancedMultiProcess(RESTServerMultiProcess):
+    """kserve's multi-process server with one SO_REUSEPORT socket per worker (a restarted
+    worker takes over its predecessor's)."""
+
+    def __init__(self, *args, host: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.host = host
+        self._sockets: list[socket.socket] = []
+
+    async def start(self) -> None:
+        """As kserve's, without its one shared socket (it would hold the port alone)."""
+        self.init_processes([])
+        while not self.should_exit.is_set():
+            await asyncio.sleep(0.5)
+            await self.keep_subprocess_alive([])
+        await self.terminate_all()
+
+    def init_processes(self, sockets: list[socket.socket]) -> None:
+        port = self._rest_server.config.port
+        self._sockets = [listening_socket(self.host, port)
+                         for _ in range(self._rest_server.config.workers)]
+        for own in self._sockets:
+            process = RESTServerProcess([own], self._rest_server.run)
+            self._processes.append(process)
+            process.start()
+            log.info("started worker process %s", process.pid)
+
+    async def keep_subprocess_alive(self, sockets: list[socket.socket]) -> None:
+        if self.should_exit.is_set():
+            return
+        for slot, process in enumerate(self._processes):
+            if process.is_alive():
+                continue
+            process.kill()  # hung or gone: replace it on its own socket
+            await process.wait_for_termination()
+            if self.should_exit.is_set():
+                return
+            log.warning("worker process %s died; starting another", process.pid)
+            self._processes[slot] = RESTServerProcess([self._sockets[slot]],
+                                                      self._rest_server.run)
+            self._processes[slot].start()
+
+
 def multiprocess_server(dataplane, repository, host: str, port: int, workers: int,
                         grace_period: int, keep_alive: int) -> RESTServerMultiProcess:
-    """kserve's multi-process server whose workers are :class:`WorkerRESTServer`."""
+    """kserve's multi-process server whose workers are :class:`WorkerRESTServer`s, each
+    on its own socket."""
     options = dict(workers=workers, grace_period=grace_period, timeout_keep_alive=keep_alive)
-    server = RESTServerMultiProcess(APP, dataplane, repository, port, **options)
+    server = BalancedMultiProcess(APP, dataplane, repository, port, host=host, **options)
     worker = WorkerRESTServer(APP, dataplane, repository, port, **options)
     worker.config.host = host
     server._rest_server = worker  # kserve builds a plain RESTServer; the workers run ours
