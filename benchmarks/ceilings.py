@@ -136,13 +136,19 @@ def measured_requests(engine, instances: list[dict], profile_folder: Path | None
             "retrieval_bytes_per_request": float(scanned * row_bytes)}
 
 
-def ceilings(bundle_folder: Path, threads: int, instances: list[dict]) -> dict[str, float]:
-    """Work per request, the machine's rates, and the requests/s each would allow."""
-    from llarapp.serving.bundle import RANKER, Bundle
+def load_engine(bundle_folder: Path, threads: int):
+    """The serving engine on ``threads`` threads, with the int8 ranker."""
+    from llarapp.serving.bundle import Bundle
     from llarapp.serving.engine import Engine
 
-    bundle = Bundle.load(bundle_folder, verify=False)
-    engine = Engine(bundle, "int8", threads=threads)
+    return Engine(Bundle.load(bundle_folder, verify=False), "int8", threads=threads)
+
+
+def ceilings(engine, threads: int, instances: list[dict]) -> dict[str, float]:
+    """Work per request, the machine's rates, and the requests/s each would allow."""
+    from llarapp.serving.bundle import RANKER
+
+    bundle = engine.bundle
     out = measured_requests(engine, instances)
     work = ranker_work(bundle.path(RANKER["fp32"])) if bundle.ranker_kind == "llara" else None
     out["ranker_gop_per_request"] = (ranker_ops(work, out["tokens_per_request"]) / 1e9
@@ -163,16 +169,16 @@ def shares(throughput: float, limits: dict[str, float]) -> dict[str, float]:
             for name in ("ranker", "retrieval")}
 
 
-def ranker_profile(bundle_folder: Path, threads: int, instances: list[dict], batch: int
+def ranker_profile(engine, threads: int, instances: list[dict], batch: int
                    ) -> dict[str, float]:
-    """Milliseconds per request by onnxruntime operator type, ``batch`` playlists a call."""
+    """Milliseconds per request by onnxruntime operator type, ``batch`` playlists a call
+    (the engine's ranker session is swapped for a profiling one, then put back)."""
     import onnxruntime as ort
 
-    from llarapp.serving.bundle import RANKER, Bundle
-    from llarapp.serving.engine import Engine, Request
+    from llarapp.serving.bundle import RANKER
+    from llarapp.serving.engine import Request
 
-    bundle = Bundle.load(bundle_folder, verify=False)
-    engine = Engine(bundle, "int8", threads=threads)
+    bundle, serving_session = engine.bundle, engine.ranker.session
     with tempfile.TemporaryDirectory() as folder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -184,6 +190,7 @@ def ranker_profile(bundle_folder: Path, threads: int, instances: list[dict], bat
         for start in range(0, len(requests), batch):
             engine.recommend(requests[start:start + batch])
         events = json.loads(Path(engine.ranker.session.end_profiling()).read_text())
+    engine.ranker.session = serving_session
     spent: Counter[str] = Counter()
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
@@ -201,8 +208,9 @@ def main() -> None:
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
     instances = real_playlists(args.data, args.history, args.playlists)
-    limits = ceilings(args.bundle, args.threads, instances)
-    profiles = {batch: ranker_profile(args.bundle, args.threads, instances, batch)
+    engine = load_engine(args.bundle, args.threads)
+    limits = ceilings(engine, args.threads, instances)
+    profiles = {batch: ranker_profile(engine, args.threads, instances, batch)
                 for batch in (1, 32)}
     lines = [f"# Ceilings of {args.bundle} on {args.threads} threads\n", "| measure | value |",
              "| --- | --- |", *(f"| {k} | {v:,.3f} |" for k, v in limits.items()), "",

@@ -21,14 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from llarapp.data.dataset import Split  # noqa: E402
-from llarapp.eval.metrics import ndcg_at_k, recall_at_k  # noqa: E402
+from llarapp.eval.metrics import ndcg_at_k, recall_at_k, relevance_matrix  # noqa: E402
 from llarapp.models.retrieve import query_types  # noqa: E402
 from llarapp.serving.bundle import Bundle  # noqa: E402
 from llarapp.serving.engine import Engine, Request  # noqa: E402
@@ -44,12 +43,6 @@ def served_lists(engine: Engine, requests: list[Request], k: int, batch: int) ->
             items = [engine.row_of[r.track_uri] for r in response.recommendations]
             out[start + row, :len(items)] = items
     return out
-
-
-def relevant_matrix(targets: pd.Series, tracks: int) -> sp.csr_matrix:
-    rows = np.repeat(np.arange(len(targets)), targets.map(len).to_numpy())
-    columns = np.concatenate([np.asarray(t, np.int64) for t in targets])
-    return sp.csr_matrix((np.ones(len(columns)), (rows, columns)), shape=(len(targets), tracks))
 
 
 def main() -> None:
@@ -70,7 +63,7 @@ def main() -> None:
                         engine.uris[np.asarray(seeds, np.int64)].tolist(),
                         k=max(args.k, engine.num_candidates))
                 for name, seeds in zip(heldout["name"], heldout["seeds"], strict=True)]
-    relevant = relevant_matrix(heldout["targets"], len(engine.uris))
+    relevant = relevance_matrix(heldout["targets"].tolist(), len(engine.uris))
     index = engine.index
     lists = {"index": served_lists(engine, requests, engine.num_candidates, args.batch)}
     engine.index = None  # the exact path: every track scored in numpy

@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from ceilings import ceilings, shares  # noqa: E402
+from ceilings import ceilings, load_engine, shares  # noqa: E402
 
 from llarapp.data.slices import read_slice  # noqa: E402
 from llarapp.serving.bundle import Bundle  # noqa: E402
@@ -223,7 +223,8 @@ def main() -> None:
                       f"p50 {row['p50_ms']:7.1f}  p99 {row['p99_ms']:7.1f} ms  "
                       f"{row['throughput_rps']:6.1f} req/s  batch {row['mean_batch']:.1f}",
                       flush=True)
-    limits = ceilings(bundle.folder, len(os.sched_getaffinity(0)), instances[:64])
+    cores = len(os.sched_getaffinity(0))
+    limits = ceilings(load_engine(bundle.folder, cores), cores, instances[:64])
     print("ceilings: " + ", ".join(f"{k} {v:,.2f}" for k, v in limits.items()))
     rows = [row | shares(row["throughput_rps"], limits) for row in rows]
     table = pd.DataFrame(rows)

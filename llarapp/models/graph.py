@@ -25,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from llarapp.data.dataset import _Artifact
+from llarapp.models.retrieval import kept_entries
 
 
 def fold_in_weights(layer_items: list[np.ndarray], alpha: np.ndarray, degree: np.ndarray
@@ -38,9 +39,7 @@ def fold_in_weights(layer_items: list[np.ndarray], alpha: np.ndarray, degree: np
 
 def fold_in(seeds: sp.csr_matrix, weights: np.ndarray, degree: np.ndarray) -> np.ndarray:
     """Playlist vectors for the rows of ``seeds`` (playlists × items, binary)."""
-    warm = sp.csr_matrix(seeds, dtype=np.float32, copy=True)  # O(seeds), not O(catalogue)
-    warm.data *= degree[warm.indices] > 0
-    warm.eliminate_zeros()
+    warm = kept_entries(seeds, degree[seeds.indices] > 0)
     counts = np.asarray(warm.sum(axis=1)).ravel()
     scale = np.where(counts > 0, 1.0 / np.sqrt(np.maximum(counts, 1.0)), 0.0)
     return (np.asarray(warm @ weights) * scale[:, None]).astype(np.float32)

@@ -40,7 +40,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from llarapp.models.graph import GraphVectors
-from llarapp.models.retrieval import top_n
+from llarapp.models.retrieval import kept_entries, top_n
 
 if TYPE_CHECKING:  # torch-free at run time: the serving engine scores with this class
     from llarapp.models.cold_mapper import ColdMapper
@@ -124,10 +124,7 @@ class HybridScorer:
         """``extra_text``: per playlist, the summed text vectors of seeds outside the
         catalogue (``extra_counts`` of them); they join the text query as cold seeds do."""
         graph_q = self.graph.fold_in(seeds)
-        rows = np.repeat(np.arange(seeds.shape[0]), np.diff(seeds.indptr))
-        warm_seeds = np.bincount(rows, weights=seeds.data * self.warm[seeds.indices],
-                                 minlength=seeds.shape[0])  # O(seeds), not O(catalogue)
-        no_warm_seed = ~(warm_seeds > 0)
+        no_warm_seed = kept_entries(seeds, self.warm[seeds.indices]).getnnz(axis=1) == 0
         if no_warm_seed.any():
             graph_q[no_warm_seed] = self.title_to_graph(title_vectors[no_warm_seed])
         seed_text, counts = np.asarray(seeds @ self.item_text), np.asarray(seeds.sum(axis=1))

@@ -189,11 +189,12 @@ class HybridIndex:
         return cls(form, kind, ef_search, indexes)
 
     def widths(self, kinds: Sequence[str] | None, count: int) -> np.ndarray:
-        """HNSW's search width per query."""
-        if isinstance(self.ef_search, Mapping):
-            return np.array([self.ef_search.get(k, EF_SEARCH) for k in kinds or ()] if kinds
-                            else [max(self.ef_search.values())] * count, np.int64)
-        return np.full(count, self.ef_search, np.int64)
+        """HNSW's search width per query: its kind's, or the widest when kinds are unknown."""
+        if not isinstance(self.ef_search, Mapping):
+            return np.full(count, self.ef_search, np.int64)
+        if kinds is None:
+            return np.full(count, max(self.ef_search.values()), np.int64)
+        return np.array([self.ef_search.get(k, EF_SEARCH) for k in kinds], np.int64)
 
     def _search(self, name: str, vectors: np.ndarray, constant: np.ndarray, depth: int,
                 widths: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -73,6 +73,15 @@ class RecommenderConfig(StageConfig):
         require(self.batch_size >= 1, "batch_size must be at least 1")
 
 
+def kept_entries(matrix: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
+    """A copy of ``matrix`` holding only the stored entries where ``keep`` (one flag per
+    entry) is true: O(entries), where masking catalogue columns costs O(catalogue)."""
+    out = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
+    out.data *= keep
+    out.eliminate_zeros()
+    return out
+
+
 def seed_matrix(seed_lists: pd.Series, num_items: int) -> sp.csr_matrix:
     """Binary playlists × items matrix of the seed tracks."""
     lengths = seed_lists.map(len).to_numpy()

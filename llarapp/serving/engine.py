@@ -28,7 +28,7 @@ from llarapp.models.graph import GraphVectors, TitleNeighbours
 from llarapp.models.hybrid import HybridParams, HybridScorer, Queries, params_for
 from llarapp.models.hybrid_index import IndexedTop
 from llarapp.models.mlp_numpy import apply_numpy
-from llarapp.models.retrieval import seed_matrix, top_n
+from llarapp.models.retrieval import kept_entries, seed_matrix, top_n
 from llarapp.serving.bundle import RANKER, TEXT_ENCODER, TEXT_TOKENIZER, Bundle
 from llarapp.serving.drift import request_features
 from llarapp.serving.index import load_index
@@ -200,9 +200,8 @@ class Engine:
         with _timed(observe, "retrieve"):
             matrix, queries = self._queries(seeds, encoded)
             kinds = ["seeded" if s.history else "title_only" for s in seeds]
-            exclude = matrix.copy()  # the seeds of requests that exclude them; O(seeds)
-            exclude.data *= np.repeat([r.exclude_seen for r in requests], np.diff(matrix.indptr))
-            exclude.eliminate_zeros()
+            exclude = kept_entries(matrix, np.repeat([r.exclude_seen for r in requests],
+                                                     np.diff(matrix.indptr)))
             found = self._retrieve(queries, params_for(self.hybrid_params, kinds), exclude,
                                    max(self.num_candidates, *(r.k for r in requests)), kinds)
             retrieved = found.candidates

@@ -61,22 +61,20 @@ def calibrate_widths(index: HybridIndex, scorer: HybridScorer, queries: Queries,
                      target: float = RECALL_TARGET) -> dict[str, Any]:
     """Per query kind, the smallest width of :data:`WIDTHS` whose top-``n`` recall
     against the scorer's exact top ``n`` reaches ``target`` (else the widest)."""
-    from llarapp.models.retrieval import top_n
+    def subset(rows) -> Queries:
+        return type(queries)(queries.graph[rows], queries.text[rows], queries.seeds[rows])
 
-    exact = np.concatenate([
-        top_n(scorer.hybrid_scores(scorer.components(part), params[i:i + EXACT_CHUNK],
-                                   part.seeds), part.seeds, n)
-        for i in range(0, len(params), EXACT_CHUNK)
-        for part in [type(queries)(queries.graph[i:i + EXACT_CHUNK],
-                                   queries.text[i:i + EXACT_CHUNK],
-                                   queries.seeds[i:i + EXACT_CHUNK])]])
+    exact = np.concatenate([  # the scorer's own top n, a few playlists at a time
+        scorer.recommend(subset(slice(i, i + EXACT_CHUNK)), "hybrid",
+                         params[i:i + EXACT_CHUNK], n)
+        for i in range(0, len(params), EXACT_CHUNK)])
     widths, recall, counts = {}, {}, {}
     for kind in sorted(set(kinds)):
         rows = np.flatnonzero(np.asarray(kinds) == kind)
+        mine = subset(rows)
         for width in WIDTHS:
             found = HybridIndex(index.form, index.kind, width, index.indexes).top(
-                queries.graph[rows], queries.text[rows], [params[i] for i in rows],
-                queries.seeds[rows], n).candidates
+                mine.graph, mine.text, [params[i] for i in rows], mine.seeds, n).candidates
             share = float(np.mean([len(set(a[a >= 0]) & set(b[b >= 0])) / max((b >= 0).sum(), 1)
                                    for a, b in zip(found, exact[rows], strict=True)]))
             if share >= target:

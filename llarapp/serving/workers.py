@@ -1,10 +1,11 @@
 """``--workers N``: N server processes behind one port, on kserve's multi-process server.
 
-1. The parent binds the port, sets each worker's thread budget (cores / N, for
-   onnxruntime, faiss's OpenMP and numpy's BLAS) and a Prometheus multi-process folder,
-   then spawns N processes (kserve's ``RESTServerMultiProcess``, spawn context). The model
-   it pickles to them has never loaded: no ONNX session or index crosses a process.
-   Each worker listens on its own ``SO_REUSEPORT`` socket, so the kernel spreads new
+1. The parent sets each worker's thread budget (cores / N, for onnxruntime, faiss's
+   OpenMP and numpy's BLAS) and a Prometheus multi-process folder, binds N
+   ``SO_REUSEPORT`` sockets to the port, then spawns N processes (kserve's
+   ``RESTServerMultiProcess``, spawn context). The model it pickles to them has never
+   loaded: no ONNX session or index crosses a process.
+   Each worker listens on its own socket, so the kernel spreads new
    connections over the workers by hash; with one shared socket, whichever worker won
    the accept() races kept its keep-alive connections, and on 2 cores one worker
    ended up with most of them.
