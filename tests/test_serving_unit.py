@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import pytest
 from llarapp.errors import BundleError, ConfigError, DataValidationError
 from llarapp.serving.batching import Batcher, BatchingConfig
 from llarapp.serving.config import KSERVE_MODEL_DIR, ServeConfig, latest_local_bundle
+from llarapp.serving.limits import Overloaded
 from tests.conftest import REPO
 
 
@@ -60,11 +62,69 @@ def test_batcher_failure_reaches_every_caller_of_that_batch_only():
     assert all(results[i] == i * 10 for i in range(6) if i not in failed)
 
 
+def batches_seen(requests, config, cost=lambda item: 1.0):
+    """Submit ``requests`` (lists of items) in order while the engine is busy with a first
+    item; return the batches the engine ran after it, and each request's outcome."""
+    seen, gate = [], threading.Event()
+
+    def engine(batch):
+        gate.wait(10)
+        seen.append(list(batch))
+        return batch
+
+    async def main():
+        batcher = Batcher(engine, config, cost)
+        try:
+            blocker = asyncio.ensure_future(batcher.submit("busy"))
+            await asyncio.sleep(0.05)  # the engine holds "busy"; the rest queue up
+            calls = [asyncio.ensure_future(batcher.submit_all(r)) for r in requests]
+            await asyncio.sleep(0.05)
+            gate.set()
+            outcomes = await asyncio.gather(*calls, return_exceptions=True)
+            await blocker
+            return outcomes
+        finally:
+            batcher.close()
+
+    outcomes = asyncio.run(main())
+    return seen[1:], outcomes
+
+
+def test_a_later_single_request_overtakes_the_bulk_of_a_large_one():
+    bulk = [f"bulk {i}" for i in range(12)]
+    batches, outcomes = batches_seen([bulk, ["single"]], BatchingConfig(4, 0))
+    assert outcomes == [bulk, ["single"]]
+    first_batch = batches[0]
+    assert "bulk 0" in first_batch and "single" in first_batch  # round 0 of each request
+    assert [x for b in batches for x in b if x.startswith("bulk")] == bulk  # in order
+
+
+def test_bulk_runs_on_credit_while_others_arrive():
+    heavy = [f"heavy {i}" for i in range(8)]
+    singles = [[f"one {i}"] for i in range(8)]
+    batches, _ = batches_seen([heavy, *singles], BatchingConfig(32, 0),
+                              cost=lambda item: 2.0 if item.startswith("heavy") else 1.0)
+    first = batches[0]
+    # 9 first items earn 0.25 × 10 = 2.5 of credit: one heavy bulk item (cost 2) joins
+    assert sorted(first) == sorted(["heavy 0", "heavy 1", *(s[0] for s in singles)])
+
+
+def test_a_full_queue_refuses_the_whole_request():
+    batches, outcomes = batches_seen([["a", "b", "c"], ["d", "e"]],
+                                     BatchingConfig(8, 0, max_queued=4))
+    assert outcomes[0] == ["a", "b", "c"]
+    assert isinstance(outcomes[1], Overloaded) and outcomes[1].retry_after >= 1
+    assert "d" not in {x for b in batches for x in b}  # nothing of it was queued
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"max_batch_size": 0}, "max_batch_size"), ({"max_wait_ms": -1}, "max_wait_ms"),
     ({"precision": "int4"}, "precision"), ({"http_port": 70000}, "http_port"),
     ({"providers": ["tpu"]}, "unknown provider"), ({"model_name": " "}, "model_name"),
     ({"workers": 0}, "workers"), ({"colour": 1}, "unknown key"),
+    ({"deadline_ms": 10}, "deadline_ms"), ({"max_queued": 0}, "max_queued"),
+    ({"max_body_bytes": 10}, "max_body_bytes"), ({"max_texts": 0}, "max_texts"),
+    ({"grace_period_s": 0}, "grace_period_s"),
 ])
 def test_serve_config_is_validated(bad, message):
     with pytest.raises(ConfigError, match=message):

@@ -30,6 +30,14 @@ class ServeConfig(StageConfig):
     threads: int = 0  # onnxruntime intra-op threads per worker; 0: the CPUs / workers
     max_batch_size: int = 32
     max_wait_ms: float = 2.0
+    max_queued: int = 256  # playlists waiting for the engine; more answers 429
+    deadline_ms: float = 5000  # queue wait plus compute; later answers 504
+    max_body_bytes: int = 1 << 20  # larger bodies answer 413 before they are read
+    max_texts: int = 64  # titles + tracks with metadata to encode per request (else 400)
+    max_recommendations: int = 5000  # sum of k over one request's instances (else 400)
+    grace_period_s: int = 30  # SIGTERM: in-flight requests may finish for this long
+    control_token: str = field(  # model load/unload over HTTP: off unless set
+        default_factory=lambda: os.environ.get("LLARAPP_CONTROL_TOKEN", ""), repr=False)
     http_host: str = "127.0.0.1"  # 0.0.0.0 in containers
     http_port: int = 8080
     warmup: bool = True
@@ -53,11 +61,20 @@ class ServeConfig(StageConfig):
         require(bool(self.http_host.strip()), "http_host must not be empty")
         require(self.drift_window >= self.drift_min_requests >= 1,
                 "need drift_window >= drift_min_requests >= 1")
-        BatchingConfig(max_batch_size=self.max_batch_size, max_wait_ms=self.max_wait_ms)
+        require(100 <= self.deadline_ms <= 600_000,
+                f"deadline_ms must be in 100..600000, got {self.deadline_ms}")
+        require(1 <= self.grace_period_s <= 3600,
+                f"grace_period_s must be in 1..3600, got {self.grace_period_s}")
+        require(self.max_body_bytes >= 1024,
+                f"max_body_bytes must be at least 1024, got {self.max_body_bytes}")
+        require(self.max_texts >= 1 and self.max_recommendations >= 1,
+                "max_texts and max_recommendations must be at least 1")
+        self.batching.validate()
 
     @property
     def batching(self) -> BatchingConfig:
-        return BatchingConfig(max_batch_size=self.max_batch_size, max_wait_ms=self.max_wait_ms)
+        return BatchingConfig(max_batch_size=self.max_batch_size, max_wait_ms=self.max_wait_ms,
+                              max_queued=self.max_queued)
 
     @property
     def worker_threads(self) -> int:

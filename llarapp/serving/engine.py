@@ -55,6 +55,15 @@ class Request:
     exclude_seen: bool = True
     tracks: list[TrackMeta] = field(default_factory=list)
 
+    @property
+    def cost(self) -> float:
+        """Engine time in units of a short seeded request with k 10, from timings on the
+        mpd-popular bundle (README, "Limits and failure behaviour"): seeds, rows, texts to
+        encode, and the wider index search of a title-only query add to it."""
+        title_only = not (self.track_uris or self.tracks)
+        return (1 + len(self.track_uris) / 700 + self.k / 500 + len(self.tracks) / 10
+                + 1.3 * title_only)
+
 
 @dataclass
 class Recommendation:
@@ -117,8 +126,7 @@ class Engine:
         if not np.array_equal(catalogue["track_idx"].to_numpy(), np.arange(len(catalogue))):
             raise BundleError(f"{bundle.folder}: catalogue.parquet rows are not in track_idx "
                               "order; re-run `llarapp export`")
-        self.uris, self.names = catalogue["track_uri"].to_numpy(), catalogue["track_name"]
-        self.artists = catalogue["artist_name"]
+        self.uris = catalogue["track_uri"].to_numpy()
         self.row_of = {uri: i for i, uri in enumerate(self.uris)}
         self.item_graph = bundle.array("vectors/item_graph.npy")
         self.degree = bundle.array("weights/item_degree.npy")
@@ -131,6 +139,7 @@ class Engine:
         self.index = load_index(bundle, self.item_graph, self.scorer.item_text, self.degree)
         self.item_mapper = bundle.weights("weights/item_mapper.npz")
         self.explainer = Explainer(catalogue, self.item_graph, self.scorer.item_text)
+        self.names, self.artists = self.explainer.names, self.explainer.artists  # numpy: fast
         self.ranker = load_ranker(bundle, precision, providers, threads, self.item_graph)
 
     def _title_query(self, retrieval: dict):
@@ -290,15 +299,15 @@ class Engine:
         floor = float(scores.min()) if len(scores) else 0.0
         ranks = [int(rank) for rank in order[:request.k] if retrieved[rank] >= 0]
         items = retrieved[ranks]
-        labels = ([f"'{self.names.iat[i]}' by {self.artists.iat[i]}" for i in seeds.known]
+        labels = ([f"'{self.names[i]}' by {self.artists[i]}" for i in seeds.known]
                   + [f"'{t.track_name}'" + (f" by {t.artist_name}" if t.artist_name else "")
                      for t in seeds.extra])
         reasons = self.explainer.explain(
             items, request.playlist_name, labels,
             np.concatenate([self.item_graph[seeds.known], extra_graph]),
             np.concatenate([self.scorer.item_text[seeds.known], extra_text]))
-        recs = [Recommendation(str(self.uris[item]), str(self.names.iat[item]),
-                               str(self.artists.iat[item]),
+        recs = [Recommendation(str(self.uris[item]), str(self.names[item]),
+                               str(self.artists[item]),
                                float(scores[rank]) if rank < k else floor - (rank - k + 1),
                                rank, reason)
                 for rank, item, reason in zip(ranks, items, reasons, strict=True)]

@@ -28,6 +28,8 @@ BATCH_SIZE = Histogram("llarapp_batch_size", "Playlists per engine call (after c
                        buckets=BATCH_BUCKETS)
 INVALID_REQUESTS = Counter("llarapp_invalid_requests", "Requests refused with a 4xx",
                            ["protocol"])
+REFUSED = Counter("llarapp_refused_requests", "Requests refused by a server limit "
+                  "(body_size, cost, queue_full, deadline)", ["reason"])
 PREDICT_ERRORS = Counter("llarapp_predict_errors", "Predictions that failed with a 5xx")
 MODEL = Gauge("llarapp_model_info", "The loaded bundle (1, described by the labels)",
               ["model_name", "model_version", "precision", "tracks"], multiprocess_mode="max")

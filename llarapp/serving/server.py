@@ -23,7 +23,6 @@ import warnings
 from typing import Any
 
 from kserve.errors import InvalidInput, ModelNotReady
-from kserve.protocol.rest.server import RESTServer
 
 from kserve import InferRequest, Model, ModelServer
 from llarapp.errors import BundleError, InvalidRequestError
@@ -33,6 +32,8 @@ from llarapp.serving.bundle import Bundle
 from llarapp.serving.config import ServeConfig
 from llarapp.serving.drift import REFERENCE_FILE, DriftMonitor, Reference
 from llarapp.serving.engine import Engine, Request, Response
+from llarapp.serving.http import LlaraRESTServer
+from llarapp.serving.limits import DeadlineExceeded, Overloaded, check_cost
 from llarapp.serving.protocol import v1_prediction, v2_instance, v2_response
 from llarapp.serving.schema import parse_v1
 from llarapp.serving.workers import multiprocess_server, prepare_environment
@@ -54,6 +55,7 @@ class LlaraModel(Model):
         self.recommender: Engine | None = None  # kserve.Model uses `engine` for itself
         self.batcher: Batcher[Request, Response] | None = None
         self.load_error: str | None = None
+        self.was_ready = False  # liveness fails if a model that was ready is gone
         self.drift: DriftMonitor | None = None
         self.enable_latency_logging = cfg.enable_latency_logging
 
@@ -84,14 +86,18 @@ class LlaraModel(Model):
         self.recommender = engine
         self.drift = self._drift_monitor(bundle)
         metrics.watch_drift(self.drift)
-        self.batcher = Batcher(self._run, self.cfg.batching)
+        self.batcher = Batcher(self._run, self.cfg.batching, cost=lambda r: r.cost)
         metrics.set_model_info(self.name, bundle.version, self.cfg.precision,
                                len(engine.uris))
         log.info("model %s ready: bundle %s (%s, %d tracks, %s ranker, batches of up to %d "
                  "within %.1f ms)", self.name, bundle.version, location, len(engine.uris),
                  self.cfg.precision, self.cfg.max_batch_size, self.cfg.max_wait_ms)
-        self.ready = True
+        self.ready = self.was_ready = True
         return True
+
+    @property
+    def lost(self) -> bool:
+        return self.was_ready and not self.ready
 
     def _drift_monitor(self, bundle: Bundle) -> DriftMonitor | None:
         path = bundle.path(REFERENCE_FILE)
@@ -113,13 +119,22 @@ class LlaraModel(Model):
         if not self.ready or self.batcher is None:
             raise ModelNotReady(self.name, self.load_error or "the bundle is still loading")
         protocol = "v2" if isinstance(payload, InferRequest) else "v1"
+        cfg = self.cfg
         try:
             instances = [v2_instance(payload)] if protocol == "v2" else parse_v1(payload)
+            check_cost(instances, cfg.max_texts, cfg.max_recommendations)
         except InvalidRequestError as exc:
             metrics.INVALID_REQUESTS.labels(protocol).inc()
             raise InvalidInput(str(exc)) from None
         try:
-            responses = await self.batcher.submit_all([i.to_request() for i in instances])
+            async with asyncio.timeout(cfg.deadline_ms / 1000):
+                responses = await self.batcher.submit_all([i.to_request() for i in instances])
+        except Overloaded:
+            metrics.REFUSED.labels("queue_full").inc()
+            raise
+        except TimeoutError:
+            metrics.REFUSED.labels("deadline").inc()
+            raise DeadlineExceeded(cfg.deadline_ms) from None
         except Exception:
             metrics.PREDICT_ERRORS.inc()  # the canary's error rate (llarapp rollout auto)
             raise
@@ -134,34 +149,46 @@ class LlaraModel(Model):
 
 
 class LlaraModelServer(ModelServer):
-    """kserve's ModelServer with the REST server bound to ``host`` (kserve binds 0.0.0.0),
-    without gRPC, and with ``workers`` processes (:mod:`llarapp.serving.workers`)."""
+    """kserve's ModelServer with the REST server bound to ``cfg.http_host`` (kserve binds
+    0.0.0.0), without gRPC, with our limits and health (:mod:`llarapp.serving.http`), and
+    with ``cfg.workers`` processes (:mod:`llarapp.serving.workers`)."""
 
-    def __init__(self, host: str, http_port: int, workers: int = 1):
-        super().__init__(http_port=http_port, enable_grpc=False, enable_latency_logging=False,
-                         workers=workers)
-        self.host = host
+    def __init__(self, cfg: ServeConfig):
+        super().__init__(http_port=cfg.http_port, enable_grpc=False,
+                         enable_latency_logging=False, workers=cfg.workers,
+                         grace_period=cfg.grace_period_s)
+        self.cfg = cfg
 
     def start(self, models: list[Model]) -> None:
         for model in models:
             self.register_model(model)  # registered while not ready: readiness says 503
         if self.workers > 1:
             self._rest_multiprocess_server = multiprocess_server(
-                self.dataplane, self.model_repository_extension, self.host, self.http_port,
-                self.workers, self.grace_period, self.timeout_keep_alive)
+                self.dataplane, self.model_repository_extension, self.cfg, self.grace_period,
+                self.timeout_keep_alive)
             self.servers.append(self._rest_multiprocess_server.start())
         else:
-            rest = RESTServer("kserve.model_server:app", self.dataplane,
-                              self.model_repository_extension, self.http_port,
-                              access_log_format=self.access_log_format, workers=1,
-                              grace_period=self.grace_period, event_loop=self.event_loop,
-                              timeout_keep_alive=self.timeout_keep_alive)
-            rest.config.host = self.host
+            rest = LlaraRESTServer("kserve.model_server:app", self.dataplane,
+                                   self.model_repository_extension, self.http_port,
+                                   access_log_format=self.access_log_format, workers=1,
+                                   grace_period=self.grace_period, event_loop=self.event_loop,
+                                   timeout_keep_alive=self.timeout_keep_alive)
+            rest.configure(self.cfg)
             self._rest_server = rest
             self.servers.append(rest.start())
         self.setup_event_loop()
         self.register_signal_handler()
         asyncio.run(self._serve())
+
+
+LIMIT_FLAGS = {  # README "Limits and failure behaviour" says what a client sees for each
+    "max_queued": "playlists waiting for the engine; beyond, 429 with Retry-After",
+    "deadline_ms": "queue wait plus compute per request; beyond, 504",
+    "max_body_bytes": "request body size; beyond, 413 before the body is read",
+    "max_texts": "texts to encode per request (titles + tracks with metadata); beyond, 400",
+    "max_recommendations": "sum of k over a request's instances; beyond, 400",
+    "grace_period_s": "on SIGTERM, how long in-flight requests may finish",
+}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -187,6 +214,9 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("--max_batch_size", type=int, default=defaults.max_batch_size,
                      help="1 turns batching off")
     out.add_argument("--max_wait_ms", type=float, default=defaults.max_wait_ms)
+    for name, help_ in LIMIT_FLAGS.items():
+        out.add_argument(f"--{name}", type=type(getattr(defaults, name)),
+                         default=getattr(defaults, name), help=help_)
     out.add_argument("--no_warmup", action="store_true")
     out.add_argument("--drift_window", type=int, default=defaults.drift_window,
                      help="recent requests compared with the training reference")
@@ -206,7 +236,8 @@ def config_from_args(argv: list[str] | None = None) -> ServeConfig:
                        max_wait_ms=args.max_wait_ms, warmup=not args.no_warmup,
                        drift_window=args.drift_window,
                        drift_min_requests=args.drift_min_requests,
-                       enable_latency_logging=args.enable_latency_logging)
+                       enable_latency_logging=args.enable_latency_logging,
+                       **{name: getattr(args, name) for name in LIMIT_FLAGS})
 
 
 def configure_logging() -> None:
@@ -226,7 +257,7 @@ def serve(cfg: ServeConfig) -> None:
         prepare_environment(cfg.worker_threads)
     else:
         threading.Thread(target=model.load, name="llarapp-load", daemon=True).start()
-    LlaraModelServer(cfg.http_host, cfg.http_port, cfg.workers).start([model])
+    LlaraModelServer(cfg).start([model])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,9 +30,10 @@ import tempfile
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess, RESTServerProcess
-from kserve.protocol.rest.server import RESTServer
 from prometheus_client import CollectorRegistry, exposition
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from llarapp.serving.http import LlaraRESTServer
 
 log = logging.getLogger("llarapp.serving")
 
@@ -62,8 +63,8 @@ async def pod_metrics(request: Request) -> Response:
     return Response(content=encoder(registry), headers={"content-type": content_type})
 
 
-class WorkerRESTServer(RESTServer):
-    """kserve's REST server as one worker: load the models, then serve; ``/metrics`` for
+class WorkerRESTServer(LlaraRESTServer):
+    """Our REST server as one worker: load the models, then serve; ``/metrics`` for
     the pod."""
 
     def _register_endpoints(self, app: FastAPI) -> None:
@@ -135,13 +136,14 @@ class BalancedMultiProcess(RESTServerMultiProcess):
             self._processes[slot].start()
 
 
-def multiprocess_server(dataplane, repository, host: str, port: int, workers: int,
-                        grace_period: int, keep_alive: int) -> RESTServerMultiProcess:
+def multiprocess_server(dataplane, repository, cfg, grace_period: int, keep_alive: int
+                        ) -> RESTServerMultiProcess:
     """kserve's multi-process server whose workers are :class:`WorkerRESTServer`s, each
-    on its own socket."""
-    options = dict(workers=workers, grace_period=grace_period, timeout_keep_alive=keep_alive)
-    server = BalancedMultiProcess(APP, dataplane, repository, port, host=host, **options)
-    worker = WorkerRESTServer(APP, dataplane, repository, port, **options)
-    worker.config.host = host
+    on its own socket (``cfg``: a :class:`~llarapp.serving.config.ServeConfig`)."""
+    options = dict(workers=cfg.workers, grace_period=grace_period, timeout_keep_alive=keep_alive)
+    server = BalancedMultiProcess(APP, dataplane, repository, cfg.http_port, host=cfg.http_host,
+                                  **options)
+    worker = WorkerRESTServer(APP, dataplane, repository, cfg.http_port, **options)
+    worker.configure(cfg)
     server._rest_server = worker  # kserve builds a plain RESTServer; the workers run ours
     return server
