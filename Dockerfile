@@ -16,6 +16,10 @@ RUN mkdir -p llarapp components pipelines \
 COPY llarapp ./llarapp
 COPY components ./components
 COPY pipelines ./pipelines
-RUN pip install --no-deps -c constraints.txt . && llarapp --help >/dev/null
+RUN pip install --no-deps -c constraints.txt . && llarapp --help >/dev/null \
+    && useradd --uid 1000 --create-home --shell /usr/sbin/nologin llarapp
 
+# Not root: a component writes only its outputs, /tmp and $HOME (caches)
+USER 1000
+ENV HOME=/home/llarapp
 ENTRYPOINT []

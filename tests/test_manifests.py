@@ -110,10 +110,32 @@ def test_staging_is_its_own_service_without_a_split():
     assert isvc["metadata"]["name"] == "llarapp-staging"  # the name `llarapp deploy` uses
     assert {o["metadata"]["namespace"] for o in objects} == {"llarapp-staging"}
     assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
-    secret = next(o for o in objects if o["kind"] == "Secret")
-    assert "serving.kserve.io/s3-endpoint" in secret["metadata"]["annotations"]
     account = next(o for o in objects if o["kind"] == "ServiceAccount")
-    assert account["secrets"] == [{"name": secret["metadata"]["name"]}]
+    assert account["secrets"] == [{"name": "llarapp-s3"}]  # created outside git
+
+
+def test_the_readme_creates_every_secret_the_manifests_use():
+    used: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("secretRef", "secretKeyRef", "credentials"):
+                    used.add(value["name"])
+                elif key == "secrets" and isinstance(value, list):
+                    used.update(s["name"] for s in value)
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk([o for name in KUSTOMIZE for o in build(KUSTOMIZE[name])])
+    assert {"minio-root", "mlflow-db", "llarapp-s3", "llarapp-retrain-webhook"} <= used
+    readme = (REPO / "manifests/README.md").read_text()
+    section = readme[readme.index("## Secrets"):]
+    for name in used:
+        assert f"create secret generic {name} " in section, name
+    assert "serving.kserve.io/s3-endpoint" in section
 
 
 def test_rbac_lets_the_pipeline_patch_inference_services():
@@ -133,8 +155,11 @@ def test_the_static_service_matches_what_deploy_renders():
     release = {"model_name": "llarapp", "version": "1", "model_version": "v",
                "storage_uri": "s3://llarapp/bundles/v"}
     rendered = inference_service(DeployConfig(target="canary"), release)
-    for key in ("name", "image", "args", "ports", "readinessProbe", "livenessProbe"):
+    for key in ("name", "image", "args", "ports", "readinessProbe", "livenessProbe",
+                "lifecycle", "securityContext", "volumeMounts"):
         assert container(static)[key] == container(rendered)[key], key
+    for key in ("terminationGracePeriodSeconds", "volumes"):
+        assert static["spec"]["predictor"][key] == rendered["spec"]["predictor"][key], key
     for key, value in rendered["metadata"]["annotations"].items():
         if key.startswith(("prometheus.io/", "serving.kserve.io/")):
             assert static["metadata"]["annotations"][key] == value
@@ -187,3 +212,62 @@ def test_drift_alert_reaches_the_retraining_webhook():
         f"http://llarapp-retrain-webhook.{namespace}:{port}/alerts"
     webhook = by_kind[("Deployment", "llarapp-retrain-webhook")]["spec"]["template"]["spec"]
     assert webhook["containers"][0]["command"] == ["llarapp", "pipeline", "retrain-webhook"]
+
+
+POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
+WRITABLE_ROOT = set()  # containers that may keep a writable root filesystem, with reason
+
+
+def pod_specs(obj: dict) -> list[dict]:
+    if obj["kind"] == "InferenceService":
+        return [obj["spec"]["predictor"]]
+    if obj["kind"] in POD_KINDS:
+        template = obj["spec"].get("jobTemplate", {}).get("spec", obj["spec"])["template"]
+        return [template["spec"]]
+    return []
+
+
+@pytest.mark.parametrize("name", KUSTOMIZE)
+def test_every_workload_is_locked_down(name):
+    """Non-root, no privilege escalation, no capabilities, RuntimeDefault seccomp, and a
+    read-only root filesystem, for every container of every workload we ship."""
+    workloads = [(o, spec) for o in build(KUSTOMIZE[name]) for spec in pod_specs(o)]
+    assert workloads
+    for obj, spec in workloads:
+        pod = spec.get("securityContext", {})
+        for c in spec["containers"] + spec.get("initContainers", []):
+            where = f"{obj['kind']}/{obj['metadata']['name']} container {c['name']}"
+            own = c.get("securityContext", {})
+            merged = pod | own
+            assert merged.get("runAsNonRoot") is True, where
+            assert merged.get("seccompProfile") == {"type": "RuntimeDefault"}, where
+            assert own.get("allowPrivilegeEscalation") is False, where
+            assert own.get("capabilities", {}).get("drop") == ["ALL"], where
+            if c["name"] not in WRITABLE_ROOT:
+                assert own.get("readOnlyRootFilesystem") is True, where
+
+
+@pytest.mark.parametrize("name", KUSTOMIZE)
+def test_no_secret_is_committed_with_values(name):
+    for obj in build(KUSTOMIZE[name]):
+        if obj["kind"] == "Secret":
+            assert not obj.get("data") and not obj.get("stringData"), obj["metadata"]["name"]
+
+
+def test_network_policies_guard_the_predictor_mlflow_and_minio():
+    policies = {o["metadata"]["name"]: o for o in build(KUSTOMIZE["production"])
+                + build(KUSTOMIZE["platform"]) if o["kind"] == "NetworkPolicy"}
+    predictor = policies["llarapp-predictor-ingress"]["spec"]
+    sources = [peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+               for rule in predictor["ingress"] for peer in rule["from"]]
+    assert sorted(sources) == ["istio-system", "knative-serving", "monitoring"]
+    for name in ("mlflow-from-pipelines", "minio-from-pipelines"):
+        peers = [p for rule in policies[name]["spec"]["ingress"] for p in rule["from"]]
+        assert {"pipelines.kubeflow.org/v2_component": "true"} in [
+            p.get("podSelector", {}).get("matchLabels") for p in peers], name
+
+
+def test_the_images_do_not_run_as_root():
+    for dockerfile in ("Dockerfile", "kserve/Dockerfile"):
+        users = re.findall(r"^USER\s+(\S+)", (REPO / dockerfile).read_text(), re.M)
+        assert users and users[-1] not in ("0", "root"), dockerfile

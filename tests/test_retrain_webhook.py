@@ -15,16 +15,20 @@ def _alert(status="firing", action="retrain", feature="cold_start") -> dict:
                                          "feature": feature, "namespace": "llarapp"}}
 
 
-def _notify(client, *alerts):
+TOKEN = "webhook-token"
+
+
+def _notify(client, *alerts, token=TOKEN, status=200):
     answer = client.post("/alerts", json={"version": "4", "status": "firing",
-                                          "receiver": "retrain", "alerts": list(alerts)})
-    assert answer.status_code == 200, answer.text
+                                          "receiver": "retrain", "alerts": list(alerts)},
+                         headers={"authorization": f"Bearer {token}"} if token else {})
+    assert answer.status_code == status, answer.text
     return answer.json()
 
 
 def test_drift_alert_submits_once_per_cooldown(kfp_api):
     now = [1000.0]
-    cfg = RetrainConfig(host=kfp_api.url, cooldown_s=3600,
+    cfg = RetrainConfig(host=kfp_api.url, cooldown_s=3600, token=TOKEN,
                         arguments={"data_uri": "s3://mpd/latest"})
     client = TestClient(create_app(cfg, clock=lambda: now[0]))
     first = _notify(client, _alert(), _alert(feature="history_length"))
@@ -44,11 +48,24 @@ def test_drift_alert_submits_once_per_cooldown(kfp_api):
 
 @pytest.mark.parametrize("alert", [_alert(status="resolved"), _alert(action="page")])
 def test_other_alerts_are_acknowledged_not_acted_on(kfp_api, alert):
-    client = TestClient(create_app(RetrainConfig(host=kfp_api.url)))
+    client = TestClient(create_app(RetrainConfig(host=kfp_api.url, token=TOKEN)))
     assert not _notify(client, alert)["submitted"]
     assert kfp_api.posted("/runs") == []
 
 
-def test_config_needs_the_kfp_api():
-    with pytest.raises(ConfigError, match="KFP API URL"):
-        RetrainConfig(host="ml-pipeline:8888")
+@pytest.mark.parametrize("token", ["", "not-the-token"])
+def test_an_alert_without_the_bearer_token_is_refused(kfp_api, token):
+    client = TestClient(create_app(RetrainConfig(host=kfp_api.url, token=TOKEN)))
+    answer = _notify(client, _alert(), token=token, status=401)
+    assert "LLARAPP_WEBHOOK_TOKEN" in answer["detail"]
+    assert kfp_api.posted("/runs") == []
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"host": "ml-pipeline:8888", "token": TOKEN}, "KFP API URL"),
+    ({"host": "http://ml-pipeline:8888", "token": ""}, "LLARAPP_WEBHOOK_TOKEN"),
+])
+def test_config_needs_the_kfp_api_and_a_token(monkeypatch, fields, message):
+    monkeypatch.delenv("LLARAPP_WEBHOOK_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match=message):
+        RetrainConfig(**fields)

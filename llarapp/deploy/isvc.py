@@ -10,11 +10,19 @@ from __future__ import annotations
 from typing import Any
 
 from llarapp.deploy.config import DeployConfig
+from llarapp.serving.config import ServeConfig
 
 API_VERSION = "serving.kserve.io/v1beta1"
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 MODEL_DIR = "/mnt/models"
 HTTP_PORT = 8080
+# SIGTERM comes only after preStop: by then the endpoint is out of every load balancer, so
+# no new request arrives while the server drains (ServeConfig.grace_period_s)
+PRESTOP_SECONDS = 10
+GRACE_SECONDS = PRESTOP_SECONDS + ServeConfig().grace_period_s + 5
+CONTAINER_SECURITY = {"runAsNonRoot": True, "allowPrivilegeEscalation": False,
+                      "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
+                      "seccompProfile": {"type": "RuntimeDefault"}}
 CLUSTER_SCHEMES = ("s3://", "gs://", "pvc://", "https://", "http://", "hdfs://", "oci://")
 
 
@@ -37,6 +45,9 @@ def predictor_container(cfg: DeployConfig, release: dict[str, Any]) -> dict[str,
         "readinessProbe": probe | {"initialDelaySeconds": 5, "periodSeconds": 5},
         "livenessProbe": {"httpGet": {"path": "/", "port": HTTP_PORT},
                           "initialDelaySeconds": 30, "periodSeconds": 15},
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SECONDS)]}}},
+        "securityContext": CONTAINER_SECURITY,
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # the root is read-only
     }
 
 
@@ -47,6 +58,8 @@ def inference_service(cfg: DeployConfig, release: dict[str, Any]) -> dict[str, A
         "minReplicas": cfg.min_replicas,
         "maxReplicas": cfg.max_replicas,
         "containers": [predictor_container(cfg, release)],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+        "terminationGracePeriodSeconds": GRACE_SECONDS,
     }
     if cfg.target == "canary":
         predictor["canaryTrafficPercent"] = cfg.canary_percent
