@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 BUNDLE ?=
 
-.PHONY: run serve bench-serving test lint install clean compile notebooks-clean bench-ingest bench-lightgcn bench-gowalla bench-full-mpd bench-llara bench-export help
+.PHONY: run serve bench-serving bench-soak test lint install clean compile notebooks-clean bench-ingest bench-lightgcn bench-gowalla bench-full-mpd bench-llara bench-export help
 
 help:
 	@echo "make run [DATA=folder|s3://bucket/prefix]   train the whole pipeline locally"
@@ -26,6 +26,7 @@ help:
 	@echo "make bench-llara [ARGS=--run RUN_DIR]       LLaRA ablations on a pipeline run's artifacts"
 	@echo "make bench-export [ARGS=--run RUN_DIR]      fp32 vs QInt8 ranker: size, latency, accuracy"
 	@echo "make bench-serving [ARGS=--bundle DIR]      HTTP latency/throughput: batching, int8 vs fp32"
+	@echo "make bench-soak [ARGS=--bundle DIR]         10,000 mixed requests at concurrency 64: errors, RSS, p99"
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -85,6 +86,9 @@ bench-export: $(STAMP)
 
 bench-serving: $(STAMP)
 	$(PY) benchmarks/serving.py $(ARGS)
+
+bench-soak: $(STAMP)
+	$(PY) benchmarks/soak.py $(ARGS)
 
 clean:
 	rm -rf runs build .pytest_cache .ruff_cache
