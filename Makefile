@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 BUNDLE ?=
 
-.PHONY: run serve bench-serving bench-soak test lint install clean compile notebooks-clean bench-ingest bench-lightgcn bench-gowalla bench-full-mpd bench-llara bench-export help
+.PHONY: run serve bench-serving bench-soak monitoring-tools test lint install clean compile notebooks-clean bench-ingest bench-lightgcn bench-gowalla bench-full-mpd bench-llara bench-export help
 
 help:
 	@echo "make run [DATA=folder|s3://bucket/prefix]   train the whole pipeline locally"
@@ -46,6 +46,18 @@ $(STAMP): pyproject.toml constraints.txt | $(PY)
 
 install: $(STAMP)
 
+# Real Prometheus, Pushgateway and Alertmanager for the monitoring tests (Debian packages;
+# their services are not started: the tests run the binaries on free ports)
+MONITORING_BINARIES := prometheus promtool prometheus-pushgateway prometheus-alertmanager
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+monitoring-tools:
+	@for tool in $(MONITORING_BINARIES); do command -v $$tool >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install \
+			-y -qq --no-install-recommends prometheus prometheus-pushgateway \
+			prometheus-alertmanager >/dev/null; \
+	fi
+
 run: $(STAMP)
 	$(VENV)/bin/llarapp pipeline run $(if $(DATA),--data $(DATA),) $(ARGS)
 
@@ -53,7 +65,7 @@ serve: $(STAMP)
 	$(VENV)/bin/llarapp serve $(if $(BUNDLE),--model-dir $(BUNDLE),) \
 		--set http_host=$(HOST) --set http_port=$(PORT) $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) monitoring-tools
 	$(PY) -m pytest $(ARGS)
 
 compile: $(STAMP)

@@ -27,8 +27,17 @@ STABLE = {"requests": 4000, "errors": 8, "p95_s": 0.07, "hit_rate": 0.31}
     (Signals(500, 0.05, 0.08, 0.30), Signals(4000, 0.0, 0.07, 0.31), "rollback", "error rate"),
     (Signals(500, 0.0, 0.20, 0.30), Signals(4000, 0.0, 0.07, 0.31), "rollback", "p95"),
     (Signals(500, 0.0, 0.08, 0.20), Signals(4000, 0.0, 0.07, 0.31), "rollback", "hit rate"),
-    (Signals(500, 0.0, math.nan, math.nan), Signals(4000, 0.0, 0.07, 0.31), "promote",
-     "no data"),
+    (Signals(500, 0.0, 0.08, math.nan), Signals(4000, 0.0, 0.07, math.nan), "promote",
+     "online hit rate: no data"),
+    # fail closed: missing data is never a pass
+    (Signals(0, 0.0, math.nan, math.nan), Signals(0, 0.0, math.nan, math.nan), "rollback",
+     "no request data for either version"),
+    (Signals(500, 0.0, math.nan, 0.30), Signals(4000, 0.0, 0.07, 0.31), "rollback",
+     "p95 latency: no data for the canary"),
+    (Signals(500, 0.0, 0.08, 0.30), Signals(4000, 0.0, math.nan, 0.31), "rollback",
+     "p95 latency: no data for the stable"),
+    (Signals(500, 0.0, 0.08, math.nan), Signals(4000, 0.0, 0.07, 0.31), "rollback",
+     "online hit rate: no data for the canary"),
 ])
 def test_judge(canary, stable, action, reason):
     verdict = judge(canary, stable, RolloutConfig())
@@ -48,19 +57,26 @@ def test_rollout_config_is_validated(values, message):
 @pytest.fixture()
 def cluster(tmp_path):
     """A stable v1 (alias production) serving 100 %, v2 at staging, in a fake cluster."""
+    yield from fake_cluster(tmp_path)
+
+
+def fake_cluster(tmp_path, versions: tuple[str, str] = ("v1", "v2")):
+    """(kube, api, registry): ``versions[0]`` registered as 1 (alias production) and
+    serving 100 % of an InferenceService in a fake Kubernetes API; ``versions[1]``
+    registered as 2, at staging."""
     registry = Registry("llarapp", f"sqlite:///{tmp_path / 'mlflow.db'}")
     registry.ensure_model()
-    for number in ("1", "2"):
-        registry.client.create_model_version("llarapp", f"s3://models/llarapp/v{number}")
-        registry.client.set_model_version_tag("llarapp", number, "model_version", f"v{number}")
+    for number, version in zip(("1", "2"), versions, strict=True):
+        registry.client.create_model_version("llarapp", f"s3://models/llarapp/{version}")
+        registry.client.set_model_version_tag("llarapp", number, "model_version", version)
         registry.client.set_model_version_tag("llarapp", number, "storage_uri",
-                                              f"s3://models/llarapp/v{number}")
+                                              f"s3://models/llarapp/{version}")
     for alias in ("candidate", "staging", "canary", "production"):
         registry.move(alias, "1")
     for alias in ("candidate", "staging"):
         registry.move(alias, "2")
-    release = {"model_name": "llarapp", "version": "1", "model_version": "v1",
-               "storage_uri": "s3://models/llarapp/v1"}
+    release = {"model_name": "llarapp", "version": "1", "model_version": versions[0],
+               "storage_uri": f"s3://models/llarapp/{versions[0]}"}
     isvc = inference_service(DeployConfig(target="canary"), release)
     del isvc["spec"]["predictor"]["canaryTrafficPercent"]  # the stable version takes all
     kube = FakeKube()
@@ -71,7 +87,7 @@ def cluster(tmp_path):
 
 
 def rollout_with(api, registry, dry_run=False, **values):
-    cfg = RolloutConfig(interval_s=0, min_requests=100, dry_run=dry_run, **values)
+    cfg = RolloutConfig(**{"interval_s": 0, "min_requests": 100, "dry_run": dry_run} | values)
     lines = []
     return Rollout(cfg, api, registry, echo=lines.append, sleep=lambda s: None), lines
 

@@ -33,20 +33,34 @@ class Verdict:
 
 def judge(canary: Signals, stable: Signals, cfg: RolloutConfig) -> Verdict:
     """Compare the canary with the stable version on errors, p95 latency and online hit
-    rate; a check whose data is missing on either side is skipped, and says so."""
+    rate. It fails closed: no request data for either version, or a latency missing on
+    either side, is a rollback that says so. The hit rate is optional (it needs
+    ``llarapp simulate`` or app feedback): missing on both sides it is skipped, on one
+    side it is a rollback."""
+    if canary.requests == 0 and stable.requests == 0:
+        return Verdict("rollback", [f"no request data for either version in the last "
+                                    f"{cfg.window}: is Prometheus scraping the predictor "
+                                    "pods? (failing closed)"])
     if canary.requests < cfg.min_requests:
         return Verdict("wait", [f"{canary.requests:.0f} canary requests in the window, "
                                 f"need {cfg.min_requests}"])
     bad, notes = [], []
     if canary.error_rate > cfg.max_error_rate:
         bad.append(f"error rate {canary.error_rate:.2%} > {cfg.max_error_rate:.2%}")
-    if math.isnan(canary.p95_s) or math.isnan(stable.p95_s):
-        notes.append("p95 latency: no data")
+    missing = [name for name, s in (("canary", canary), ("stable", stable))
+               if math.isnan(s.p95_s)]
+    if missing:
+        bad.append(f"p95 latency: no data for the {' and '.join(missing)} version "
+                   "(failing closed)")
     elif canary.p95_s > cfg.max_p95_ratio * stable.p95_s:
         bad.append(f"p95 {canary.p95_s * 1000:.0f} ms > {cfg.max_p95_ratio} × stable "
                    f"{stable.p95_s * 1000:.0f} ms")
-    if math.isnan(canary.hit_rate) or math.isnan(stable.hit_rate):
-        notes.append("online hit rate: no data")
+    hits = [math.isnan(canary.hit_rate), math.isnan(stable.hit_rate)]
+    if all(hits):
+        notes.append("online hit rate: no data (no llarapp simulate or feedback running)")
+    elif any(hits):
+        bad.append(f"online hit rate: no data for the {'canary' if hits[0] else 'stable'} "
+                   "version (failing closed)")
     elif canary.hit_rate < stable.hit_rate - cfg.max_hit_rate_drop:
         bad.append(f"online hit rate {canary.hit_rate:.3f} < stable {stable.hit_rate:.3f} "
                    f"− {cfg.max_hit_rate_drop}")
@@ -157,12 +171,19 @@ class Rollout:
 
     def auto(self, signals: Any, clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
         """Judge, then promote one step or roll back, until 100 % or ``timeout_s`` (which
-        rolls back: a canary that never proved itself does not stay)."""
+        rolls back: a canary that never proved itself does not stay). A Prometheus that
+        cannot be read, or has no data, rolls back too: the rollout fails closed."""
         deadline = clock() + self.cfg.timeout_s
         history = []
         while True:
             now = self.status()
-            found = signals.collect([now["canary_version"], now["stable_version"]])
+            try:
+                found = signals.collect([now["canary_version"], now["stable_version"]])
+            except DeployError as exc:  # no verdict without data: fail closed
+                history.append({"percent": now["canary_percent"], "verdict": "rollback",
+                                "reasons": [str(exc)]})
+                return self.rollback([f"cannot judge the canary, so it leaves: {exc}"]) | {
+                    "history": history}
             verdict = judge(found[now["canary_version"]], found[now["stable_version"]], self.cfg)
             history.append({"percent": now["canary_percent"], "verdict": verdict.action,
                             "reasons": verdict.reasons})

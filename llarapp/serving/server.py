@@ -132,8 +132,9 @@ class LlaraModel(Model):
         except Overloaded:
             metrics.REFUSED.labels("queue_full").inc()
             raise
-        except TimeoutError:
+        except TimeoutError:  # a 5xx: it counts against a canary too
             metrics.REFUSED.labels("deadline").inc()
+            metrics.PREDICT_ERRORS.inc()
             raise DeadlineExceeded(cfg.deadline_ms) from None
         except Exception:
             metrics.PREDICT_ERRORS.inc()  # the canary's error rate (llarapp rollout auto)
