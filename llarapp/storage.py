@@ -221,13 +221,39 @@ def exists(uri: str | os.PathLike[str]) -> bool:
 
 def upload_dir(local_dir: str | os.PathLike[str], uri: str, *, last: str = "manifest.json") -> None:
     """Copy a local folder to ``uri``. The file named ``last`` goes up last: readers treat
-    a prefix without it as incomplete, so a failed upload never looks finished."""
-    root = Path(local_dir)
-    files = sorted(p for p in root.rglob("*") if p.is_file())
-    files.sort(key=lambda p: p.name == last)
-    for path in files:
-        write_bytes(str(parse_uri(uri).join(path.relative_to(root).as_posix())),
-                    path.read_bytes())
+    a prefix without it as incomplete, so a failed upload never looks finished. Over an
+    earlier upload, its ``last`` file is removed first and its files that the new folder
+    lacks afterwards, so no reader ever sees old and new files under one manifest."""
+    root, target = Path(local_dir), parse_uri(uri)
+    files = {str(target.join(p.relative_to(root).as_posix())): p
+             for p in sorted(root.rglob("*")) if p.is_file()}
+    before = list_uris(uri) if target.is_s3 and exists(uri) else []
+    final = [key for key, path in files.items() if path.name == last]
+    if before:
+        remove(str(target.join(last)))
+    for key in [k for k in files if k not in final]:
+        write_bytes(key, files[key].read_bytes())
+    for stale in set(before) - set(files):
+        remove(stale)
+    for key in final:
+        write_bytes(key, files[key].read_bytes())
+
+
+def publish_dir(local_dir: str | os.PathLike[str], uri: str) -> None:
+    """:func:`upload_dir`, by one writer at a time (:func:`llarapp.locks.exclusive`)."""
+    from llarapp.locks import exclusive
+
+    with exclusive(uri, "uploaded"):
+        upload_dir(local_dir, uri)
+
+
+def remove(uri: str | os.PathLike[str]) -> None:
+    """Delete one object or file; a missing one is not an error."""
+    loc = parse_uri(uri)
+    if not loc.is_s3:
+        loc.path.unlink(missing_ok=True)
+        return
+    _with_retries("delete", loc, lambda: s3_client().remove_object(loc.bucket, loc.key))
 
 
 def cache_folder(uri: str, kind: str) -> Path:
@@ -272,8 +298,16 @@ def atomic_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
 
     ``final`` may be a local path or an ``s3://`` prefix (staged locally, then uploaded
     with the manifest last). On any error the temporary folder is removed, so a failed
-    stage never leaves a partial artifact behind.
+    stage never leaves a partial artifact behind. One writer at a time: a second process
+    publishing the same ``final`` meanwhile gets :class:`~llarapp.locks.LockHeld`.
     """
+    from llarapp.locks import exclusive
+
+    with exclusive(final):
+        yield from _publish(final)
+
+
+def _publish(final: str | os.PathLike[str]) -> Iterator[Path]:
     loc = parse_uri(final)
     if loc.is_s3:
         with tempfile.TemporaryDirectory(prefix="llarapp-stage-") as staging:

@@ -4,6 +4,13 @@
 deploy renders or applies an InferenceService, ``production`` when a canary is promoted.
 A version may take an alias only when it holds the one before it, so nothing reaches
 production without passing through each step.
+
+A move is compare-and-set: with ``expected`` it happens only if the alias still points
+where the caller last saw it, so of two processes moving one alias from the same state,
+one wins and the other gets a :class:`RegistryError`. Check and set run under one lock
+(:func:`llarapp.locks.exclusive` beside a SQLite or file registry, waiting up to
+``LOCK_WAIT_S``); MLflow's API has no atomic alias update, so against a remote tracking
+server the two steps are only as close together as two requests.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from typing import Any
 from llarapp.errors import ConfigError, RegistryError
 
 ALIASES = ("candidate", "staging", "canary", "production")
+ANY = object()  # ``expected`` left out: move from wherever the alias is
+LOCK_WAIT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -88,17 +97,37 @@ class Registry:
                 f"{' → '.join(ALIASES[:step + 1])} in order")
         return AliasMove(alias, version, held.get(alias))
 
-    def move(self, alias: str, version: str) -> AliasMove:
-        """Point ``alias`` at ``version`` (see :meth:`check_move`); keep an audit trail."""
-        move = self.check_move(alias, version)
-        if not move.moved:
-            return move
-        self.client.set_registered_model_alias(self.name, alias, move.version)
+    def move(self, alias: str, version: str, expected: Any = ANY) -> AliasMove:
+        """Point ``alias`` at ``version`` (see :meth:`check_move`); keep an audit trail.
+        ``expected``: the version (or None: no version) the alias must still hold."""
+        with self._lock():
+            move = self.check_move(alias, version)
+            if expected is not ANY and move.previous != (None if expected is None
+                                                         else str(expected)):
+                raise RegistryError(
+                    f"alias {alias!r} of {self.name!r} moved meanwhile: it points at "
+                    f"{move.previous}, not {expected} as expected; read the aliases again "
+                    "(llarapp registry list) and retry")
+            if not move.moved:
+                return move
+            self.client.set_registered_model_alias(self.name, alias, move.version)
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         self.client.set_model_version_tag(self.name, move.version, f"alias.{alias}.since", now)
         if move.previous is not None:
             self.client.set_registered_model_tag(self.name, f"previous.{alias}", move.previous)
         return move
+
+    def _lock(self):
+        """One alias writer at a time where the registry is a local file."""
+        import contextlib
+
+        from llarapp.locks import exclusive
+
+        for scheme in ("sqlite:///", "file://"):
+            if self.tracking_uri.startswith(scheme):
+                path = self.tracking_uri.removeprefix(scheme) or "."
+                return exclusive(path + ".aliases", "moved", wait_s=LOCK_WAIT_S)
+        return contextlib.nullcontext()
 
     def table(self) -> list[dict[str, Any]]:
         """Every version, newest first, with its aliases and the tags register wrote."""

@@ -17,7 +17,7 @@ from typing import Any
 from llarapp.artifacts import write_manifest
 from llarapp.config import TrackedConfig, require
 from llarapp.registry.aliases import Registry
-from llarapp.storage import atomic_dir, parse_uri, upload_dir
+from llarapp.storage import atomic_dir, parse_uri, publish_dir
 
 KIND = "registration"
 
@@ -64,7 +64,7 @@ def run_register(cfg: RegisterConfig, bundle_dir: str | os.PathLike[str],
     storage_uri = ""
     if cfg.bundle_uri:
         storage_uri = str(parse_uri(cfg.bundle_uri).join(model_version))
-        upload_dir(bundle.folder, storage_uri)
+        publish_dir(bundle.folder, storage_uri)
     mlflow, experiment_id, tracking_uri = start_tracking(cfg.experiment, cfg.tracking_uri or None)
     with atomic_dir(output) as folder, \
             mlflow.start_run(experiment_id=experiment_id, run_name=f"register-{model_version}",
