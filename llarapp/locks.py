@@ -98,9 +98,10 @@ def _s3_lock(prefix: str) -> Iterator[str | None]:
     loc = parse_uri(prefix.rstrip("/") + ".lock")
     client = s3_client()
     url = client.presigned_put_object(loc.bucket, loc.key, expires=dt.timedelta(minutes=5))
+    wait = float(os.environ.get("LLARAPP_S3_TIMEOUT_S", "60"))
+    http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=min(5.0, wait), read=wait))
     try:
-        answer = urllib3.PoolManager(timeout=urllib3.Timeout(connect=5, read=30)).request(
-            "PUT", url, body=_owner(), headers={"If-None-Match": "*"})
+        answer = http.request("PUT", url, body=_owner(), headers={"If-None-Match": "*"})
     except urllib3.exceptions.HTTPError as exc:
         raise StorageError(f"cannot take the lock {loc}: {exc}. Check that S3_ENDPOINT is "
                            "reachable") from exc

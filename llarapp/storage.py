@@ -7,6 +7,8 @@ only, with the same names KServe's storage initializer reads:
 * ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY``
 * ``S3_USE_HTTPS`` (``1``/``0``; a URL's scheme wins), ``AWS_REGION`` (optional)
 * ``LLARAPP_S3_MAX_ATTEMPTS`` (default 4) and ``LLARAPP_S3_BACKOFF_S`` (default 0.5)
+* ``LLARAPP_S3_TIMEOUT_S`` (default 60): the longest wait for one answer, so a hung
+  server fails a call within attempts × timeout + the backoff, never hangs it
 
 Local writes are atomic: data goes to a temporary name in the same folder, then is renamed.
 """
@@ -101,8 +103,9 @@ def s3_client():
         parsed = urlparse(endpoint)
         secure, endpoint = parsed.scheme == "https", parsed.netloc
     # Our own loop retries with backoff; urllib3's retries would hide the attempts.
+    wait = float(os.environ.get("LLARAPP_S3_TIMEOUT_S", "60"))  # a hung server is an error
     http = urllib3.PoolManager(
-        timeout=urllib3.Timeout(connect=5, read=60), retries=urllib3.Retry(total=0)
+        timeout=urllib3.Timeout(connect=min(5.0, wait), read=wait), retries=urllib3.Retry(total=0)
     )
     return minio.Minio(
         endpoint,
