@@ -1,12 +1,24 @@
-"""Fuzzing the live server's V1 and V2 endpoints with hypothesis: whatever the body, the
-answer is never a 5xx (bad input is the client's fault: a 4xx)."""
+"""Fuzzing the live server: whatever the client sends, the answer is never a 5xx (bad
+input is the client's fault: a 4xx).
+
+- V1 and V2 bodies, and raw bytes, drawn by hypothesis;
+- V2 from the server's own OpenAPI (``/openapi.json``), cases drawn by schemathesis;
+- headers and framing on a raw socket: content-type, content-length (wrong, huge, not a
+  number), ``inference-header-content-length``, transfer and content encodings, and
+  CloudEvents ``ce-*`` headers;
+- bodies at the size limit: one byte under, at, and over ``max_body_bytes``.
+"""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
+import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
 
 pytestmark = pytest.mark.slow
 
@@ -68,3 +80,100 @@ def test_raw_bytes_never_answer_5xx(server, raw):
         answer = httpx.post(f"{server.url}{path}", content=raw,
                             headers={"content-type": "application/json"}, timeout=60)
         assert answer.status_code < 500, (raw, answer.text)
+
+
+# -- V2 against the server's own OpenAPI (schemathesis) ---------------------------------
+
+@pytest.fixture(scope="module")
+def v2_openapi(server):
+    """The live server's OpenAPI, narrowed to V2 inference (the models' routes)."""
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    return schema.include(path_regex=r"^/v2/models")
+
+
+def test_v2_fuzzed_from_its_openapi_never_answers_5xx(v2_openapi):
+    """Every V2 model operation, with cases schemathesis draws from the OpenAPI (its
+    pytest plugin does not run under pytest 9, so hypothesis drives its strategies)."""
+    operations = [result.ok() for result in v2_openapi.get_all_operations()]
+    assert {op.path for op in operations} >= {"/v2/models/{model_name}/infer",
+                                               "/v2/models/{model_name}/ready"}
+    for operation in operations:
+        @settings(max_examples=40, deadline=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy())
+        def call(case):
+            if case.path_parameters and "model_name" in case.path_parameters:
+                case.path_parameters["model_name"] = "llarapp"  # reach the model, not a 404
+            response = case.call(timeout=60)
+            case.validate_response(response, checks=[not_a_server_error])
+
+        call()
+
+
+# -- headers and framing, on a raw socket --------------------------------------------------
+
+def raw_request(server, path: str, headers: dict[str, str], body: bytes) -> int | None:
+    """Send exactly these bytes; the status code, or None if the server closed without one."""
+    import socket
+
+    host, port = server.url.removeprefix("http://").split(":")
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    data = f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{head}Connection: close\r\n\r\n"
+    length = headers.get("Content-Length", "")
+    framed = (length.isdigit() and int(length) <= len(body)
+              and "Transfer-Encoding" not in headers)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        try:
+            sock.sendall(data.encode("latin-1") + body)
+            if not framed:  # the server would wait for the rest: end the body here
+                sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # it answered and closed before taking everything
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except (ConnectionResetError, TimeoutError):  # refused framing, or still waiting
+            pass
+    status = answer.split(b" ", 2)[1] if answer.startswith(b"HTTP/1.1 ") else None
+    return int(status) if status else None
+
+
+header_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
+content_types = st.one_of(header_text, st.sampled_from([
+    "application/json", "application/octet-stream", "application/cloudevents+json",
+    "text/plain", "multipart/form-data; boundary=x", "application/json; charset=latin-1"]))
+lengths = st.one_of(st.integers(-5, 2**70).map(str), header_text)
+cloud_events = st.fixed_dictionaries({}, optional={
+    "ce-specversion": st.sampled_from(["1.0", "0.3", "2"]) | header_text,
+    "ce-type": header_text, "ce-source": header_text, "ce-id": header_text,
+    "ce-time": header_text})
+raw_headers = st.fixed_dictionaries({"Content-Type": content_types}, optional={
+    "Content-Length": lengths, "inference-header-content-length": lengths,
+    "Transfer-Encoding": st.sampled_from(["chunked", "gzip", "identity"]) | header_text,
+    "Content-Encoding": st.sampled_from(["gzip", "br"]) | header_text})
+VALID_V2 = json.dumps({"inputs": [{"name": "playlist_name", "shape": [1], "datatype": "BYTES",
+                                   "data": ["road trip"]}]}).encode()
+small_bodies = st.one_of(st.just(VALID_V2), st.binary(max_size=120),
+                         v2_bodies.map(lambda b: json.dumps(b).encode()))
+
+
+@FUZZ
+@given(headers=raw_headers, events=cloud_events, body=small_bodies,
+       path=st.sampled_from(["/v1/models/llarapp:predict", "/v2/models/llarapp/infer"]))
+def test_headers_never_answer_5xx(server, headers, events, body, path):
+    headers.setdefault("Content-Length", str(len(body)))  # unless drawn: the true length
+    status = raw_request(server, path, headers | events, body)
+    assert status is None or status < 500, (headers, events, body[:80], status)
+
+
+@pytest.mark.parametrize("extra", [-1, 0, 1, 4096])
+def test_bodies_at_the_size_limit_never_answer_5xx(server, extra):
+    limit = 1 << 20  # the server fixture runs with the default max_body_bytes
+    padding = limit + extra - len(b'{"instances": [{"playlist_name": ""}]}')
+    body = b'{"instances": [{"playlist_name": "' + b"x" * padding + b'"}]}'
+    assert len(body) == limit + extra
+    status = raw_request(server, "/v1/models/llarapp:predict",
+                         {"Content-Type": "application/json",
+                          "Content-Length": str(len(body))}, body)
+    assert status == (413 if extra > 0 else 400)  # over: 413 unread; at or under: the schema

@@ -11,7 +11,8 @@ control rules in front.
 3. Model load and unload over HTTP are off (403) unless the server has a control token;
    then they need ``Authorization: Bearer <token>`` (401 without it).
 4. Our typed errors (:mod:`llarapp.serving.limits`) become their status codes, with
-   ``Retry-After`` on a 429.
+   ``Retry-After`` on a 429; what kserve does not implement (model versions in the URL,
+   explain) is a 404, since the client asked for something that is not here.
 Routes added here come before kserve's, and the first match wins.
 """
 
@@ -34,6 +35,14 @@ CONTROL_TOKEN_VARIABLE = "LLARAPP_CONTROL_TOKEN"
 def error_response(exc: LlaraError) -> JSONResponse:
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Overloaded) else None
     return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=headers)
+
+
+async def not_offered(_, exc: NotImplementedError) -> JSONResponse:
+    """kserve raises NotImplementedError for what a request asks and this server does not
+    offer (a model version in the URL, an explainer): the client's 404, not a 501."""
+    return JSONResponse({"error": f"{exc or 'not offered'}; this server serves one version "
+                         "of each model, at /v1/models/<name> and /v2/models/<name>"},
+                        status_code=404)
 
 
 class BodyLimit:
@@ -103,6 +112,7 @@ class LlaraRESTServer(RESTServer):
 
         for error in (BodyTooLarge, Overloaded, DeadlineExceeded, ControlRefused):
             app.add_exception_handler(error, handle)
+        app.add_exception_handler(NotImplementedError, not_offered)
 
 
 def guard(app: FastAPI, dataplane, repository, control_token: str) -> None:
