@@ -177,3 +177,18 @@ def test_bodies_at_the_size_limit_never_answer_5xx(server, extra):
                          {"Content-Type": "application/json",
                           "Content-Length": str(len(body))}, body)
     assert status == (413 if extra > 0 else 400)  # over: 413 unread; at or under: the schema
+
+
+CLOUD_EVENT = {"ce-specversion": "1.0", "ce-type": "t", "ce-source": "s", "ce-id": "1"}
+
+
+@pytest.mark.parametrize("path, headers, body", [  # each once answered 500 (found by fuzzing)
+    ("/v2/models/llarapp/infer", {"Content-Type": "", "inference-header-content-length": ""},
+     VALID_V2),
+    ("/v2/models/llarapp/infer", {"Content-Type": "application/octet-stream",
+                                  "inference-header-content-length": "99999"}, VALID_V2),
+    ("/v1/models/llarapp:predict", {"Content-Type": "application/json", **CLOUD_EVENT}, b""),
+], ids=["binary length not a number", "binary length past the body", "empty CloudEvent"])
+def test_framings_kserve_cannot_decode_are_a_400(server, path, headers, body):
+    status = raw_request(server, path, headers | {"Content-Length": str(len(body))}, body)
+    assert status == 400

@@ -3,6 +3,8 @@ control rules in front.
 
 1. A body larger than ``max_body_bytes`` is answered 413 before it is read: at once from
    ``Content-Length``, or, for a chunked body, as soon as the bytes read pass the limit.
+   A framing kserve's decoder would answer with a 500 (a V2 binary JSON length that is
+   not a length within the body, a binary CloudEvent without data) is a 400.
 2. Health tells the truth. ``/v2/health/ready`` is 503 until every model is loaded (kserve
    says ready as soon as it listens). Liveness (``/``, ``/v2/health/live``) fails once a
    model that was ready is gone, so Kubernetes restarts a pod that serves nothing; a model
@@ -86,6 +88,38 @@ class BodyLimit:
         await error_response(BodyTooLarge(size, self.max_bytes))(scope, receive, send)
 
 
+class DecodeGuard:
+    """ASGI middleware: a 400 for framings that kserve's decoder would answer with a 500:
+    an ``inference-header-content-length`` (the V2 binary extension's JSON length) that is
+    not a whole number within the body, and a binary CloudEvent (``ce-*`` headers) with
+    no data."""
+
+    LENGTH = b"inference-header-content-length"
+    CLOUD_EVENT = (b"ce-specversion", b"ce-source", b"ce-type", b"ce-id")
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            problem = self.problem(dict(scope["headers"]))
+            if problem:
+                return await JSONResponse({"error": problem}, status_code=400)(
+                    scope, receive, send)
+        return await self.app(scope, receive, send)
+
+    def problem(self, headers: dict[bytes, bytes]) -> str:
+        value, body = headers.get(self.LENGTH), headers.get(b"content-length", b"")
+        if value is not None and not (value.isdigit() and (
+                not body.isdigit() or int(value) <= int(body))):
+            return (f"{self.LENGTH.decode()} must be the length in bytes of the JSON part of "
+                    f"the body, a whole number no larger than the body; got "
+                    f"{value.decode(errors='replace')!r}")
+        if all(h in headers for h in self.CLOUD_EVENT) and body in (b"", b"0"):
+            return "a binary CloudEvent (ce-* headers) needs its data as the request body"
+        return ""
+
+
 class LlaraRESTServer(RESTServer):
     """kserve's REST server with :func:`guard` applied to its app."""
 
@@ -99,6 +133,7 @@ class LlaraRESTServer(RESTServer):
 
     def _add_middlewares(self, app: FastAPI) -> None:
         super()._add_middlewares(app)
+        app.add_middleware(DecodeGuard)
         app.add_middleware(BodyLimit, max_bytes=self.max_body_bytes)  # the outermost
 
     def _register_endpoints(self, app: FastAPI) -> None:
