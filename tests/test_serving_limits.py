@@ -126,8 +126,9 @@ def test_readiness_waits_for_the_model_but_liveness_does_not(bundle, tmp_path):
         server.stop()
 
 
-def test_sigterm_finishes_requests_in_flight_and_refuses_new_ones(bundle):
-    server = ServerProcess(bundle.folder, "--max_wait_ms", "1000").start()
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_finishes_requests_in_flight_and_refuses_new_ones(bundle, workers):
+    server = ServerProcess(bundle.folder, "--max_wait_ms", "1000", "--workers", workers).start()
     server.wait_ready()
     answers: list[int] = []
 
