@@ -71,6 +71,13 @@ def real_playlists(folder: Path, history: int, limit: int) -> list[dict]:
     return instances[:limit]
 
 
+def add_server_arguments(parser: argparse.ArgumentParser, playlists: int) -> None:
+    """--bundle (default: the newest under runs/) and the playlist arguments."""
+    parser.add_argument("--bundle", type=Path, default=None,
+                        help="serving bundle (default: the newest under runs/)")
+    add_playlist_arguments(parser, playlists)
+
+
 def add_playlist_arguments(parser: argparse.ArgumentParser, playlists: int) -> None:
     """--data, --history and --playlists: the real playlists a benchmark sends."""
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared/data/mpd-popular")
@@ -184,9 +191,7 @@ def plot(table: pd.DataFrame, path: Path, previous: pd.DataFrame | None = None) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bundle", type=Path, default=None,
-                        help="serving bundle (default: the newest under runs/)")
-    add_playlist_arguments(parser, 2000)
+    add_server_arguments(parser, 2000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--precisions", nargs="+", default=["int8", "fp32"])

@@ -39,7 +39,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from serving import PREDICT, RESULTS, add_playlist_arguments, real_playlists, resident_gib  # noqa: E402
+from serving import (  # noqa: E402
+    PREDICT,
+    RESULTS,
+    add_server_arguments,
+    real_playlists,
+    resident_gib,
+)
 
 from llarapp.serving.bundle import Bundle  # noqa: E402
 from llarapp.serving.config import ServeConfig, latest_local_bundle  # noqa: E402
@@ -189,9 +195,7 @@ def plot(samples: pd.DataFrame, windows: pd.DataFrame, path: Path, title: str) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bundle", type=Path, default=None,
-                        help="serving bundle (default: the newest under runs/)")
-    add_playlist_arguments(parser, 2000)
+    add_server_arguments(parser, 2000)
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1)
