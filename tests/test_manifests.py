@@ -271,3 +271,15 @@ def test_the_images_do_not_run_as_root():
     for dockerfile in ("Dockerfile", "kserve/Dockerfile"):
         users = re.findall(r"^USER\s+(\S+)", (REPO / dockerfile).read_text(), re.M)
         assert users and users[-1] not in ("0", "root"), dockerfile
+
+
+def test_the_predictor_drains_before_it_is_killed():
+    """preStop takes the pod out of the load balancers before SIGTERM, and the grace
+    period covers that wait plus the server's own drain."""
+    from llarapp.serving.config import ServeConfig
+
+    predictor = isvc_of(build(KUSTOMIZE["production"]))["spec"]["predictor"]
+    sleep = predictor["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+    assert sleep[0] == "sleep" and int(sleep[1]) >= 5
+    assert predictor["terminationGracePeriodSeconds"] > int(sleep[1]) + \
+        ServeConfig().grace_period_s
