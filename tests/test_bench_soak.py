@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from soak import MIX, LIMITS, invalid_bodies, request_mix, summarise  # noqa: E402
+from soak import LIMITS, MIX, invalid_bodies, request_mix, summarise  # noqa: E402
 
 PLAYLISTS = [{"playlist_name": f"p{i}", "k": 10, "track_uris": [f"spotify:track:{i}"]}
              for i in range(20)]
