@@ -128,6 +128,7 @@ def test_readiness_waits_for_the_model_but_liveness_does_not(bundle, tmp_path):
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_sigterm_finishes_requests_in_flight_and_refuses_new_ones(bundle, workers):
+    # each request waits 1 s in the batcher for company: in flight through the SIGTERM
     server = ServerProcess(bundle.folder, "--max_wait_ms", "1000", "--workers", workers).start()
     server.wait_ready()
     answers: list[int] = []
@@ -140,9 +141,9 @@ def test_sigterm_finishes_requests_in_flight_and_refuses_new_ones(bundle, worker
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
     for thread in threads:
         thread.start()
-    time.sleep(0.4)  # all three wait in the batcher for more company
+    time.sleep(0.3)  # all three wait in the batcher
     server.process.send_signal(signal.SIGTERM)
-    time.sleep(0.2)
+    time.sleep(0.3)  # the listeners close; the three are still in flight
     with pytest.raises(httpx.TransportError):
         httpx.post(server.url + PREDICT, json={"instances": [{"playlist_name": "late"}]},
                    timeout=5)

@@ -103,11 +103,17 @@ class BalancedMultiProcess(RESTServerMultiProcess):
         self._sockets: list[socket.socket] = []
 
     async def start(self) -> None:
-        """As kserve's, without its one shared socket (it would hold the port alone)."""
+        """As kserve's, without its one shared socket (it would hold the port alone), and
+        passing SIGTERM on at once: the parent closes its copies of the sockets, so once
+        the workers close theirs a new connection is refused, not queued."""
         self.init_processes([])
         while not self.should_exit.is_set():
-            await asyncio.sleep(0.5)
-            await self.keep_subprocess_alive([])
+            try:
+                await asyncio.wait_for(self.should_exit.wait(), 0.5)
+            except TimeoutError:
+                await self.keep_subprocess_alive([])
+        for sock in self._sockets:
+            sock.close()
         await self.terminate_all()
 
     def init_processes(self, sockets: list[socket.socket]) -> None:
