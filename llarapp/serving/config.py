@@ -10,6 +10,7 @@ from llarapp.config import StageConfig, require
 from llarapp.errors import BundleError
 from llarapp.serving.batching import BatchingConfig
 from llarapp.serving.bundle import MANIFEST, RANKER
+from llarapp.serving.limits import CONTROL_TOKEN_VARIABLE
 from llarapp.serving.runtime import AUTO_ORDER, PROVIDERS
 
 KSERVE_MODEL_DIR = "/mnt/models"  # where KServe's storage initializer puts STORAGE_URI
@@ -37,7 +38,7 @@ class ServeConfig(StageConfig):
     max_recommendations: int = 5000  # sum of k over one request's instances (else 400)
     grace_period_s: int = 30  # SIGTERM: in-flight requests may finish for this long
     control_token: str = field(  # model load/unload over HTTP: off unless set
-        default_factory=lambda: os.environ.get("LLARAPP_CONTROL_TOKEN", ""), repr=False)
+        default_factory=lambda: os.environ.get(CONTROL_TOKEN_VARIABLE, ""), repr=False)
     http_host: str = "127.0.0.1"  # 0.0.0.0 in containers
     http_port: int = 8080
     warmup: bool = True

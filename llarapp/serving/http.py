@@ -29,9 +29,13 @@ from kserve.protocol.rest.v2_endpoints import V2Endpoints
 
 from llarapp.errors import LlaraError
 from llarapp.serving import metrics
-from llarapp.serving.limits import BodyTooLarge, ControlRefused, DeadlineExceeded, Overloaded
-
-CONTROL_TOKEN_VARIABLE = "LLARAPP_CONTROL_TOKEN"
+from llarapp.serving.limits import (
+    CONTROL_TOKEN_VARIABLE,
+    BodyTooLarge,
+    ControlRefused,
+    DeadlineExceeded,
+    Overloaded,
+)
 
 
 def error_response(exc: LlaraError) -> JSONResponse:

@@ -13,6 +13,8 @@ from typing import Protocol
 
 from llarapp.errors import InvalidRequestError, LlaraError
 
+CONTROL_TOKEN_VARIABLE = "LLARAPP_CONTROL_TOKEN"  # model load/unload over HTTP: off if unset
+
 
 class BodyTooLarge(LlaraError):
     """413: the body is larger than ``max_body_bytes``."""
