@@ -181,6 +181,11 @@ class LlaraModelServer(ModelServer):
         self.register_signal_handler()
         asyncio.run(self._serve())
 
+    def stop(self, sig: int) -> None:
+        if self._rest_multiprocess_server is not None:
+            self._rest_multiprocess_server.begin_shutdown()  # now, not when the loop is free
+        super().stop(sig)
+
 
 LIMIT_FLAGS = {  # README "Limits and failure behaviour" says what a client sees for each
     "max_queued": "playlists waiting for the engine; beyond, 429 with Retry-After",

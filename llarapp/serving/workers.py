@@ -15,15 +15,19 @@
 3. ``/metrics`` answers for the whole pod: counters and histograms are summed over the
    workers' files (prometheus_client's multiprocess mode). Drift is the answering worker's
    recent window, a random share of the traffic.
+4. SIGTERM is passed to every worker from the signal handler itself, and no worker is
+   restarted after it: each drains its requests in flight, as a single server does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import os
 import shutil
+import signal
 import socket
 import tempfile
 
@@ -101,19 +105,28 @@ class BalancedMultiProcess(RESTServerMultiProcess):
         super().__init__(*args, **kwargs)
         self.host = host
         self._sockets: list[socket.socket] = []
+        self.stopping = False
+
+    def begin_shutdown(self) -> None:
+        """From the SIGTERM handler, at once (the event loop may be blocked pinging a busy
+        worker for seconds): no more restarts, the parent's copies of the sockets closed,
+        and SIGTERM passed to every worker, which then drains like a single server."""
+        self.stopping = True
+        for sock in self._sockets:
+            sock.close()
+        for process in self._processes:
+            if process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):  # already gone
+                    os.kill(process.pid, signal.SIGTERM)
 
     async def start(self) -> None:
-        """As kserve's, without its one shared socket (it would hold the port alone), and
-        passing SIGTERM on at once: the parent closes its copies of the sockets, so once
-        the workers close theirs a new connection is refused, not queued."""
+        """As kserve's, without its one shared socket (it would hold the port alone)."""
         self.init_processes([])
-        while not self.should_exit.is_set():
+        while not (self.stopping or self.should_exit.is_set()):
             try:
                 await asyncio.wait_for(self.should_exit.wait(), 0.5)
             except TimeoutError:
                 await self.keep_subprocess_alive([])
-        for sock in self._sockets:
-            sock.close()
         await self.terminate_all()
 
     def init_processes(self, sockets: list[socket.socket]) -> None:
@@ -127,14 +140,12 @@ class BalancedMultiProcess(RESTServerMultiProcess):
             log.info("started worker process %s", process.pid)
 
     async def keep_subprocess_alive(self, sockets: list[socket.socket]) -> None:
-        if self.should_exit.is_set():
-            return
         for slot, process in enumerate(self._processes):
-            if process.is_alive():
+            if self.stopping or self.should_exit.is_set() or process.is_alive():
                 continue
             process.kill()  # hung or gone: replace it on its own socket
             await process.wait_for_termination()
-            if self.should_exit.is_set():
+            if self.stopping or self.should_exit.is_set():
                 return
             log.warning("worker process %s died; starting another", process.pid)
             self._processes[slot] = RESTServerProcess([self._sockets[slot]],
