@@ -12,9 +12,10 @@ ONNX runs: under load, whatever arrives during one batch forms the next.
 - **Bulk takes a share.** Items of later rounds (the bulk of multi-instance requests) run
   on credit, as in deficit round robin: every first item earns ``BULK_SHARE`` of its cost,
   and a bulk item joins a batch when the credit covers its ``cost`` (an estimate of its
-  engine time). While requests keep arriving (within ``FRESH_SECONDS``), a batch of bulk
-  alone takes one item and goes into debt, since whoever arrives next waits for it. With
-  no other traffic, bulk fills whole batches. So a heavy request slows ordinary ones by
+  engine time). While requests keep arriving (within ``FRESH_SECONDS``), bulk alone first
+  waits ``YIELD_SECONDS`` for a request on its way, then takes one item and goes into
+  debt, since whoever arrives next waits for it. With no other traffic, bulk fills whole
+  batches. So a heavy request slows ordinary ones by
   about a quarter, however large it is, and still progresses.
 - **Bounded queue.** At most ``max_queued`` items wait; a request that would exceed it is
   refused whole with :class:`Overloaded`, which carries a retry delay: the waiting items
@@ -38,6 +39,7 @@ from llarapp.serving.limits import Overloaded
 
 BULK_SHARE = 0.25
 FRESH_SECONDS = 1.0
+YIELD_SECONDS = 0.005
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -106,8 +108,12 @@ class Batcher(Generic[Item, Result]):
     async def _collect(self) -> list[tuple[Item, asyncio.Future]]:
         queue, loop = self._queue, asyncio.get_running_loop()
         batch = [await queue.get()]
-        deadline = loop.time() + self.config.max_wait_ms / 1000
         metered = loop.time() - self._fresh_at < FRESH_SECONDS  # others are about
+        if batch[0][0] > 0 and metered:  # bulk alone: let a request on its way arrive first
+            queue.put_nowait(batch.pop())
+            await asyncio.sleep(YIELD_SECONDS)
+            batch.append(queue.get_nowait())
+        deadline = loop.time() + self.config.max_wait_ms / 1000
         if not metered:
             self._credit = 0.0
         self._spend(batch[0], force=True)
