@@ -230,7 +230,7 @@ def upload_dir(local_dir: str | os.PathLike[str], uri: str, *, last: str = "mani
     root, target = Path(local_dir), parse_uri(uri)
     files = {str(target.join(p.relative_to(root).as_posix())): p
              for p in sorted(root.rglob("*")) if p.is_file()}
-    before = list_uris(uri) if target.is_s3 and exists(uri) else []
+    before = list_uris(uri) if target.is_s3 else []  # [] for a new prefix
     final = [key for key, path in files.items() if path.name == last]
     if before:
         remove(str(target.join(last)))

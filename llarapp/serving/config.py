@@ -70,7 +70,7 @@ class ServeConfig(StageConfig):
                 f"max_body_bytes must be at least 1024, got {self.max_body_bytes}")
         require(self.max_texts >= 1 and self.max_recommendations >= 1,
                 "max_texts and max_recommendations must be at least 1")
-        self.batching.validate()
+        self.batching  # noqa: B018  (building it validates the batching keys)
 
     @property
     def batching(self) -> BatchingConfig:
