@@ -142,9 +142,9 @@ def test_sigterm_finishes_requests_in_flight_and_refuses_new_ones(bundle, worker
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
     for thread in threads:
         thread.start()
-    time.sleep(0.3)  # all three wait in the batcher
+    time.sleep(0.6)  # all three accepted and waiting in the batcher, not in a backlog
     server.process.send_signal(signal.SIGTERM)
-    time.sleep(0.3)  # the listeners close; the three are still in flight
+    time.sleep(0.2)  # the listeners close; the three are still in flight
     with pytest.raises(httpx.TransportError):
         httpx.post(server.url + PREDICT, json={"instances": [{"playlist_name": "late"}]},
                    timeout=5)
