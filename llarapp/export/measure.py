@@ -42,7 +42,9 @@ class PromptSet:
 
 
 def onnx_runner(session) -> Callable[[Feeds], np.ndarray]:
-    return lambda feeds: session.run(None, feeds)[0]
+    from llarapp.serving.runtime import run_first
+
+    return lambda feeds: run_first(session, feeds)
 
 
 def latency_ms(runs: dict[str, Callable[[Feeds], np.ndarray]], feeds: Feeds, repeats: int,

@@ -53,11 +53,19 @@ def head_nodes(model_path: Path) -> list[str]:
             and (n.name.count("/") <= 1 or any(s in n.name for s in HEAD_SCOPES))]
 
 
-class FeedReader(CalibrationDataReader):
-    """A CalibrationDataReader over batches of ranker feeds."""
+def graph_inputs(path: Path) -> set[str]:
+    import onnx
 
-    def __init__(self, batches: list[dict[str, np.ndarray]]):
-        self.batches: Iterator[dict[str, np.ndarray]] = iter(batches)
+    return {i.name for i in onnx.load(str(path), load_external_data=False).graph.input}
+
+
+class FeedReader(CalibrationDataReader):
+    """A CalibrationDataReader over batches of ranker feeds, limited to ``inputs`` (the
+    graph's own: the exporter drops inputs it never reads)."""
+
+    def __init__(self, batches: list[dict[str, np.ndarray]], inputs: set[str]):
+        self.batches: Iterator[dict[str, np.ndarray]] = (
+            {k: v for k, v in feeds.items() if k in inputs} for feeds in batches)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self.batches, None)
@@ -72,7 +80,7 @@ def quantize(variant: str, source: Path, target: Path, calibration: list[dict[st
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
                          per_channel=variant == "per_channel", nodes_to_exclude=exclude)
     elif variant == "static":
-        quantize_static(str(source), str(target), FeedReader(calibration),
+        quantize_static(str(source), str(target), FeedReader(calibration, graph_inputs(source)),
                         quant_format=QuantFormat.QDQ,
                         per_channel=True, weight_type=QuantType.QInt8,
                         activation_type=QuantType.QInt8, nodes_to_exclude=exclude,

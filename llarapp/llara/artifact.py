@@ -33,10 +33,11 @@ class LlaraArtifact(_Artifact):
         ranker = LlaraRanker(backbone, int(self.manifest["graph_dim"]),
                              self.config.projector_hidden, float(saved["graph_scale"]),
                              self.config.slot_context,
-                             num_features(self.config))
+                             num_features(self.config), self.config.uses_label_pointer)
         ranker.projector.load_state_dict(saved["state"])
         if ranker.feature_head is not None:
             ranker.feature_head.load_state_dict(saved["feature_head"])
         ranker.aux_head.load_state_dict(saved["aux_head"])
-        ranker.pointer.load_state_dict(saved["pointer"])
+        if ranker.pointer is not None:
+            ranker.pointer.load_state_dict(saved["pointer"])
         return ranker.eval()

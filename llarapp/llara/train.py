@@ -113,7 +113,7 @@ def build_ranker(cfg: LlaraConfig, sources: Sources, folder: Path | None, device
         attach_lora(backbone, cfg)
     ranker = LlaraRanker(backbone, sources.item_vectors.shape[1], cfg.projector_hidden,
                          graph_scale(sources.item_vectors), cfg.slot_context,
-                         num_features(cfg))
+                         num_features(cfg), cfg.uses_label_pointer)
     return ranker, make_collator(backbone, sources, cfg), losses
 
 
@@ -125,7 +125,8 @@ def save_ranker(ranker: LlaraRanker, folder: Path) -> None:
         backbone.save(folder)
     head = ranker.feature_head
     torch.save({"state": ranker.projector.state_dict(), "aux_head": ranker.aux_head.state_dict(),
-                "pointer": ranker.pointer.state_dict(), "graph_scale": ranker.graph_scale,
+                "pointer": ranker.pointer.state_dict() if ranker.pointer is not None else None,
+                "graph_scale": ranker.graph_scale,
                 "feature_head": head.state_dict() if head is not None else None},
                folder / "projector.pt")
 

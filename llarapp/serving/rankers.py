@@ -18,7 +18,7 @@ from llarapp.llara.layout import Example, PromptBuilder, track_by_artist
 from llarapp.llara.tokens import TokenEncoder
 from llarapp.rerank.features import CatalogueFeatures, candidate_features
 from llarapp.serving.bundle import RANKER, TOKENIZER, Bundle
-from llarapp.serving.runtime import session
+from llarapp.serving.runtime import run_first, session
 
 
 @dataclass
@@ -76,7 +76,7 @@ class LlaraOnnxRanker:
     def rerank(self, examples: list[Example]) -> np.ndarray:
         """Ranker scores (examples × K) in one ONNX call."""
         packed = self.prompts.pack(examples, self.item_graph, self.pad_id)
-        return self.session.run(None, packed.onnx_inputs())[0]
+        return run_first(self.session, packed.onnx_inputs())
 
     def score(self, retrieved: Retrieved) -> np.ndarray:
         examples = retrieved.examples()
