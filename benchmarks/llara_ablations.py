@@ -62,7 +62,7 @@ def pretrained_backbone(cfg: LlaraConfig, sources: Sources, folder: Path) -> Pat
     backbone = Backbone.load(cfg.backbone, cfg.tokenizer)
     docs = playlist_documents(sources.split.train, sources.titles, sources.item_texts)
     domain_pretrain(backbone, docs, cfg.pretrain_steps, cfg.pretrain_batch_size,
-                    cfg.pretrain_max_length, cfg.pretrain_lr, resolve_device(cfg.device),
+                    cfg.pretrain_max_length, cfg.domain_pretrain_lr, resolve_device(cfg.device),
                     cfg.bf16, cfg.seed)
     backbone.save(folder)
     return folder / "backbone"

@@ -51,7 +51,7 @@ class LlaraConfig(TrackedConfig):
     pretrain_steps: int = 60
     pretrain_batch_size: int = 16
     pretrain_max_length: int = 64
-    pretrain_lr: float = 1e-3
+    pretrain_lr: float | None = None  # None: 1e-3 from scratch, 1e-4 for a pretrained LM
     # Curriculum prompt tuning
     schedule: str = "curriculum"
     steps: int = 150
@@ -89,7 +89,7 @@ class LlaraConfig(TrackedConfig):
             require(getattr(self, name) > 0, f"{name} must be > 0")
         require(0 <= self.lora_dropout < 1, "lora_dropout must be in [0, 1)")
         require(self.aux_weight >= 0, "aux_weight must be >= 0")
-        require(self.lr > 0 and self.pretrain_lr > 0 and self.head_prefit_lr > 0,
+        require(self.lr > 0 and self.domain_pretrain_lr > 0 and self.head_prefit_lr > 0,
                 "learning rates must be > 0")
         require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}")
         require(bool(self.lora_targets), "lora_targets must name at least one module")
@@ -97,6 +97,12 @@ class LlaraConfig(TrackedConfig):
     @property
     def uses_label_pointer(self) -> bool:
         return self.backbone == SCRATCH if self.label_pointer is None else self.label_pointer
+
+    @property
+    def domain_pretrain_lr(self) -> float:
+        if self.pretrain_lr is not None:
+            return self.pretrain_lr
+        return 1e-3 if self.backbone == SCRATCH else 1e-4
 
     @property
     def domain_pretraining(self) -> bool:

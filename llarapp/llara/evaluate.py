@@ -108,6 +108,15 @@ def baseline_scores(sources: Sources, examples: list[Example]) -> dict[str, np.n
     return {"lightgcn": lightgcn, "hybrid": hybrid}
 
 
+def segments_of(sources: Sources, heldout: pd.DataFrame, examples: list[Example]
+                ) -> dict[str, np.ndarray]:
+    """Protocol (a)'s segments: all, warm or cold target, title-only playlists."""
+    targets = np.array([e.candidates[e.label] for e in examples], dtype=np.int64)
+    target_warm = sources.scorer.warm[targets]
+    return {"all": np.ones(len(examples), bool), "warm_target": target_warm,
+            "cold_target": ~target_warm, "title_only": heldout["num_seeds"].to_numpy() == 0}
+
+
 def candidate_table(scores: dict[str, np.ndarray], labels: np.ndarray,
                     segments: dict[str, np.ndarray]) -> pd.DataFrame:
     k = next(iter(scores.values())).shape[1]
@@ -168,7 +177,6 @@ def evaluate_llara(cfg: LlaraEvalConfig, model: LlaraArtifact, sources: Sources,
     factory = ExampleFactory(sources, trained.num_candidates, trained.history_len, cfg.seed)
     examples = factory.random_candidates(heldout)
     labels = np.array([e.label for e in examples])
-    candidates = np.stack([e.candidates for e in examples])
     scores = {"llara": score_examples(ranker, collator, examples, hybrid, cfg.batch_size, device)}
     ablations: dict[str, ListScorer] = {}
     if ranker.feature_head is not None:
@@ -176,11 +184,7 @@ def evaluate_llara(cfg: LlaraEvalConfig, model: LlaraArtifact, sources: Sources,
             ranker, np.stack([e.features for e in examples]))
         ablations[FEATURE_HEAD] = lambda lists, _: feature_head_scores(ranker, lists.features)
     scores |= baseline_scores(sources, examples)
-    target_warm = sources.scorer.warm[candidates[np.arange(len(labels)), labels]]
-    segments = {"all": np.ones(len(labels), bool), "warm_target": target_warm,
-                "cold_target": ~target_warm,
-                "title_only": heldout["num_seeds"].to_numpy() == 0}
-    table = candidate_table(scores, labels, segments)
+    table = candidate_table(scores, labels, segments_of(sources, heldout, examples))
     bias = {}
     for name, position in (("first", 0), ("last", -1)):
         moved = move_target(examples, position)

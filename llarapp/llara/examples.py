@@ -80,6 +80,11 @@ class Sources:
         return self.mapper.item_graph.astype(np.float32)
 
     @cached_property
+    def graph_scale(self) -> float:
+        """Per-coordinate RMS of the catalogue's graph vectors (the projector's input unit)."""
+        return float(np.sqrt(np.mean(np.square(self.item_vectors)))) or 1.0
+
+    @cached_property
     def titles(self) -> pd.Series:
         playlists = self.dataset.playlists
         return pd.Series(playlists["name"].fillna("").to_numpy(), index=playlists["pid"])

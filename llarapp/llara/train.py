@@ -36,11 +36,6 @@ from llarapp.storage import atomic_dir
 KIND = "llara"
 
 
-def graph_scale(vectors: np.ndarray) -> float:
-    """Per-coordinate RMS of the catalogue's graph vectors."""
-    return float(np.sqrt(np.mean(np.square(vectors)))) or 1.0
-
-
 def make_collator(backbone: Backbone, sources: Sources, cfg: LlaraConfig) -> Collator:
     builder = PromptBuilder(backbone.tokenizer, backbone.ids, sources.item_texts,
                             cfg.item_tokens, cfg.playlist_slot)
@@ -97,22 +92,26 @@ def train_ranker(ranker: LlaraRanker, examples: list[Example], collator: Collato
     return pd.DataFrame(rows)
 
 
-def build_ranker(cfg: LlaraConfig, sources: Sources, folder: Path | None, device: torch.device
+def build_ranker(cfg: LlaraConfig, sources: Sources, folder: Path | None, device: torch.device,
+                 documents: list[str] | None = None
                  ) -> tuple[LlaraRanker, Collator, list[float]]:
-    """Backbone (+ domain pre-training, saved to ``folder``), LoRA and the projector."""
+    """Backbone (+ domain pre-training on ``documents``, by default the training playlists,
+    saved to ``folder``), LoRA and the projector."""
     backbone = Backbone.load(cfg.backbone, cfg.tokenizer)
     losses: list[float] = []
     if cfg.domain_pretraining and cfg.pretrain_steps:
-        docs = playlist_documents(sources.split.train, sources.titles, sources.item_texts)
-        losses = domain_pretrain(backbone, docs, cfg.pretrain_steps, cfg.pretrain_batch_size,
-                                 cfg.pretrain_max_length, cfg.pretrain_lr, device, cfg.bf16,
+        if documents is None:
+            documents = playlist_documents(sources.split.train, sources.titles,
+                                           sources.item_texts)
+        losses = domain_pretrain(backbone, documents, cfg.pretrain_steps, cfg.pretrain_batch_size,
+                                 cfg.pretrain_max_length, cfg.domain_pretrain_lr, device, cfg.bf16,
                                  cfg.seed)
     if folder is not None:
         backbone.save(folder)
     if cfg.finetune == "lora":
         attach_lora(backbone, cfg)
     ranker = LlaraRanker(backbone, sources.item_vectors.shape[1], cfg.projector_hidden,
-                         graph_scale(sources.item_vectors), cfg.slot_context,
+                         sources.graph_scale, cfg.slot_context,
                          num_features(cfg), cfg.uses_label_pointer)
     return ranker, make_collator(backbone, sources, cfg), losses
 

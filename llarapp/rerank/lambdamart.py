@@ -3,19 +3,23 @@
 One query is one playlist's retrieved top K; a candidate's label is 1 when it is one of the
 playlist's held-out tracks. Queries without a positive teach nothing and are dropped. The
 model is LightGBM's own text format, so serving loads it with ``lightgbm.Booster`` and no
-torch.
+torch. LightGBM is imported where it is used, so the LLaRA scoring code that shares this
+package runs where LightGBM is not installed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import lightgbm as lgb
 import numpy as np
 
 from llarapp.config import require
 from llarapp.rerank.features import FEATURES
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 MODEL_FILE = "lambdamart.txt"
 
@@ -47,6 +51,8 @@ class LambdaMart:
         keep = labels.any(axis=1)
         require(keep.any(), "no training playlist has a held-out track among its retrieved "
                 "candidates; LambdaMART needs more validation playlists or a larger K")
+        import lightgbm as lgb
+
         x, y = features[keep], labels[keep]
         k = x.shape[1]
         dataset = lgb.Dataset(x.reshape(-1, x.shape[2]), y.reshape(-1).astype(np.float32),
@@ -71,6 +77,8 @@ class LambdaMart:
 
     @classmethod
     def load(cls, folder: Path) -> LambdaMart:
+        import lightgbm as lgb
+
         path = folder / MODEL_FILE
         require(path.is_file(), f"{path} is missing; re-run eval-llara to train LambdaMART")
         booster = lgb.Booster(model_file=str(path))
