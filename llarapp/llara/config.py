@@ -43,9 +43,10 @@ class LlaraConfig(TrackedConfig):
     playlist_slot: bool = True  # one extra slot after the title: the playlist's graph query
     slot_context: bool = True  # projector input [v, v * playlist query], not just v
     aux_weight: float = 1.0  # auxiliary listwise loss at the label positions (training only)
-    # Label pointer (llarapp.llara.model): None = on for scratch, off for a pretrained
-    # backbone (measured on SmolLM2: README "A pretrained backbone")
-    label_pointer: bool | None = None
+    # Label pointer (llarapp.llara.model). On for every backbone: without it SmolLM2's
+    # ranker stayed at chance (HR@1 0.05 of 20, LM alone, 150 steps), and with the
+    # candidate features it changed nothing (benchmarks/results/llara-backbones-*.json)
+    label_pointer: bool = True
     # Domain pre-training (causal LM on "title: track by artist, …"); None = on for scratch
     pretrain: bool | None = None
     pretrain_steps: int = 60
@@ -93,10 +94,6 @@ class LlaraConfig(TrackedConfig):
                 "learning rates must be > 0")
         require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}")
         require(bool(self.lora_targets), "lora_targets must name at least one module")
-
-    @property
-    def uses_label_pointer(self) -> bool:
-        return self.backbone == SCRATCH if self.label_pointer is None else self.label_pointer
 
     @property
     def domain_pretrain_lr(self) -> float:

