@@ -119,7 +119,9 @@ def build_ranker(cfg: LlaraConfig, sources: Sources, folder: Path | None, device
 def save_ranker(ranker: LlaraRanker, folder: Path) -> None:
     backbone = ranker.backbone
     if backbone.peft is not None:
-        backbone.peft.save_pretrained(folder / "adapter")
+        # backbone/ already holds the resized embeddings; the adapter keeps only the
+        # trained rows of our special tokens (not a 100 MB copy of the embedding matrix)
+        backbone.peft.save_pretrained(folder / "adapter", save_embedding_layers=False)
     else:
         backbone.save(folder)
     head = ranker.feature_head
