@@ -278,4 +278,4 @@ def tune(dataset: DatasetOpt, split_dir: SplitOpt, text: TextOpt,
 
 
 # registers pipeline, register, deploy, registry, rollout, serve and catalogue
-from llarapp import cli_online, cli_ops, cli_rollout, cli_serve  # noqa: E402,F401
+from llarapp import cli_online, cli_ops, cli_recommend, cli_rollout, cli_serve  # noqa: E402,F401

@@ -111,6 +111,7 @@ CONFIG_FILES = {
     "deploy.yaml": "llarapp.deploy.config:DeployConfig",
     "platform.yaml": "pipelines.platform:PlatformConfig",
     "serve.yaml": "llarapp.serving.config:ServeConfig",
+    "recommend.yaml": "llarapp.recommend.config:RecommendConfig",
 }
 
 

@@ -1,0 +1,1 @@
+"""``llarapp recommend``: recommendations for a file of playlists, offline."""
