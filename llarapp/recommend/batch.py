@@ -25,7 +25,7 @@ from llarapp.recommend.challenge import check_submission, submission_text
 from llarapp.recommend.config import RecommendConfig
 from llarapp.recommend.playlists import InputPlaylist, read_playlists
 from llarapp.serving.bundle import Bundle
-from llarapp.serving.engine import Engine, Response
+from llarapp.serving.engine import Engine, Observer, Response
 from llarapp.storage import write_bytes
 
 COLUMNS = ["pid", "rank", "track_uri", "score", "reason"]
@@ -39,13 +39,14 @@ def load_bundle(uri: str) -> Bundle:
     return Bundle.load(uri)
 
 
-def recommend_all(engine: Engine, playlists: list[InputPlaylist], cfg: RecommendConfig
-                  ) -> list[Response]:
+def recommend_all(engine: Engine, playlists: list[InputPlaylist], cfg: RecommendConfig,
+                  observe: Observer | None = None) -> list[Response]:
+    """Responses in playlist order; ``observe(stage, seconds)`` as for Engine.recommend."""
     responses: list[Response] = []
     with tqdm(total=len(playlists), desc="recommend", unit="playlist") as progress:
         for start in range(0, len(playlists), cfg.batch_size):
             chunk = playlists[start:start + cfg.batch_size]
-            responses += engine.recommend([p.request(cfg.k) for p in chunk])
+            responses += engine.recommend([p.request(cfg.k) for p in chunk], observe)
             progress.update(len(chunk))
     return responses
 
