@@ -112,3 +112,16 @@ def test_challenge_submission_is_valid_and_each_corruption_is_named(bundle, slic
 def test_config_errors_name_the_fix(overrides, message):
     with pytest.raises(ConfigError, match=message):
         RecommendConfig(**overrides)
+
+
+def test_bundle_from_the_registry_alias(bundle, slice_file, tmp_path, monkeypatch):
+    from llarapp.registry.register import RegisterConfig, run_register
+
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
+    run_register(RegisterConfig(tracking_uri=tracking), bundle.folder, tmp_path / "registered")
+    challenge = challenge_set(slice_file, tmp_path)
+    summary = run_recommend(RecommendConfig(k=10), "models:/llarapp@candidate", str(challenge),
+                            str(tmp_path / "recs.parquet"))
+    assert summary["model_version"] == bundle.version and summary["playlists"] == 24
+    assert summary["cold_start"]["title_only"] == 8  # a third of them have no seed track
