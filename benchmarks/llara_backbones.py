@@ -178,7 +178,7 @@ def run_variant(name: str, base: dict, pack: Pack, device: torch.device, tokeniz
                 repeats: int) -> dict:
     cfg = LlaraConfig.from_dict({**base, **VARIANTS[name], "track": False})
     if cfg.backbone == "scratch" and tokenizer.is_dir():
-        cfg = replace(cfg, tokenizer=str(tokenizer))
+        cfg = cfg.replace(tokenizer=str(tokenizer))
     seed_everything(cfg.seed, deterministic=False)
     started = time.perf_counter()
     ranker, collator, da_losses = build_ranker(cfg, pack.sources, None, device, pack.documents)

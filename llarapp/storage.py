@@ -259,11 +259,16 @@ def remove(uri: str | os.PathLike[str]) -> None:
     _with_retries("delete", loc, lambda: s3_client().remove_object(loc.bucket, loc.key))
 
 
+def cache_root() -> Path:
+    """``$LLARAPP_CACHE``, by default the temp folder: downloads and conversions."""
+    return Path(os.environ.get("LLARAPP_CACHE", tempfile.gettempdir()))
+
+
 def cache_folder(uri: str, kind: str) -> Path:
-    """Where a downloaded copy of ``uri`` lives: ``$LLARAPP_CACHE`` (default: the temp
-    folder) / ``kind`` / a digest of the URI."""
+    """Where a downloaded copy of ``uri`` lives: :func:`cache_root` / ``kind`` / a digest
+    of the URI."""
     digest = hashlib.sha256(str(uri).encode()).hexdigest()[:16]
-    return Path(os.environ.get("LLARAPP_CACHE", tempfile.gettempdir())) / kind / digest
+    return cache_root() / kind / digest
 
 
 def download_dir(uri: str, local_dir: str | os.PathLike[str]) -> Path:

@@ -13,6 +13,7 @@ from llarapp.llara.config import SMOLLM2, LlaraConfig
 from llarapp.llara.examples import ExampleFactory
 from llarapp.llara.tokens import SPECIAL_TOKENS, TokenEncoder
 from llarapp.llara.train import build_ranker, listwise_loss
+from llarapp.storage import cache_root
 
 # SmolLM2 on 2 cores: short prompts, so a training step takes seconds
 SMALL = {**TINY_LLARA, "backbone": SMOLLM2, "history_len": 2, "num_candidates": 4,
@@ -42,7 +43,8 @@ def test_loads_the_wheels_gguf_as_a_pretrained_llama(smol):
 
 def test_conversion_is_cached(smol, monkeypatch):
     folder = smollm2.smollm2_folder()
-    assert (folder / "model.safetensors").is_file() and folder.parent == smollm2.cache_root()
+    assert (folder / "model.safetensors").is_file()
+    assert folder.parent == cache_root() / "backbones"
 
     def no_second_conversion(*_):
         raise AssertionError("converted twice")

@@ -41,11 +41,6 @@ class PromptSet:
                 f"ndcg@{k}": float(per_row[f"ndcg@{k}"].mean())}
 
 
-def onnx_runner(session) -> Callable[[Feeds], np.ndarray]:
-    from llarapp.serving.runtime import run_first
-
-    return lambda feeds: run_first(session, feeds)
-
 
 def latency_ms(runs: dict[str, Callable[[Feeds], np.ndarray]], feeds: Feeds, repeats: int,
                rounds: int = 3) -> dict[str, tuple[float, float]]:

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from llarapp.data.texts import item_texts
 from llarapp.errors import ArtifactError
 from llarapp.export.config import ExportConfig
-from llarapp.export.measure import Feeds, PromptSet, batch_of, latency_ms, onnx_runner
+from llarapp.export.measure import Feeds, PromptSet, batch_of, latency_ms
 from llarapp.export.quantize import preprocess, quantize
 from llarapp.export.ranker import ExportableRanker, export_ranker, torch_scores
 from llarapp.export.text import cosine_parity, export_text_encoder
@@ -30,7 +30,7 @@ from llarapp.llara.train import make_collator
 from llarapp.models.text_embed import TextEmbeddings
 from llarapp.models.text_encoder import TextEncoder
 from llarapp.serving import bundle as B
-from llarapp.serving.runtime import session
+from llarapp.serving.runtime import first_output, session
 from llarapp.serving.text import OnnxTextEncoder
 
 
@@ -79,7 +79,7 @@ class Exporter:
         path = export_ranker(self.exportable, sample, self.work / B.RANKER["fp32"],
                              self.cfg.opset)
         feeds = test.batches[0]
-        diff = float(np.abs(onnx_runner(self.session(path))(feeds)
+        diff = float(np.abs(first_output(self.session(path))(feeds)
                             - torch_scores(self.exportable, feeds)).max())
         if diff > self.cfg.parity_tolerance:
             raise ArtifactError(f"ORT fp32 ranker differs from torch by {diff:.2e} (> "
@@ -116,7 +116,7 @@ class Exporter:
         for variant in tqdm(self.cfg.variants, desc="quantize", unit="variant"):
             paths[variant] = quantize(variant, pre, self.work / f"ranker.{variant}.onnx",
                                       calibration, self.cfg.keep_head_fp32)
-        runs = {name: onnx_runner(self.session(path)) for name, path in paths.items()}
+        runs = {name: first_output(self.session(path)) for name, path in paths.items()}
         rows = [self.accuracy(name, path, runs[name]) for name, path in paths.items()]
         latency = self.latency(runs)
         return [row | latency[row["model"]] for row in rows], paths

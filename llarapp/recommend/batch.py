@@ -67,7 +67,8 @@ def holdout_metrics(engine: Engine, playlists: list[InputPlaylist], responses: l
     for playlist, response in zip(playlists, responses, strict=True):
         if not playlist.targets:
             continue
-        targets.append(np.array([rows.get(u, extra.setdefault(u, len(rows) + len(extra)))
+        targets.append(np.array([rows[u] if u in rows else
+                                 extra.setdefault(u, len(rows) + len(extra))
                                  for u in playlist.targets], np.int64))
         recs.append([rows[r.track_uri] for r in response.recommendations])
     if not targets:

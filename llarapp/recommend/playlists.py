@@ -10,15 +10,13 @@ cold-start path. With ``holdout_last`` N the last N tracks are held out as targe
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from llarapp.data.ingest import IngestConfig, discover_sources
 from llarapp.data.mpd import NameCleaner, Rejection, clean_playlist
 from llarapp.data.slices import decompress, parse_document
 from llarapp.errors import DataValidationError
 from llarapp.serving.engine import Request, TrackMeta
-from llarapp.storage import list_uris, parse_uri, read_bytes
-
-SUFFIXES = (".json", ".json.gz")
+from llarapp.storage import read_bytes
 
 
 @dataclass
@@ -32,30 +30,11 @@ class InputPlaylist:
         return Request(self.name, [t.track_uri for t in self.seeds], k, True, list(self.seeds))
 
 
-def input_files(uri: str) -> list[str]:
-    """The JSON files of ``uri`` (a file, or every ``*.json[.gz]`` below a folder)."""
-    if str(uri).endswith(SUFFIXES):
-        return [str(uri)]
-    loc = parse_uri(uri)
-    if loc.is_s3:
-        files = list_uris(uri)
-    else:
-        if not loc.path.is_dir():
-            raise DataValidationError(f"{uri} is neither a JSON file nor a folder", file=str(uri),
-                                      fix="pass an MPD slice, a challenge_set.json or a folder")
-        files = [str(p) for p in sorted(Path(loc.path).rglob("*"))]
-    found = sorted(f for f in files if f.endswith(SUFFIXES) and "manifest" not in f)
-    if not found:
-        raise DataValidationError(f"no *.json or *.json.gz file in {uri}", file=str(uri),
-                                  fix="point --input at MPD slices or a challenge set")
-    return found
-
-
 def read_playlists(uri: str, holdout_last: int = 0) -> list[InputPlaylist]:
     clean = NameCleaner()
     out: list[InputPlaylist] = []
     seen: set[int] = set()
-    for file in input_files(uri):
+    for file in discover_sources(IngestConfig(input=str(uri))):  # as ingest finds slices
         document = parse_document(file, decompress(file, read_bytes(file)))
         for raw in document["playlists"]:
             playlist = clean_playlist(raw, clean, challenge=True)
@@ -71,7 +50,7 @@ def read_playlists(uri: str, holdout_last: int = 0) -> list[InputPlaylist]:
             tracks = [TrackMeta(clean(t["track_name"]), clean(t["artist_name"]),
                                 clean(t.get("album_name") or ""), uri_)
                       for t, uri_ in zip(playlist.tracks, playlist.uris, strict=True)]
-            cut = len(tracks) - holdout_last if holdout_last else len(tracks)
-            out.append(InputPlaylist(playlist.pid, playlist.name or "", tracks[:max(cut, 0)],
-                                     [t.track_uri for t in tracks[max(cut, 0):]]))
+            cut = max(len(tracks) - holdout_last, 0)
+            out.append(InputPlaylist(playlist.pid, playlist.name or "", tracks[:cut],
+                                     [t.track_uri for t in tracks[cut:]]))
     return out

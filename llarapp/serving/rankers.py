@@ -18,7 +18,7 @@ from llarapp.llara.layout import Example, PromptBuilder, track_by_artist
 from llarapp.llara.tokens import TokenEncoder
 from llarapp.rerank.features import CatalogueFeatures, candidate_features
 from llarapp.serving.bundle import RANKER, TOKENIZER, Bundle
-from llarapp.serving.runtime import run_first, session
+from llarapp.serving.runtime import declared_feeds, session
 
 
 @dataclass
@@ -66,6 +66,7 @@ class LlaraOnnxRanker:
                  threads: int | None, item_graph: np.ndarray):
         meta = bundle.manifest["ranker"]
         self.session = session(bundle.path(RANKER[precision]), providers, threads)
+        self.feeds = declared_feeds(self.session)
         encoder = TokenEncoder.from_file(bundle.path(TOKENIZER))
         self.prompts = PromptBuilder(encoder, encoder.special_ids(),
                                      track_by_artist(bundle.catalogue), meta["item_tokens"],
@@ -76,7 +77,7 @@ class LlaraOnnxRanker:
     def rerank(self, examples: list[Example]) -> np.ndarray:
         """Ranker scores (examples × K) in one ONNX call."""
         packed = self.prompts.pack(examples, self.item_graph, self.pad_id)
-        return run_first(self.session, packed.onnx_inputs())
+        return self.session.run(None, self.feeds(packed.onnx_inputs()))[0]
 
     def score(self, retrieved: Retrieved) -> np.ndarray:
         examples = retrieved.examples()

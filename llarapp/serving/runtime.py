@@ -7,8 +7,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from llarapp.errors import ConfigError
 
@@ -52,8 +53,14 @@ def session(path: str | Path, providers: Sequence[str] = ("cpu",), threads: int 
     return ort.InferenceSession(str(path), options, providers=resolve_providers(providers))
 
 
-def run_first(session, feeds: dict) -> object:
-    """The session's first output for ``feeds``, given only the inputs it declares: the
-    exporter drops inputs a graph never reads (``label_positions`` without the pointer)."""
+def declared_feeds(session) -> Callable[[dict], dict]:
+    """``feeds → the feeds the graph declares`` (its inputs read once): the exporter drops
+    inputs a graph never reads (``label_positions`` without the label pointer)."""
     wanted = {i.name for i in session.get_inputs()}
-    return session.run(None, {k: v for k, v in feeds.items() if k in wanted})[0]
+    return lambda feeds: {k: v for k, v in feeds.items() if k in wanted}
+
+
+def first_output(session) -> Callable[[dict], Any]:
+    """``feeds → the session's first output``, given the feeds its graph declares."""
+    keep = declared_feeds(session)
+    return lambda feeds: session.run(None, keep(feeds))[0]
