@@ -1,8 +1,10 @@
 """``llarapp register``: one MLflow model version per serving bundle.
 
-The bundle's files become the version's artifacts (``models:/llarapp@staging`` downloads
-it), and with ``bundle_uri`` set the bundle is also copied to object storage, which is
-where an InferenceService's storage initializer reads it. The version starts as the
+The version is an MLflow pyfunc model that carries the bundle as its artifact
+(:mod:`llarapp.recommend.pyfunc`): ``mlflow.pyfunc.load_model("models:/llarapp@staging")``
+recommends, and ``Bundle.load`` of its download is the bundle. With ``bundle_uri`` set the
+bundle is also copied to object storage; the version's ``storage_uri`` tag says where an
+InferenceService's storage initializer reads it. The version starts as the
 ``candidate``; deploy and promotion move it on.
 """
 
@@ -55,7 +57,8 @@ def version_tags(manifest: dict[str, Any], gate: dict[str, Any], storage_uri: st
 def run_register(cfg: RegisterConfig, bundle_dir: str | os.PathLike[str],
                  output: str | os.PathLike[str],
                  evaluation: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    from llarapp.serving.bundle import Bundle
+    from llarapp.recommend.pyfunc import log_bundle_model
+    from llarapp.serving.bundle import PYFUNC_ARTIFACT, Bundle
     from llarapp.tracking import finite_metrics, start_tracking
 
     bundle = Bundle.load(bundle_dir)  # refuses a bundle whose files do not match
@@ -69,23 +72,24 @@ def run_register(cfg: RegisterConfig, bundle_dir: str | os.PathLike[str],
     with atomic_dir(output) as folder, \
             mlflow.start_run(experiment_id=experiment_id, run_name=f"register-{model_version}",
                              tags={"stage": "register", "model_version": model_version}) as run:
-        mlflow.log_artifacts(str(bundle.folder), artifact_path="bundle")
+        model = log_bundle_model(bundle)
         metrics = {k: v for k, v in manifest.get("metrics", {}).items()
                    if isinstance(v, int | float)}
         if gate:
             metrics["gate"] = gate["value"]
         mlflow.log_metrics(finite_metrics(metrics))
-        source = f"{run.info.artifact_uri}/bundle"
+        location = mlflow.get_logged_model(model.model_id).artifact_location
+        in_model = f"{location.rstrip('/')}/artifacts/{PYFUNC_ARTIFACT}"  # the bundle itself
         registry = Registry(cfg.model_name, tracking_uri)
         registry.ensure_model("LLaRA++ serving bundles (ONNX ranker, text encoder, vectors)")
-        tags = version_tags(manifest, gate, storage_uri or source)
+        tags = version_tags(manifest, gate, storage_uri or in_model)
         version = registry.client.create_model_version(
-            cfg.model_name, source=source, run_id=run.info.run_id, tags=tags,
-            description=f"serving bundle {model_version}")
+            cfg.model_name, source=model.model_uri, run_id=run.info.run_id, tags=tags,
+            description=f"serving bundle {model_version}", model_id=model.model_id)
         registry.move("candidate", version.version)
         result = {"model_name": cfg.model_name, "version": str(version.version),
                   "model_version": model_version, "storage_uri": tags["storage_uri"],
-                  "source": source, "uploaded": bool(storage_uri), "gate": gate,
+                  "model_uri": model.model_uri, "uploaded": bool(storage_uri), "gate": gate,
                   "int8_parity": manifest.get("quantization", {}).get("int8_parity"),
                   "mlflow": {"run_id": run.info.run_id, "experiment_id": experiment_id,
                              "tracking_uri": tracking_uri},

@@ -16,7 +16,9 @@
 
 The manifest's ``ranker.kind`` says which ranker the bundle serves (``llara``,
 ``lambdamart``, or ``retrieval``: the hybrid's own order, no ranker file). Loading checks
-every file against the manifest and refuses a missing or changed one.
+every file against the manifest and refuses a missing or changed one. A downloaded MLflow
+pyfunc model (``MLmodel`` beside ``artifacts/``, see :mod:`llarapp.recommend.pyfunc`) loads
+as the bundle it carries.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ REQUIRED = (TEXT_ENCODER, CATALOGUE, TEXT_TOKENIZER, "vectors/item_graph.npy",
             "weights/title_index.npy", "weights/title_targets.npy")
 INDEX_FOLDER = "index"  # the HNSW retrieval index, when retrieval.index says so
 INDEX_FILES = (f"{INDEX_FOLDER}/warm.faiss", f"{INDEX_FOLDER}/cold.faiss")
+PYFUNC_ARTIFACT = "bundle"  # the bundle's key in a pyfunc model's artifacts
 _CHUNK = 1 << 22
 
 
@@ -73,9 +76,24 @@ def file_table(folder: Path) -> dict[str, dict[str, Any]]:
 def local_bundle(uri: str | os.PathLike[str]) -> Path:
     """A local folder for ``uri``; an s3:// prefix is downloaded to a cache first."""
     loc = parse_uri(uri)
-    if not loc.is_s3:
-        return loc.path
-    return download_dir(str(uri), cache_folder(str(uri), "bundles"))
+    folder = loc.path if not loc.is_s3 else download_dir(str(uri),
+                                                        cache_folder(str(uri), "bundles"))
+    return pyfunc_bundle(folder) or folder
+
+
+def pyfunc_bundle(folder: Path) -> Path | None:
+    """The bundle inside an MLflow pyfunc model folder; None for any other folder."""
+    import yaml
+
+    mlmodel = folder / "MLmodel"
+    if not mlmodel.is_file():
+        return None
+    flavor = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {})
+    artifact = flavor.get("python_function", {}).get("artifacts", {}).get(PYFUNC_ARTIFACT)
+    if not artifact:
+        raise BundleError(f"{folder} is an MLflow model without a {PYFUNC_ARTIFACT!r} "
+                          "artifact; register the bundle with `llarapp register`")
+    return folder / artifact["path"]
 
 
 @dataclass
