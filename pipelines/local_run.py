@@ -23,7 +23,7 @@ from llarapp.eval.table import print_table
 from llarapp.tracking import default_tracking_uri
 
 console = Console(width=None if os.isatty(1) else 110, soft_wrap=True)
-PIPELINES = ("training", "hpo")
+PIPELINES = ("training", "hpo", "batch")
 
 
 def build_pipeline(name: str, platform: Any = None):
@@ -32,6 +32,8 @@ def build_pipeline(name: str, platform: Any = None):
         raise ConfigError(f"unknown pipeline {name!r}; choose one of {', '.join(PIPELINES)}")
     if name == "hpo":
         from pipelines.hpo import build_hpo_pipeline as build
+    elif name == "batch":
+        from pipelines.batch import build_batch_pipeline as build
     else:
         from pipelines.training import build_training_pipeline as build
     return build(platform)
@@ -88,6 +90,10 @@ def run_locally(data: str | None = None, workdir: Path = Path("runs"),
         console.print(f"study: {arguments['storage']}")
         console.print(f"finished in {time.monotonic() - started:.0f} s")
         return {"best_params": json.loads(task.output), "storage": arguments["storage"]}
+    if pipeline == "batch":
+        result = summarise_batch_run(Path(task.output.path))
+        console.print(f"finished in {time.monotonic() - started:.0f} s")
+        return result
     evaluation = Path(task.output.path)
     result = summarise_training_run(evaluation)
     console.print(f"finished in {time.monotonic() - started:.0f} s")
@@ -135,6 +141,20 @@ def summarise_training_run(evaluation: Path) -> dict[str, Any]:
                       f"at {run['tracking_uri']}")
         console.print(f"           view with: mlflow ui --backend-store-uri {run['tracking_uri']}")
     return {**result, "registration": registration, "deployment": deployment}
+
+
+def summarise_batch_run(output: Path) -> dict[str, Any]:
+    """Print what was scored, by which model version, where it went, and its metrics."""
+    from llarapp.artifacts import read_manifest
+
+    summary = read_manifest(output)
+    console.print(f"scored:    {summary['playlists']} playlists in {summary['shards']} shards "
+                  f"with bundle {summary['model_version']}")
+    console.print(f"output:    {output / summary['file']}")
+    for name, value in summary["metrics"].items():
+        console.print(f"metric:    {name} = {value:.4f}" if name != "playlists" else
+                      f"metric:    over {value} playlists with held-out tracks")
+    return {**summary, "output": str(output / summary["file"])}
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -26,7 +26,9 @@ def _default_resources() -> dict[str, list[str]]:
             "cold-mapper": ["2", "8Gi"], "retrieve": ["2", "8Gi"], "llara": ["8", "32Gi"],
             "eval-llara": ["4", "16Gi"], "export": ["4", "16Gi"], "evaluate": ["2", "8Gi"],
             "register": ["1", "2Gi"], "deploy": ["500m", "1Gi"], "hpo-study": ["500m", "1Gi"],
-            "hpo-worker": ["4", "16Gi"], "hpo-summary": ["500m", "1Gi"]}
+            "hpo-worker": ["4", "16Gi"], "hpo-summary": ["500m", "1Gi"],
+            "recommend-bundle": ["500m", "1Gi"], "recommend-shards": ["1", "4Gi"],
+            "recommend": ["2", "8Gi"], "recommend-merge": ["1", "8Gi"]}
 
 
 @dataclass

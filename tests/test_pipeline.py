@@ -183,3 +183,58 @@ def test_hpo_pipeline_runs_locally_with_a_shared_study(tmp_path, monkeypatch):
     assert len(study.trials) == 2  # one per worker, in one study
     assert set(result["best_params"]) == {"dim", "layers", "lr", "reg", "negatives", "lam",
                                           "cold_lambda", "cold_slots"}
+
+
+def test_batch_pipeline_compiles_with_the_importer_the_loop_and_the_platform(tmp_path):
+    spec, kube = compiled(tmp_path, "batch")
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks) == {"recommend-bundle", "importer", "recommend-shards", "for-loop-1",
+                          "recommend-merge"}
+    importer = spec["deploymentSpec"]["executors"]["exec-importer"]["importer"]
+    assert importer["artifactUri"]["runtimeParameter"] == "uri"
+    assert importer["typeSchema"]["schemaTitle"] == "system.Model"
+    assert tasks["importer"]["inputs"]["parameters"]["uri"]["taskOutputParameter"][
+        "producerTask"] == "recommend-bundle"
+    loop = tasks["for-loop-1"]
+    assert loop["parameterIterator"]["items"]["inputParameter"] == \
+        "pipelinechannel--recommend-shards-Output"
+    assert tasks["recommend-merge"]["dependentTasks"] == ["for-loop-1", "recommend-shards"]
+    executors = spec["deploymentSpec"]["executors"]
+    for name in ("exec-recommend-bundle", "exec-recommend-shards", "exec-recommend",
+                 "exec-recommend-merge"):
+        assert executors[name]["container"]["resources"]["resourceCpuRequest"], name
+        assert {s["secretName"] for s in kube[name]["secretAsEnv"]} == {"llarapp-s3",
+                                                                        "llarapp-mlflow"}
+        assert "nodeSelector" not in kube[name]  # CPU scoring: the int8 ranker
+    model_uri = spec["root"]["inputDefinitions"]["parameters"]["model_uri"]
+    assert model_uri["defaultValue"] == "models:/llarapp@production"
+
+
+@pytest.mark.slow
+def test_batch_pipeline_runs_locally_and_equals_one_unsharded_run(bundle, synthetic_slices,
+                                                                  tmp_path, monkeypatch):
+    import pandas as pd
+
+    from llarapp.recommend.batch import run_recommend
+    from llarapp.recommend.config import RecommendConfig
+    from llarapp.registry.register import RegisterConfig, run_register
+
+    workdir = tmp_path / "runs"
+    tracking = f"sqlite:///{workdir.resolve() / 'mlflow.db'}"
+    workdir.mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
+    run_register(RegisterConfig(tracking_uri=tracking), bundle.folder, tmp_path / "registered")
+    data = next(p for p in sorted(synthetic_slices.glob("*.json")) if "manifest" not in p.name)
+    result = run_locally(data=str(data), workdir=workdir, pipeline="batch",
+                         overrides=["model_uri=models:/llarapp@candidate", "shards=3", "k=50",
+                                    "holdout_last=5"])
+    assert result["shards"] == 3 and result["model_version"] == bundle.version
+    single = tmp_path / "single.parquet"
+    expected = run_recommend(RecommendConfig(k=50, holdout_last=5), str(bundle.folder),
+                             str(data), str(single))
+    merged = pd.read_parquet(result["output"])
+    pd.testing.assert_frame_equal(merged.drop(columns="score"),
+                                  pd.read_parquet(single).drop(columns="score"))
+    assert result["playlists"] == expected["playlists"]
+    for name, value in expected["metrics"].items():
+        assert result["metrics"][name] == pytest.approx(value, abs=1e-9), name

@@ -13,22 +13,24 @@ from __future__ import annotations
 
 import io
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from llarapp.errors import DataValidationError
+from llarapp.errors import DataValidationError, RegistryError
 from llarapp.eval import metrics as M
 from llarapp.recommend.challenge import check_submission, submission_text
 from llarapp.recommend.config import RecommendConfig
 from llarapp.recommend.playlists import InputPlaylist, read_playlists
 from llarapp.serving.bundle import Bundle
 from llarapp.serving.engine import Engine, Observer, Response
-from llarapp.storage import write_bytes
+from llarapp.storage import parse_uri, write_bytes
 
 COLUMNS = ["pid", "rank", "track_uri", "score", "reason"]
+HOLDOUT_COLUMNS = ["pid", "r_precision", "ndcg", "clicks"]
 
 
 def load_bundle(uri: str) -> Bundle:
@@ -37,6 +39,24 @@ def load_bundle(uri: str) -> Bundle:
 
         return Bundle.load(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     return Bundle.load(uri)
+
+
+def bundle_location(uri: str, tracking_uri: str | None = None) -> str:
+    """Where a bundle's files live: ``models:/<name>@<alias>`` (or ``/<version>``) becomes
+    the registered version's ``storage_uri``, a local path without ``file://``; a folder or
+    s3:// prefix stays as given."""
+    if not uri.startswith("models:/"):
+        return uri
+    from llarapp.registry.aliases import Registry
+
+    name, at, alias = uri.removeprefix("models:/").partition("@")
+    name, _, number = name.partition("/") if not at else (name, "", "")
+    location = Registry(name, tracking_uri).version(f"@{alias}" if at else number)
+    storage = location.tags.get("storage_uri", "")
+    if not storage:
+        raise RegistryError(f"{uri} has no storage_uri tag; register it with `llarapp register`")
+    loc = parse_uri(storage)
+    return storage if loc.is_s3 else str(loc.path)
 
 
 def recommend_all(engine: Engine, playlists: list[InputPlaylist], cfg: RecommendConfig,
@@ -58,56 +78,90 @@ def as_table(playlists: list[InputPlaylist], responses: list[Response]) -> pd.Da
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def holdout_metrics(engine: Engine, playlists: list[InputPlaylist], responses: list[Response]
-                    ) -> dict[str, float]:
-    """Means over playlists with targets: R-precision, NDCG and clicks as ``evaluate``."""
+def holdout_table(engine: Engine, playlists: list[InputPlaylist], responses: list[Response]
+                  ) -> pd.DataFrame:
+    """One row per playlist with targets: pid, R-precision, NDCG and clicks as ``evaluate``."""
     rows = engine.row_of
     extra: dict[str, int] = {}
-    targets, recs = [], []
+    pids, targets, recs = [], [], []
     for playlist, response in zip(playlists, responses, strict=True):
         if not playlist.targets:
             continue
+        pids.append(playlist.pid)
         targets.append(np.array([rows[u] if u in rows else
                                  extra.setdefault(u, len(rows) + len(extra))
                                  for u in playlist.targets], np.int64))
         recs.append([rows[r.track_uri] for r in response.recommendations])
     if not targets:
-        return {}
+        return pd.DataFrame(columns=HOLDOUT_COLUMNS)
     width = max(len(r) for r in recs)
     matrix = np.full((len(recs), width), -1, np.int64)
     for i, values in enumerate(recs):
         matrix[i, :len(values)] = values
     relevant = M.relevance_matrix(targets, len(rows) + len(extra))
-    return {"playlists": len(targets),
-            "r_precision": float(np.nanmean(M.r_precision(matrix, relevant))),
-            "ndcg": float(np.nanmean(M.challenge_ndcg(matrix, relevant))),
-            "clicks": float(np.nanmean(M.clicks(matrix, relevant)))}
+    return pd.DataFrame({"pid": pids, "r_precision": M.r_precision(matrix, relevant),
+                         "ndcg": M.challenge_ndcg(matrix, relevant),
+                         "clicks": M.clicks(matrix, relevant)})
 
 
-def run_recommend(cfg: RecommendConfig, bundle_uri: str, input_uri: str, output: str
-                  ) -> dict[str, Any]:
+def holdout_summary(table: pd.DataFrame) -> dict[str, float]:
+    """Means over playlists (``{}`` without targets): the same whether or not sharded."""
+    if table.empty:
+        return {}
+    return {"playlists": len(table),
+            **{m: float(np.nanmean(table[m])) for m in HOLDOUT_COLUMNS[1:]}}
+
+
+def write_recommendations(cfg: RecommendConfig, table: pd.DataFrame,
+                          playlists: list[InputPlaylist], output: str) -> None:
+    """Parquet as is, or the challenge CSV in the playlists' order, checked first."""
+    if cfg.format == "parquet":
+        buffer = io.BytesIO()
+        table.to_parquet(buffer, index=False)
+        write_bytes(output, buffer.getvalue())
+        return
+    lists = table.sort_values(["pid", "rank"]).groupby("pid")["track_uri"].agg(list)
+    text = submission_text(cfg.team_info, [(p.pid, lists.get(p.pid, [])) for p in playlists])
+    faults = check_submission(text, playlists)
+    if faults:  # e.g. a catalogue too small for 500 unseen tracks
+        raise DataValidationError("the submission would break the challenge's rules: "
+                                  + "; ".join(faults), file=output,
+                                  fix="use a bundle whose catalogue has 500 tracks beyond "
+                                  "every playlist's seeds")
+    write_bytes(output, text.encode())
+
+
+@dataclass
+class Scored:
+    """Every playlist of an input scored: its recommendations and held-out metrics."""
+
+    playlists: list[InputPlaylist]
+    table: pd.DataFrame  # COLUMNS, one row per recommendation
+    holdout: pd.DataFrame  # HOLDOUT_COLUMNS, one row per playlist with targets
+    seconds: float
+    cold_start: dict[str, int]
+    model_version: str
+
+
+def score_playlists(cfg: RecommendConfig, bundle_uri: str, input_uri: str) -> Scored:
     bundle = load_bundle(bundle_uri)
     engine = Engine(bundle, cfg.precision)
     playlists = read_playlists(input_uri, cfg.holdout_last)
     started = time.perf_counter()
     responses = recommend_all(engine, playlists, cfg)
     seconds = time.perf_counter() - started
-    if cfg.format == "challenge":
-        text = submission_text(cfg.team_info, [(p.pid, [r.track_uri for r in x.recommendations])
-                                               for p, x in zip(playlists, responses, strict=True)])
-        faults = check_submission(text, playlists)
-        if faults:  # e.g. a catalogue too small for 500 unseen tracks
-            raise DataValidationError("the submission would break the challenge's rules: "
-                                      + "; ".join(faults), file=output,
-                                      fix="use a bundle whose catalogue has 500 tracks beyond "
-                                      "every playlist's seeds")
-        write_bytes(output, text.encode())
-    else:
-        buffer = io.BytesIO()
-        as_table(playlists, responses).to_parquet(buffer, index=False)
-        write_bytes(output, buffer.getvalue())
-    return {"playlists": len(playlists), "seconds": round(seconds, 2),
-            "playlists_per_s": round(len(playlists) / max(seconds, 1e-9), 1),
-            "model_version": bundle.version, "output": output,
-            "cold_start": pd.Series([r.cold_start for r in responses]).value_counts().to_dict(),
-            "metrics": holdout_metrics(engine, playlists, responses)}
+    return Scored(playlists, as_table(playlists, responses),
+                  holdout_table(engine, playlists, responses), seconds,
+                  pd.Series([r.cold_start for r in responses]).value_counts().to_dict(),
+                  bundle.version)
+
+
+def run_recommend(cfg: RecommendConfig, bundle_uri: str, input_uri: str, output: str
+                  ) -> dict[str, Any]:
+    scored = score_playlists(cfg, bundle_uri, input_uri)
+    write_recommendations(cfg, scored.table, scored.playlists, output)
+    n = len(scored.playlists)
+    return {"playlists": n, "seconds": round(scored.seconds, 2),
+            "playlists_per_s": round(n / max(scored.seconds, 1e-9), 1),
+            "model_version": scored.model_version, "output": output,
+            "cold_start": scored.cold_start, "metrics": holdout_summary(scored.holdout)}

@@ -9,7 +9,9 @@ cold-start path. With ``holdout_last`` N the last N tracks are held out as targe
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from llarapp.data.ingest import IngestConfig, discover_sources
 from llarapp.data.mpd import NameCleaner, Rejection, clean_playlist
@@ -30,27 +32,33 @@ class InputPlaylist:
         return Request(self.name, [t.track_uri for t in self.seeds], k, True, list(self.seeds))
 
 
+def raw_playlists(uri: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(file, record) for every playlist record, files found as ingest finds slices."""
+    for file in discover_sources(IngestConfig(input=str(uri))):
+        document = parse_document(file, decompress(file, read_bytes(file)))
+        for raw in document["playlists"]:
+            yield file, raw
+
+
 def read_playlists(uri: str, holdout_last: int = 0) -> list[InputPlaylist]:
     clean = NameCleaner()
     out: list[InputPlaylist] = []
     seen: set[int] = set()
-    for file in discover_sources(IngestConfig(input=str(uri))):  # as ingest finds slices
-        document = parse_document(file, decompress(file, read_bytes(file)))
-        for raw in document["playlists"]:
-            playlist = clean_playlist(raw, clean, challenge=True)
-            if isinstance(playlist, Rejection):
-                raise DataValidationError(f"invalid playlist: {playlist.reason}", file=file,
-                                          pid=playlist.pid, field=playlist.field,
-                                          fix="fix the record; recommend skips none")
-            if playlist.pid in seen:
-                raise DataValidationError(f"pid {playlist.pid} appears twice", file=file,
-                                          pid=playlist.pid, field="pid",
-                                          fix="give every playlist its own pid")
-            seen.add(playlist.pid)
-            tracks = [TrackMeta(clean(t["track_name"]), clean(t["artist_name"]),
-                                clean(t.get("album_name") or ""), uri_)
-                      for t, uri_ in zip(playlist.tracks, playlist.uris, strict=True)]
-            cut = max(len(tracks) - holdout_last, 0)
-            out.append(InputPlaylist(playlist.pid, playlist.name or "", tracks[:cut],
-                                     [t.track_uri for t in tracks[cut:]]))
+    for file, raw in raw_playlists(uri):
+        playlist = clean_playlist(raw, clean, challenge=True)
+        if isinstance(playlist, Rejection):
+            raise DataValidationError(f"invalid playlist: {playlist.reason}", file=file,
+                                      pid=playlist.pid, field=playlist.field,
+                                      fix="fix the record; recommend skips none")
+        if playlist.pid in seen:
+            raise DataValidationError(f"pid {playlist.pid} appears twice", file=file,
+                                      pid=playlist.pid, field="pid",
+                                      fix="give every playlist its own pid")
+        seen.add(playlist.pid)
+        tracks = [TrackMeta(clean(t["track_name"]), clean(t["artist_name"]),
+                            clean(t.get("album_name") or ""), uri_)
+                  for t, uri_ in zip(playlist.tracks, playlist.uris, strict=True)]
+        cut = max(len(tracks) - holdout_last, 0)
+        out.append(InputPlaylist(playlist.pid, playlist.name or "", tracks[:cut],
+                                 [t.track_uri for t in tracks[cut:]]))
     return out
