@@ -120,8 +120,11 @@ class Engine:
         self.bundle = bundle
         meta = bundle.manifest
         self.ranker_meta, retrieval = meta["ranker"], meta["retrieval"]
+        # One text per call: the int8 encoder quantizes activations per call, so a batch
+        # would make a title's vector depend on the other titles sent with it.
         self.text = OnnxTextEncoder(bundle.path(TEXT_ENCODER), bundle.path(TEXT_TOKENIZER),
-                                    int(meta["text_encoder"]["max_length"]), providers, threads)
+                                    int(meta["text_encoder"]["max_length"]), providers, threads,
+                                    batch_size=1)
         catalogue = bundle.catalogue
         if not np.array_equal(catalogue["track_idx"].to_numpy(), np.arange(len(catalogue))):
             raise BundleError(f"{bundle.folder}: catalogue.parquet rows are not in track_idx "
