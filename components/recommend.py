@@ -27,13 +27,14 @@ def recommend_shards(data_uri: str, shards: int, batch_size: int, playlists: Out
 
 @component
 def recommend(bundle: Input[Model], playlists: Input[Dataset], shard: int, part: Output[Dataset],
-              format: str, k: int, batch_size: int, holdout_last: int, precision: str):
+              format: str, k: int, batch_size: int, holdout_last: int, targets: str,
+              precision: str):
     from llarapp.recommend.config import RecommendConfig
     from llarapp.recommend.shards import run_part
     from llarapp.storage import parse_uri
 
     cfg = RecommendConfig(format=format, k=k, batch_size=batch_size,
-                          holdout_last=holdout_last, precision=precision)
+                          holdout_last=holdout_last, targets=targets, precision=precision)
     source = bundle.uri if parse_uri(bundle.uri).is_s3 else bundle.path
     manifest = run_part(cfg, source, playlists.path, shard, part.path)
     part.metadata.update({k: manifest[k] for k in ("shard", "playlists", "seconds")})

@@ -23,6 +23,9 @@ def recommend(
     format_: Annotated[str | None, typer.Option("--format", help="parquet | challenge")] = None,
     holdout_last: Annotated[int | None, typer.Option(
         help="Hold out each playlist's last N tracks as targets and score them.")] = None,
+    targets: Annotated[str | None, typer.Option(help=(
+        "The full playlists (MPD JSON file or folder, local or s3://): their tracks beyond "
+        "each input playlist's seeds are its targets, scored."))] = None,
     check: Annotated[Path | None, typer.Option(
         help="Check this submission against --input's challenge rules instead.")] = None,
     config: ConfigOpt = None, set_: SetOpt = None, show_config: ShowOpt = False,
@@ -34,7 +37,7 @@ def recommend(
     from llarapp.recommend.playlists import read_playlists
 
     cfg = _config(RecommendConfig, config, set_, show_config, format=format_,
-                  holdout_last=holdout_last)
+                  holdout_last=holdout_last, targets=targets)
     if check is not None:
         faults = _run(lambda: check_submission(check.read_text(), read_playlists(input_)))
         for fault in faults:

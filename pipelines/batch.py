@@ -39,6 +39,7 @@ def build_batch_pipeline(platform: PlatformConfig | None = None):
         k: int = defaults.k,
         batch_size: int = defaults.batch_size,
         holdout_last: int = defaults.holdout_last,
+        targets: str = defaults.targets,
         precision: str = defaults.precision,
         team_info: str = defaults.team_info,
         tracking_uri: str = "",
@@ -54,7 +55,8 @@ def build_batch_pipeline(platform: PlatformConfig | None = None):
             part = platform.apply(recommend(bundle=bundle.output,
                                             playlists=plan.outputs["playlists"], shard=shard,
                                             format=format, k=k, batch_size=batch_size,
-                                            holdout_last=holdout_last, precision=precision),
+                                            holdout_last=holdout_last, targets=targets,
+                                            precision=precision),
                                   "recommend")
         merged = platform.apply(recommend_merge(parts=dsl.Collected(part.outputs["part"]),
                                                 playlists=plan.outputs["playlists"],

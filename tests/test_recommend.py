@@ -125,3 +125,38 @@ def test_bundle_from_the_registry_alias(bundle, slice_file, tmp_path, monkeypatc
                             str(tmp_path / "recs.parquet"))
     assert summary["model_version"] == bundle.version and summary["playlists"] == 24
     assert summary["cold_start"]["title_only"] == 8  # a third of them have no seed track
+
+
+def test_worker_processes_give_the_same_output_as_one(bundle, slice_file, tmp_path):
+    one, two = tmp_path / "one.parquet", tmp_path / "two.parquet"
+    first = run_recommend(RecommendConfig(k=30, holdout_last=5), str(bundle.folder),
+                          str(slice_file), str(one))
+    second = run_recommend(RecommendConfig(k=30, holdout_last=5, processes=2),
+                           str(bundle.folder), str(slice_file), str(two))
+    pd.testing.assert_frame_equal(pd.read_parquet(one), pd.read_parquet(two))
+    assert first["metrics"] == second["metrics"] and first["cold_start"] == second["cold_start"]
+
+
+def test_a_worker_that_cannot_load_fails_the_run_with_its_error(slice_file, tmp_path):
+    from llarapp.errors import BundleError
+
+    with pytest.raises(BundleError, match="not a serving bundle"):
+        run_recommend(RecommendConfig(processes=2), str(tmp_path), str(slice_file),
+                      str(tmp_path / "out.parquet"))
+
+
+def test_targets_given_separately_score_as_the_same_holdout(bundle, slice_file, tmp_path):
+    """Seeds in one file and the full playlists in another score as --holdout-last does."""
+    raw = json.loads(slice_file.read_text())["playlists"]
+    seeds = write_slice(tmp_path / "in", "seeds.json",
+                        [{**p, "tracks": p["tracks"][:-5],
+                          "num_tracks": len(p["tracks"]) - 5} for p in raw])
+    held = run_recommend(RecommendConfig(k=50, holdout_last=5), str(bundle.folder),
+                         str(slice_file), str(tmp_path / "held.parquet"))
+    given = run_recommend(RecommendConfig(k=50, targets=str(slice_file)), str(bundle.folder),
+                          str(seeds), str(tmp_path / "given.parquet"))
+    assert given["metrics"]["playlists"] == len(raw)
+    for metric in ("r_precision", "ndcg", "clicks"):
+        assert given["metrics"][metric] == pytest.approx(held["metrics"][metric], abs=1e-9)
+    with pytest.raises(ConfigError, match="not both"):
+        RecommendConfig(holdout_last=5, targets=str(slice_file))

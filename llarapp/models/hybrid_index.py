@@ -117,6 +117,12 @@ class HybridForm:
 
         return cls(item_graph, item_text, group(warm), group(~warm), Moments.of(item_text))
 
+    def inner(self, queries: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """(B, n): query b · the [v, x] row of items[b, j], without building the rows."""
+        split = self.item_graph.shape[1]
+        return (np.einsum("bd,bkd->bk", queries[:, :split], self.item_graph[items])
+                + np.einsum("bd,bkd->bk", queries[:, split:], self.item_text[items]))
+
     def rows(self, items: np.ndarray) -> np.ndarray:
         """The [v, x] rows (float32) of these tracks: what an index holds."""
         return np.hstack([self.item_graph[items], self.item_text[items]]).astype(np.float32)
@@ -217,9 +223,7 @@ class HybridIndex:
                 part = widths == width
                 rows[part] = self.indexes[name].search(
                     lifted[part], depth, params=faiss.SearchParametersHNSW(efSearch=int(width)))[1]
-            found = group.items[np.maximum(rows, 0)]
-            scores = np.einsum("bd,bkd->bk", vectors, self.form.rows(found.ravel()).reshape(
-                *found.shape, -1))
+            scores = self.form.inner(vectors, group.items[np.maximum(rows, 0)])
             scores = np.where(rows >= 0, scores, -np.inf)
             order = np.argsort(-scores, axis=1, kind="stable")
             scores, rows = (np.take_along_axis(a, order, axis=1) for a in (scores, rows))

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import collections
 import io
 import time
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from llarapp.errors import DataValidationError, RegistryError
 from llarapp.eval import metrics as M
 from llarapp.recommend.challenge import check_submission, submission_text
 from llarapp.recommend.config import RecommendConfig
-from llarapp.recommend.playlists import InputPlaylist, read_playlists
+from llarapp.recommend.playlists import InputPlaylist, read_playlists, with_targets
 from llarapp.serving.bundle import Bundle
 from llarapp.serving.engine import Engine, Observer, Response
 from llarapp.storage import parse_uri, write_bytes
@@ -60,10 +61,12 @@ def bundle_location(uri: str, tracking_uri: str | None = None) -> str:
 
 
 def recommend_all(engine: Engine, playlists: list[InputPlaylist], cfg: RecommendConfig,
-                  observe: Observer | None = None) -> list[Response]:
-    """Responses in playlist order; ``observe(stage, seconds)`` as for Engine.recommend."""
+                  observe: Observer | None = None, position: int = 0) -> list[Response]:
+    """Responses in playlist order; ``observe(stage, seconds)`` as for Engine.recommend;
+    ``position``: the progress bar's line (one per worker process)."""
     responses: list[Response] = []
-    with tqdm(total=len(playlists), desc="recommend", unit="playlist") as progress:
+    with tqdm(total=len(playlists), desc="recommend", unit="playlist",
+              position=position) as progress:
         for start in range(0, len(playlists), cfg.batch_size):
             chunk = playlists[start:start + cfg.batch_size]
             responses += engine.recommend([p.request(cfg.k) for p in chunk], observe)
@@ -141,19 +144,32 @@ class Scored:
     seconds: float
     cold_start: dict[str, int]
     model_version: str
+    stages: dict[str, float]  # seconds per engine stage (encode, retrieve, rerank), summed
 
 
-def score_playlists(cfg: RecommendConfig, bundle_uri: str, input_uri: str) -> Scored:
-    bundle = load_bundle(bundle_uri)
-    engine = Engine(bundle, cfg.precision)
-    playlists = read_playlists(input_uri, cfg.holdout_last)
+def score_with(engine: Engine, playlists: list[InputPlaylist], cfg: RecommendConfig,
+               position: int = 0) -> Scored:
+    stages: collections.Counter[str] = collections.Counter()
     started = time.perf_counter()
-    responses = recommend_all(engine, playlists, cfg)
+    responses = recommend_all(engine, playlists, cfg,
+                              lambda stage, seconds: stages.update({stage: seconds}), position)
     seconds = time.perf_counter() - started
     return Scored(playlists, as_table(playlists, responses),
                   holdout_table(engine, playlists, responses), seconds,
                   pd.Series([r.cold_start for r in responses]).value_counts().to_dict(),
-                  bundle.version)
+                  engine.bundle.version, dict(stages))
+
+
+def score_playlists(cfg: RecommendConfig, bundle_uri: str, input_uri: str) -> Scored:
+    """Every playlist of ``input_uri``, in this process or in ``cfg.processes`` workers."""
+    playlists = read_playlists(input_uri, cfg.holdout_last)
+    if cfg.targets:
+        playlists = with_targets(playlists, cfg.targets)
+    if cfg.processes > 1:
+        from llarapp.recommend.workers import score_in_processes
+
+        return score_in_processes(cfg, bundle_uri, playlists)
+    return score_with(Engine(load_bundle(bundle_uri), cfg.precision), playlists, cfg)
 
 
 def run_recommend(cfg: RecommendConfig, bundle_uri: str, input_uri: str, output: str

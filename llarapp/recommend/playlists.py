@@ -10,7 +10,7 @@ cold-start path. With ``holdout_last`` N the last N tracks are held out as targe
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from llarapp.data.ingest import IngestConfig, discover_sources
@@ -38,6 +38,19 @@ def raw_playlists(uri: str) -> Iterator[tuple[str, dict[str, Any]]]:
         document = parse_document(file, decompress(file, read_bytes(file)))
         for raw in document["playlists"]:
             yield file, raw
+
+
+def with_targets(playlists: list[InputPlaylist], uri: str) -> list[InputPlaylist]:
+    """Targets from the full playlists in ``uri`` (MPD records, matched by pid): each
+    playlist's tracks that are not among its seeds, in order. A pid absent there has none,
+    so it is recommended for but not scored."""
+    full = {p.pid: [t.track_uri for t in p.seeds] for p in read_playlists(uri)}
+    out = []
+    for playlist in playlists:
+        seeds = {t.track_uri for t in playlist.seeds}
+        out.append(replace(playlist, targets=[u for u in full.get(playlist.pid, [])
+                                              if u not in seeds]))
+    return out
 
 
 def read_playlists(uri: str, holdout_last: int = 0) -> list[InputPlaylist]:

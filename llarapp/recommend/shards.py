@@ -20,7 +20,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from llarapp.artifacts import read_manifest, write_json, write_manifest
@@ -32,6 +31,7 @@ from llarapp.recommend.batch import (
 )
 from llarapp.recommend.config import RecommendConfig
 from llarapp.recommend.playlists import raw_playlists, read_playlists
+from llarapp.recommend.workers import shard_ranges
 from llarapp.storage import atomic_dir, atomic_write_bytes
 
 SHARDS_KIND, PART_KIND, KIND = "recommend-shards", "recommend-part", "recommendations"
@@ -52,13 +52,11 @@ def plan_shards(input_uri: str, shards: int, output: str | Path, batch_size: int
     if not records:
         raise DataValidationError(f"{input_uri} holds no playlists", file=str(input_uri),
                                   fix="point the input at MPD slices or a challenge set")
-    batches = np.arange(0, len(records), batch_size)
-    runs = [np.arange(first[0], min(first[-1] + batch_size, len(records)))
-            for first in np.array_split(batches, min(shards, len(batches)))]
+    runs = shard_ranges(len(records), shards, batch_size)
     with atomic_dir(output) as folder:
-        for shard, rows in enumerate(runs):
+        for shard, (lo, hi) in enumerate(runs):
             document = {"info": {"shard": shard, "source": str(input_uri)},
-                        "playlists": [records[i] for i in rows]}
+                        "playlists": records[lo:hi]}
             atomic_write_bytes(folder / SHARD_FILE.format(shard), json.dumps(document).encode())
         write_manifest(folder, SHARDS_KIND, 1, input=str(input_uri), playlists=len(records),
                        shards=len(runs))

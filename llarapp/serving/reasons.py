@@ -23,19 +23,19 @@ def title_words(title: str) -> list[str]:
 
 class Explainer:
     def __init__(self, catalogue: pd.DataFrame, item_graph: np.ndarray, item_text: np.ndarray):
-        self.names = catalogue["track_name"].fillna("").astype(str).to_numpy()
-        self.artists = catalogue["artist_name"].fillna("").astype(str).to_numpy()
+        names = catalogue["track_name"].fillna("").astype(str)
+        artists = catalogue["artist_name"].fillna("").astype(str)
+        self.searchable = (names + " " + artists).str.lower().tolist()  # what words match
         tags = catalogue["tags"] if "tags" in catalogue else pd.Series([[]] * len(catalogue))
         self.tags = [list(t) if t is not None else [] for t in tags]
-        self.item_graph = item_graph
+        self.item_graph_unit = normalise_rows(item_graph)  # once, not per response
         self.item_text = item_text
 
-    def _title_match(self, item: int, words: Sequence[str]) -> str:
-        name, artist = self.names[item].lower(), self.artists[item].lower()
-        for word in words:
+    def _title_match(self, item: int, words: Sequence[tuple[str, re.Pattern]]) -> str:
+        for word, pattern in words:
             if word in self.tags[item]:
                 return f"the title word '{word}' is one of its tags"
-            if re.search(rf"\b{re.escape(word)}\b", f"{name} {artist}"):
+            if pattern.search(self.searchable[item]):
                 return f"the title word '{word}' is in its name or artist"
         return ""
 
@@ -45,10 +45,11 @@ class Explainer:
         text vectors, aligned)."""
         if len(items) == 0:
             return []
-        words = title_words(title)
-        matches = [self._title_match(int(i), words) for i in items]
+        words = [(w, re.compile(rf"\b{re.escape(w)}\b")) for w in title_words(title)]
+        matches = ([self._title_match(i, words) for i in items.tolist()] if words
+                   else [""] * len(items))
         if len(seed_labels):
-            closeness = (normalise_rows(self.item_graph[items]) @ normalise_rows(seed_graph).T
+            closeness = (self.item_graph_unit[items] @ normalise_rows(seed_graph).T
                          + self.item_text[items] @ seed_text.T)
             nearest = closeness.argmax(axis=1)
             return [f"close to {seed_labels[j]} in the playlist" + (f"; {m}" if m else "")

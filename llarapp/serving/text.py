@@ -21,34 +21,40 @@ class OnnxTextEncoder:
         self.session = session(model, providers, threads)
         self.tokenizer = Tokenizer.from_file(str(tokenizer))
         self.tokenizer.enable_truncation(max_length)
-        pad = self.tokenizer.padding or {}
-        self.tokenizer.enable_padding(pad_id=pad.get("pad_id", 0),
-                                      pad_token=pad.get("pad_token", "[PAD]"))
+        self.pad_id = (self.tokenizer.padding or {}).get("pad_id", 0)
+        self.tokenizer.no_padding()  # encode pads its batches itself
         self.dim = int(self.session.get_outputs()[0].shape[-1])
         self.batch_size = batch_size
-        self.cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.cache: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
         self.cache_size = cache_size
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), dim) float32 unit vectors; an empty text gives a zero vector.
-        Recent texts come from an LRU cache (playlist titles repeat: "country", "chill")."""
+        Recent inputs come from an LRU cache keyed by token ids, so texts the tokenizer
+        reads alike ("JAZZ", "jazz") are encoded once; playlist titles repeat."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        rows = []
+        pending: dict[tuple[int, ...], list[int]] = {}
         for i, text in enumerate(texts):
-            if text in self.cache:
-                out[i] = self.cache[text]
-                self.cache.move_to_end(text)
-            elif text and text.strip():
-                rows.append(i)
-        for start in range(0, len(rows), self.batch_size):
-            chunk = rows[start:start + self.batch_size]
-            encoded = self.tokenizer.encode_batch([texts[i] for i in chunk])
-            feeds = {"input_ids": np.array([e.ids for e in encoded], dtype=np.int64),
-                     "attention_mask": np.array([e.attention_mask for e in encoded],
-                                                dtype=np.int64)}
-            out[chunk] = self.session.run(None, feeds)[0]
-        for i in rows:
-            self.cache[texts[i]] = out[i]
+            if not (text and text.strip()):
+                continue
+            key = tuple(self.tokenizer.encode(text).ids)
+            if key in self.cache:
+                out[i] = self.cache[key]
+                self.cache.move_to_end(key)
+            else:
+                pending.setdefault(key, []).append(i)
+        keys = list(pending)
+        for start in range(0, len(keys), self.batch_size):
+            chunk = keys[start:start + self.batch_size]
+            width = max(len(key) for key in chunk)
+            ids = np.full((len(chunk), width), self.pad_id, np.int64)
+            mask = np.zeros((len(chunk), width), np.int64)
+            for row, key in enumerate(chunk):
+                ids[row, :len(key)], mask[row, :len(key)] = key, 1
+            vectors = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+            for key, vector in zip(chunk, vectors, strict=True):
+                out[pending[key]] = vector
+                self.cache[key] = vector
         while len(self.cache) > self.cache_size:
             self.cache.popitem(last=False)
         return out
