@@ -121,6 +121,10 @@ def summarise_training_run(evaluation: Path) -> dict[str, Any]:
     if served:
         console.print(f"ranker:    {served['ranker']} served; served-ranking gate "
                       f"{'passed' if served['passed'] else 'REFUSED'} ({served['why']})")
+    champion = gate.get("champion") or {}
+    if champion:
+        console.print(f"champion:  {'passed' if champion['passed'] else 'REFUSED'} "
+                      f"({champion['why']})")
     console.print(f"gate:      {gate['metric']} of {gate['model']} = {gate['value']:.4f}; "
                   + ("deployed" if deployment else "deploy skipped (gate not cleared)"))
     console.print(f"artifacts: {run_dir}")

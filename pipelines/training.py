@@ -113,7 +113,8 @@ def build_training_pipeline(platform: PlatformConfig | None = None):
                                     retrieved=retrieved.outputs["recommendations"],
                                     llara_evaluation=ranker_eval.outputs["evaluation"],
                                     bundle=exported.outputs["bundle"], gate_metric=gate_metric,
-                                    gate_model=gate_model, **tracking), "evaluate")
+                                    gate_model=gate_model, gate_threshold=gate_threshold,
+                                    model_name=model_name, **tracking), "evaluate")
         registered = stage(register(bundle=exported.outputs["bundle"],
                                     evaluation=evaluation.outputs["evaluation"],
                                     model_name=model_name, bundle_uri=bundle_uri, **tracking),

@@ -169,6 +169,15 @@ def test_an_impossible_gate_skips_deploy_and_moves_no_alias(tmp_path, synthetic_
     assert served["served_ranking"]["ranker"] == shipped["kind"]
     assert not (root / "deploy").exists() and result["deployment"] is None
     assert aliases(tracking) == {"candidate": "2", "staging": "1"}
+    # the candidate faced the staging version on its own test playlists; the report says so
+    assert served["champion"]["champion"]["version"] == "1"
+    assert {c["metric"] for c in served["champion"]["conditions"]} == {
+        "ndcg@10 all", "r_precision all", "recall@100 cold"}
+    opening = Path(result["evaluation"], "metrics.md").read_text().splitlines()[0]
+    assert opening.startswith("# Verdict: HOLD") and "floor" in opening
+    version = Registry("llarapp", tracking).version("2")
+    assert version.tags["champion_version"] == "1"
+    assert version.tags["champion_passed"] == str(served["champion"]["passed"]).lower()
 
 
 @pytest.mark.slow

@@ -20,9 +20,11 @@ from llarapp.artifacts import read_manifest, write_json, write_manifest
 from llarapp.config import StageConfig, require
 from llarapp.data.dataset import Dataset, Split
 from llarapp.eval import metrics as M
+from llarapp.eval.champion import champion_metrics
 from llarapp.eval.report import CATEGORY_ORDER, section_markdown, write_report
 from llarapp.eval.sections import Section
 from llarapp.eval.served_gate import REFUSED
+from llarapp.eval.verdict import verdict, verdict_markdown
 from llarapp.storage import atomic_dir
 
 SEGMENTS = ("all", "warm", "cold")
@@ -37,6 +39,11 @@ class EvaluateConfig(StageConfig):
     ks: list[int] = field(default_factory=lambda: [10, 100])
     gate_metric: str = "ndcg"
     gate_model: str = ""  # empty: the best model on gate_metric
+    gate_threshold: float = 0.05  # the floor; the pipeline's deploy condition uses the same
+    model_name: str = "llarapp"  # the registered model whose champion the candidate faces
+    champion_tolerance: float = 0.01  # not worse than the champion, with 95% confidence, by more
+    bootstrap_samples: int = 1000
+    min_playlists: int = 50  # fewer playlists in a segment: that condition is not judged
     experiment: str = "llarapp"
     run_name: str = "evaluate"
     tracking_uri: str = ""  # empty: MLFLOW_TRACKING_URI, else sqlite in runs/
@@ -142,10 +149,13 @@ def evaluate(cfg: EvaluateConfig, dataset: Dataset, split: Split,
              recommendation_dirs: list[str | os.PathLike[str]],
              output: str | os.PathLike[str],
              sections: Sequence[Section] = (),
-             served: dict[str, Any] | None = None) -> dict[str, Any]:
+             served: dict[str, Any] | None = None, champion: dict[str, Any] | None = None,
+             manifest: dict[str, Any] | None = None) -> dict[str, Any]:
     """``sections``: later stages' parts of the report (LLaRA, quantization); ``served``:
-    the bundle's :func:`~llarapp.eval.served_gate.served_ranking_gate` verdict, which
-    turns the gate scalar to ``REFUSED`` when it fails."""
+    the bundle's :func:`~llarapp.eval.served_gate.served_ranking_gate` verdict and
+    ``champion``: :func:`~llarapp.eval.champion.compare_with_champion`'s; either failing
+    turns the gate scalar to ``REFUSED``. With the bundle's ``manifest`` the report and
+    metrics.md open with the verdict."""
     recs = load_recommendations(recommendation_dirs)
     recs = recs[recs["split"] == cfg.split]
     heldout = split.heldout_for(cfg.split)
@@ -153,13 +163,14 @@ def evaluate(cfg: EvaluateConfig, dataset: Dataset, split: Split,
     per_playlist = per_playlist_metrics(heldout, recs, warm, dataset.artist_of, tuple(cfg.ks))
     summary = summarise(per_playlist)
     table = metrics_table(summary)
-    gate_model, gate = gate_value(summary, cfg)
-    if served is not None and not served["passed"]:
-        gate = REFUSED
+    gate_model, floor = gate_value(summary, cfg)
+    refused = any(check is not None and not check["passed"] for check in (served, champion))
+    gate = REFUSED if refused else floor
     result: dict[str, Any] = {
         "split": cfg.split,
         "gate": {"metric": cfg.gate_metric, "model": gate_model, "value": gate,
-                 "served_ranking": served},
+                 "floor": floor, "threshold": cfg.gate_threshold,
+                 "served_ranking": served, "champion": champion},
         "summary": summary.replace({np.nan: None}).to_dict(orient="records"),
     }
     with atomic_dir(output) as folder:
@@ -170,9 +181,13 @@ def evaluate(cfg: EvaluateConfig, dataset: Dataset, split: Split,
         result["warm_cold"] = trade_off.replace({np.nan: None}).to_dict(orient="records")
         sections = [Section(WARM_COLD_TITLE, trade_off), *sections]
         extra = "".join(f"\n{section_markdown(s)}" for s in sections)
+        opening = ""
+        if manifest is not None:
+            result["verdict"] = verdict(result["gate"], cfg.gate_threshold, manifest)
+            opening = verdict_markdown(result["verdict"], (champion or {}).get("candidate", {}))
         (folder / "metrics.md").write_text(
-            f"# Metrics ({cfg.split} split)\n\n{markdown}\n{extra}")
-        write_report(folder / "report.html", summary, table, cfg.split, sections)
+            f"{opening}\n# Metrics ({cfg.split} split)\n\n{markdown}\n{extra}")
+        write_report(folder / "report.html", summary, table, cfg.split, sections, opening)
         if cfg.track:
             from llarapp.tracking import log_run
 
@@ -183,10 +198,12 @@ def evaluate(cfg: EvaluateConfig, dataset: Dataset, split: Split,
                 params={**{f"split.{k}": v for k, v in split.manifest["config"].items()},
                         "dataset_hash": dataset.manifest["content_hash"],
                         "eval_split": cfg.split},
-                metrics={**flat, "gate": gate},
+                metrics={**flat, "gate": gate, **champion_metrics(champion)},
                 artifacts=[folder / "metrics.csv", folder / "metrics.md",
                            folder / "report.html"],
-                tags={"stage": "evaluate", "gate_model": gate_model},
+                tags={"stage": "evaluate", "gate_model": gate_model,
+                      **({"verdict": "deploy" if result["verdict"]["deploy"] else "hold"}
+                         if "verdict" in result else {})},
                 tracking_uri=cfg.tracking_uri or None,
             )
         write_json(folder / "metrics.json", result)

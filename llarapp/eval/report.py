@@ -48,13 +48,20 @@ def _section_html(section: Section) -> str:
             f"{section.table.to_html(index=False, float_format='%.4f')}")
 
 
+def _markdown_html(text: str) -> str:
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark").enable("table").render(text) if text else ""
+
+
 def section_markdown(section: Section) -> str:
     return (f"## {section.title}\n\n{section.note}\n\n"
             f"{section.table.to_markdown(index=False, floatfmt='.4f')}\n")
 
 
 def write_report(path: Path, summary: pd.DataFrame, table: pd.DataFrame, split: str,
-                 sections: Sequence[Section] = ()) -> None:
+                 sections: Sequence[Section] = (), opening: str = "") -> None:
+    """``opening``: the verdict (Markdown), shown first."""
     all_targets = summary[summary["segment"] == "all"]
     overall = summary[summary["category"] == "all"]
     plots = [
@@ -71,6 +78,7 @@ def write_report(path: Path, summary: pd.DataFrame, table: pd.DataFrame, split: 
 table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 7px}}
 img{{max-width:49%}}</style></head><body>
 <h1>LLaRA++ evaluation — {html.escape(split)} split</h1>
+{_markdown_html(opening)}
 {images}
 <h2>Headline metrics</h2>{table.to_html(index=False, float_format="%.4f")}
 {"".join(_section_html(s) for s in sections)}

@@ -51,6 +51,12 @@ def version_tags(manifest: dict[str, Any], gate: dict[str, Any], storage_uri: st
     if gate:
         tags |= {"gate_metric": f"{gate['model']}.{gate['metric']}",
                  "gate_value": f"{gate['value']:.6f}"}
+    champion = (gate or {}).get("champion") or {}
+    if champion:
+        against = champion.get("champion") or {}
+        tags |= {"champion_version": against.get("version", "none"),
+                 "champion_passed": str(champion["passed"]).lower(),
+                 "champion_why": champion["why"][:250]}
     return tags
 
 
