@@ -66,7 +66,7 @@ monitoring-tools:
 	fi
 
 run: $(STAMP)
-	$(VENV)/bin/llarapp pipeline run $(if $(DATA),--data $(DATA),) $(ARGS)
+	$(VENV)/bin/llarapp pipeline run $(if $(DATA),--data $(DATA),) $(if $(VERBOSE),--verbose,) $(ARGS)
 
 serve: $(STAMP)
 	$(VENV)/bin/llarapp serve $(if $(BUNDLE),--model-dir $(BUNDLE),) \

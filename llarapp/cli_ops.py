@@ -36,12 +36,14 @@ def pipeline_run(
     workdir: Annotated[Path, typer.Option(help="Where runs and MLflow live.")] = Path("runs"),
     pipeline: PipelineOpt = "training",
     set_: SetOpt = None,
+    verbose: Annotated[bool, typer.Option(
+        help="Stream kfp.local's full logs instead of one line per stage.")] = False,
 ) -> None:
     """Run a whole pipeline locally with kfp.local (SubprocessRunner)."""
     from pipelines.local_run import run_locally
 
     _run(lambda: run_locally(data=data, workdir=workdir, overrides=set_ or [],
-                             pipeline=pipeline))
+                             pipeline=pipeline, verbose=verbose))
 
 
 @pipeline_app.command("compile")

@@ -49,6 +49,10 @@ class ArtifactError(LlaraError):
     """An artifact folder is missing, incomplete or of the wrong kind."""
 
 
+class PipelineError(LlaraError):
+    """A pipeline task failed; its own error is in the task's log."""
+
+
 class ModelNotReadyError(LlaraError):
     """A model was used before it was trained or loaded."""
 

@@ -18,9 +18,10 @@ from typing import Any
 from rich.console import Console
 
 from llarapp.config import parse_overrides
-from llarapp.errors import ConfigError
+from llarapp.errors import ConfigError, PipelineError
 from llarapp.eval.table import print_table
 from llarapp.tracking import default_tracking_uri
+from pipelines.console import ANSI, stage_console
 
 console = Console(width=None if os.isatty(1) else 110, soft_wrap=True)
 PIPELINES = ("training", "hpo", "batch")
@@ -76,15 +77,25 @@ def init_local(workdir: Path) -> None:
 
 
 def run_locally(data: str | None = None, workdir: Path = Path("runs"),
-                overrides: list[str] | None = None, pipeline: str = "training"
-                ) -> dict[str, Any]:
+                overrides: list[str] | None = None, pipeline: str = "training",
+                verbose: bool = False) -> dict[str, Any]:
+    """Run ``pipeline`` with kfp.local; one line per stage on the console (the full log
+    goes to a file, see :mod:`pipelines.console`) unless ``verbose``."""
     workdir = workdir.resolve()
     arguments = pipeline_arguments(data, workdir, overrides or [], pipeline)
     init_local(workdir)
     console.rule(f"[bold]LLaRA++ {pipeline} pipeline (kfp.local)")
     console.print(f"data: {arguments['data_uri'] or 'synthetic MPD (embedded default)'}")
     started = time.monotonic()
-    task = local_pipeline(pipeline)(**arguments)
+    log = workdir / "logs" / f"{pipeline}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    try:
+        with stage_console(log, verbose):
+            task = local_pipeline(pipeline)(**arguments)
+    except RuntimeError as exc:  # kfp.local's word for a failed task
+        if "FAILURE" not in str(exc):
+            raise
+        raise PipelineError(f"{ANSI.sub('', str(exc))} Its error is above; the full log is "
+                            f"{log}. Fix it and run again") from None
     if pipeline == "hpo":
         console.print(f"best parameters: {task.output}")
         console.print(f"study: {arguments['storage']}")
@@ -104,16 +115,17 @@ def summarise_training_run(evaluation: Path) -> dict[str, Any]:
     """Print the metrics, the gate's outcome and where everything is; return them."""
     import pandas as pd
 
-    from llarapp.eval.evaluate import metrics_table
+    from llarapp.eval.evaluate import headline_table
 
     result = json.loads((evaluation / "metrics.json").read_text())
-    print_table(metrics_table(pd.DataFrame(result["summary"])), f"{result['split']} split",
-                console)
     run_dir = evaluation.parent.parent
-    for report in (run_dir / "eval-llara" / "evaluation" / "metrics.md",
-                   run_dir / "export" / "bundle" / "report" / "quantization.md"):
-        if report.is_file():
-            console.print(report.read_text())
+    opening = (evaluation / "metrics.md").read_text().split("\n# Metrics", 1)[0].strip()
+    if opening:
+        from rich.markdown import Markdown
+
+        console.print(Markdown(opening))
+    print_table(headline_table(pd.DataFrame(result["summary"])),
+                f"{result['split']} split, one row per model", console)
     gate = result["gate"]
     registration = read_json(run_dir / "register" / "registration" / "manifest.json")
     deployment = read_json(run_dir / "deploy" / "manifest" / "manifest.json")

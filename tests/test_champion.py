@@ -125,5 +125,6 @@ def test_the_report_opens_with_the_verdict_and_why(bundle, shuffled, synthetic_d
     assert f"serves **{candidate.ranker_kind}**" in markdown
     assert "ndcg@10 all vs v1 (production)" in markdown and "difference" in markdown
     page = (tmp_path / "eval" / "report.html").read_text()
-    assert page.index("Verdict:") < page.index("<img") < page.index("Headline metrics")
+    assert page.index("Verdict:") < page.index("Headline metrics") < page.index("<img")
+    assert page.index("<img") < page.index("<details>")  # per-category tables, folded
     assert "<table>" in page[:page.index("<img")]  # the conditions, as a table

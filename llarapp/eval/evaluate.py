@@ -121,6 +121,21 @@ def metrics_table(summary: pd.DataFrame) -> pd.DataFrame:
     return table[["model", "category", "playlists", *TABLE_METRICS]].reset_index(drop=True)
 
 
+def headline_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per model: overall, then warm targets, cold targets and title-only playlists."""
+    cell = summary.set_index(["model", "segment", "category"])
+    pick = {"NDCG": ("all", "all", "ndcg"), "R-prec": ("all", "all", "r_precision"),
+            "warm NDCG": ("warm", "all", "ndcg"), "cold Recall@100": ("cold", "all",
+                                                                      "recall@100"),
+            "title-only NDCG": ("all", "title_only", "ndcg")}
+    rows = []
+    for model in sorted(summary["model"].unique()):
+        rows.append({"model": model, **{name: cell[metric].get((model, segment, category))
+                                        for name, (segment, category, metric) in pick.items()
+                                        if metric in cell}})
+    return pd.DataFrame(rows)
+
+
 def warm_cold_table(summary: pd.DataFrame, k: int = 100) -> pd.DataFrame:
     """The hybrid's trade-off side by side: per model, accuracy on warm targets next to
     reach on cold ones (all categories)."""
@@ -176,7 +191,9 @@ def evaluate(cfg: EvaluateConfig, dataset: Dataset, split: Split,
     with atomic_dir(output) as folder:
         per_playlist.to_parquet(folder / "per_playlist.parquet", index=False)
         summary.to_csv(folder / "metrics.csv", index=False)
-        markdown = table.to_markdown(index=False, floatfmt=".4f")
+        headline = headline_table(summary)
+        markdown = (f"{headline.to_markdown(index=False, floatfmt='.4f')}\n\n"
+                    f"## By category\n\n{table.to_markdown(index=False, floatfmt='.4f')}")
         trade_off = warm_cold_table(summary, max(cfg.ks))
         result["warm_cold"] = trade_off.replace({np.nan: None}).to_dict(orient="records")
         sections = [Section(WARM_COLD_TITLE, trade_off), *sections]
@@ -187,7 +204,8 @@ def evaluate(cfg: EvaluateConfig, dataset: Dataset, split: Split,
             opening = verdict_markdown(result["verdict"], (champion or {}).get("candidate", {}))
         (folder / "metrics.md").write_text(
             f"{opening}\n# Metrics ({cfg.split} split)\n\n{markdown}\n{extra}")
-        write_report(folder / "report.html", summary, table, cfg.split, sections, opening)
+        write_report(folder / "report.html", summary, table, cfg.split, sections, opening,
+                     headline)
         if cfg.track:
             from llarapp.tracking import log_run
 

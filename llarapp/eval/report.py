@@ -60,8 +60,10 @@ def section_markdown(section: Section) -> str:
 
 
 def write_report(path: Path, summary: pd.DataFrame, table: pd.DataFrame, split: str,
-                 sections: Sequence[Section] = (), opening: str = "") -> None:
-    """``opening``: the verdict (Markdown), shown first."""
+                 sections: Sequence[Section] = (), opening: str = "",
+                 headline: pd.DataFrame | None = None) -> None:
+    """``opening``: the verdict (Markdown), shown first; ``headline``: one row per model,
+    shown before the plots. The per-category tables are folded."""
     all_targets = summary[summary["segment"] == "all"]
     overall = summary[summary["category"] == "all"]
     plots = [
@@ -79,9 +81,13 @@ table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;pad
 img{{max-width:49%}}</style></head><body>
 <h1>LLaRA++ evaluation — {html.escape(split)} split</h1>
 {_markdown_html(opening)}
+{"" if headline is None else "<h2>Headline metrics</h2>" + headline.to_html(
+    index=False, float_format="%.4f", na_rep="")}
 {images}
-<h2>Headline metrics</h2>{table.to_html(index=False, float_format="%.4f")}
+<details><summary><h2 style="display:inline">Metrics by category</h2></summary>
+{table.to_html(index=False, float_format="%.4f")}</details>
 {"".join(_section_html(s) for s in sections)}
-<h2>All breakdowns</h2>{summary.to_html(index=False, float_format="%.4f")}
+<details><summary><h2 style="display:inline">All breakdowns</h2></summary>
+{summary.to_html(index=False, float_format="%.4f")}</details>
 </body></html>"""
     atomic_write_bytes(path, page.encode())

@@ -12,7 +12,7 @@ HEADERS = {"r_precision": "R-prec", "r_precision_artist": "R-prec (artist)",
 
 def print_table(table: pd.DataFrame, title: str, console: Console | None = None) -> None:
     console = console or Console()
-    view = Table(title=f"Baseline metrics — {title}", show_lines=False)
+    view = Table(title=f"Metrics — {title}", show_lines=False)
     for column in table.columns:
         view.add_column(HEADERS.get(column, column),
                         justify="right" if column not in ("model", "category") else "left")
