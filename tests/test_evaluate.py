@@ -112,3 +112,30 @@ def test_a_served_ranking_worse_than_retrieval_refuses_the_gate(
     gate = result["gate"]
     assert gate["served_ranking"] == served
     assert gate["value"] == (REFUSED if refused else passed["gate"]["value"])
+
+
+LLARA_RESULT = {
+    "split": "test", "schedule": "curriculum", "hybrid_prompts": 0.5,
+    "candidates": [{"model": m, "segment": s, "playlists": 200, "hr@1": 0.5, "hr@5": 0.8,
+                    "ndcg@20": 0.7} for m in ("llara", "feature_head", "lightgcn", "hybrid")
+                   for s in ("all", "warm_target", "cold_target")],
+    "position_bias": {"hr@1_target_first": 0.68, "hr@1_target_last": 0.66},
+    "rerank": {"recall@10_before": 0.09, "ndcg@10_before": 0.41, "recall@10_after": 0.08,
+               "ndcg@10_after": 0.40}}
+SELECTION = [{"split": s, "ranker": r, "playlists": 90, "ndcg@10": 0.4, "recall@10": 0.1,
+              "r_precision": 0.1} for s in ("select", "test")
+             for r in ("retrieval", "lambdamart", "llara")]
+
+
+def test_no_report_legend_covers_another_plot(tmp_path):
+    """The LLaRA figure's legend once sat under its neighbour's labels."""
+    from llarapp.eval.plots import legend_overlaps
+    from llarapp.eval.sections import llara_section, rankers_section
+
+    (tmp_path / "metrics.json").write_text(json.dumps(LLARA_RESULT))
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"ranker": {"kind": "llara", "why": "best", "selection": SELECTION}}))
+    figures = [*llara_section(tmp_path).figures, *rankers_section(tmp_path).figures]
+    assert len(figures) == 2
+    for figure in figures:
+        assert legend_overlaps(figure) == []

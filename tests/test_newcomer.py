@@ -77,6 +77,12 @@ def test_make_run_trains_evaluates_exports_and_deploys(clone, run_dir):
 
     registry = Registry("llarapp", f"sqlite:///{clone / 'runs' / 'mlflow.db'}")
     assert registry.aliases() == {"candidate": "1", "staging": "1"}
+    # the console: a line per stage and the verdict, not kfp.local's plumbing
+    console = (clone.parent / "make-run.log").read_text()
+    lines = console[console.index("LLaRA++ training pipeline (kfp.local)"):].splitlines()
+    assert len(lines) <= 100, "\n".join(lines)
+    assert any("Verdict: DEPLOY" in line for line in lines)
+    assert "executorInput" not in console
 
 
 class MakeServe(ServerProcess):

@@ -14,6 +14,24 @@ import pandas as pd  # noqa: E402
 from llarapp.storage import atomic_write_bytes  # noqa: E402
 
 
+def legend_overlaps(figure: plt.Figure) -> list[str]:
+    """Legends whose box overlaps another axes' area (its labels and title included), as
+    laid out when the figure is drawn: what makes a legend unreadable in the report."""
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    found = []
+    for owner in figure.axes:
+        legend = owner.get_legend()
+        if legend is None:
+            continue
+        box = legend.get_window_extent(renderer)
+        for other in figure.axes:
+            if other is not owner and box.overlaps(other.get_tightbbox(renderer)):
+                found.append(f"the legend of '{owner.get_title()}' covers "
+                             f"'{other.get_title()}'")
+    return found
+
+
 def save_figure(figure: plt.Figure, path: str | os.PathLike[str]) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")

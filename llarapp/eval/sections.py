@@ -27,7 +27,9 @@ class Section:
 
 
 def _bar_axes(count: int) -> tuple[plt.Figure, list[plt.Axes]]:
-    figure, axes = plt.subplots(1, count, figsize=(5.5 * count, 3.4), squeeze=False)
+    # constrained layout makes room for the legends outside each axes
+    figure, axes = plt.subplots(1, count, figsize=(5.5 * count, 3.4), squeeze=False,
+                                layout="constrained")
     return figure, list(axes[0])
 
 
@@ -91,7 +93,6 @@ def quantization_section(bundle: str | os.PathLike[str]) -> Section:
     latency.set(title="ORT latency (median)", ylabel="ms")
     _legend_outside(accuracy)
     _legend_outside(latency)
-    figure.tight_layout()
     parity = report.get("int8_parity", {})
     note = (f"Shipped: {report['chosen']} ({report['why']}). int8 parity gate: "
             f"{'passed' if parity.get('passed') else 'FAILED'} (validation |ΔHR@1| "
