@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 BUNDLE ?=
 
-.PHONY: run serve bench-serving bench-soak monitoring-tools test lint install clean compile notebooks-clean bench-ingest bench-lightgcn bench-gowalla bench-full-mpd bench-llara bench-backbones bench-export help
+.PHONY: run serve bench-serving bench-soak monitoring-tools browser-tools test lint install clean compile notebooks-clean bench-ingest bench-lightgcn bench-gowalla bench-full-mpd bench-llara bench-backbones bench-export help
 
 help:
 	@echo "make run [DATA=folder|s3://bucket/prefix]   train the whole pipeline locally"
@@ -72,7 +72,14 @@ serve: $(STAMP)
 	$(VENV)/bin/llarapp serve $(if $(BUNDLE),--model-dir $(BUNDLE),) \
 		--set http_host=$(HOST) --set http_port=$(PORT) $(ARGS)
 
-test: $(STAMP) $(SMOLLM2) monitoring-tools
+# Headless Chromium and its driver for the report's browser test (Debian packages)
+browser-tools:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install \
+			-y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
+	fi
+
+test: $(STAMP) $(SMOLLM2) monitoring-tools browser-tools
 	$(PY) -m pytest $(ARGS)
 
 compile: $(STAMP)

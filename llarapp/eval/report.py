@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from llarapp.eval.plots import legend_overlaps  # noqa: E402
 from llarapp.eval.sections import Section  # noqa: E402
 from llarapp.storage import atomic_write_bytes  # noqa: E402
 
@@ -21,11 +22,17 @@ CATEGORY_ORDER = ["title_only", "first_1", "first_5", "first_10", "first_25", "f
                   "random_k", "all"]
 
 
-def _png(figure: plt.Figure) -> str:
+def _img(figure: plt.Figure) -> str:
+    """The figure as an inline PNG; ``data-legend-overlaps`` records, from matplotlib's
+    layout at save time, how many legends cover another axes (0 for a readable plot)."""
+    overlaps = legend_overlaps(figure)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    title = figure.axes[0].get_title() if figure.axes else "plot"
     plt.close(figure)
-    return base64.b64encode(buffer.getvalue()).decode()
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return (f'<img src="data:image/png;base64,{data}" alt="{html.escape(title)}" '
+            f'data-legend-overlaps="{len(overlaps)}" title="{html.escape("; ".join(overlaps))}">')
 
 
 def _bars(summary: pd.DataFrame, metric: str, by: str, title: str) -> str:
@@ -38,12 +45,11 @@ def _bars(summary: pd.DataFrame, metric: str, by: str, title: str) -> str:
     axis.set_ylabel(metric)
     axis.grid(axis="y", alpha=0.3)
     axis.legend(title="model", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-    return _png(figure)
+    return _img(figure)
 
 
 def _section_html(section: Section) -> str:
-    images = "\n".join(f'<img src="data:image/png;base64,{_png(f)}" alt="plot">'
-                       for f in section.figures)
+    images = "\n".join(_img(f) for f in section.figures)
     return (f"<h2>{html.escape(section.title)}</h2><p>{html.escape(section.note)}</p>{images}"
             f"{section.table.to_html(index=False, float_format='%.4f')}")
 
@@ -73,7 +79,7 @@ def write_report(path: Path, summary: pd.DataFrame, table: pd.DataFrame, split: 
         _bars(overall, "r_precision", "segment",
               "R-precision by target segment (cold = no training interactions)"),
     ]
-    images = "\n".join(f'<img src="data:image/png;base64,{p}" alt="plot">' for p in plots)
+    images = "\n".join(plots)
     page = f"""<!doctype html><html><head><meta charset="utf-8">
 <title>LLaRA++ evaluation ({html.escape(split)})</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}
