@@ -5,7 +5,6 @@ import json
 import shutil
 
 import pytest
-
 from test_evaluate import LLARA_RESULT
 
 
