@@ -253,11 +253,12 @@ def test_a_title_encodes_the_same_whatever_it_is_sent_with(bundle):
     """The int8 text encoder quantizes per call: batching titles would change their vectors
     (by up to 0.03 per coordinate, measured), so a request's answer would depend on its
     neighbours in the server's batch and on what the cache held."""
-    from llarapp.serving.engine import Engine
+    from llarapp.serving.engine import Engine, Request, Seeds
 
     titles = ["summer road trip", "chill", "gym hits", "sad songs", "wedding", "rainy day"]
-    alone = Engine(bundle).text.encode([titles[0]])
-    together = Engine(bundle).text.encode(titles[::-1])
+    alone, _, _ = Engine(bundle)._encode([Request(titles[0])], [Seeds()])
+    together, _, _ = Engine(bundle)._encode([Request(t) for t in titles[::-1]],
+                                            [Seeds() for _ in titles])
     np.testing.assert_array_equal(alone[0], together[-1])
 
 

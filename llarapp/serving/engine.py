@@ -120,11 +120,8 @@ class Engine:
         self.bundle = bundle
         meta = bundle.manifest
         self.ranker_meta, retrieval = meta["ranker"], meta["retrieval"]
-        # One text per call: the int8 encoder quantizes activations per call, so a batch
-        # would make a title's vector depend on the other titles sent with it.
         self.text = OnnxTextEncoder(bundle.path(TEXT_ENCODER), bundle.path(TEXT_TOKENIZER),
-                                    int(meta["text_encoder"]["max_length"]), providers, threads,
-                                    batch_size=1)
+                                    int(meta["text_encoder"]["max_length"]), providers, threads)
         catalogue = bundle.catalogue
         if not np.array_equal(catalogue["track_idx"].to_numpy(), np.arange(len(catalogue))):
             raise BundleError(f"{bundle.folder}: catalogue.parquet rows are not in track_idx "
@@ -280,12 +277,15 @@ class Engine:
 
     def _encode(self, requests: Sequence[Request], seeds: Sequence[Seeds]
                 ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
-        """Titles and extra tracks through the text encoder in one call; extra tracks then
-        through the cold mapper into graph space."""
+        """Titles, then extra tracks, through the text encoder; extra tracks then through
+        the cold mapper into graph space. Each title is encoded alone: the int8 encoder
+        quantizes activations per call, so in a batch a title's vector would depend on the
+        titles sent with it (by up to 0.03 per coordinate). Extra tracks stay batched: a
+        worst-case request carries thousands, and one call each would hold the cores."""
         extra = [t for s in seeds for t in s.extra]
         texts = item_texts(pd.DataFrame([vars(t) for t in extra]), lyrics=False) if extra else []
-        vectors = self.text.encode([r.playlist_name for r in requests] + texts)
-        titles, extra_text = vectors[:len(requests)], vectors[len(requests):]
+        titles = self.text.encode([r.playlist_name for r in requests], batch_size=1)
+        extra_text = self.text.encode(texts)
         extra_graph = (apply_numpy(self.item_mapper, extra_text) if len(extra)
                        else np.zeros((0, self.item_graph.shape[1]), np.float32))
         bounds = np.cumsum([0] + [len(s.extra) for s in seeds])

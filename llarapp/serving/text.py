@@ -28,8 +28,9 @@ class OnnxTextEncoder:
         self.cache: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
         self.cache_size = cache_size
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         """(len(texts), dim) float32 unit vectors; an empty text gives a zero vector.
+        ``batch_size`` (default the encoder's): texts per ORT call.
         Recent inputs come from an LRU cache keyed by token ids, so texts the tokenizer
         reads alike ("JAZZ", "jazz") are encoded once; playlist titles repeat."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -43,9 +44,9 @@ class OnnxTextEncoder:
                 self.cache.move_to_end(key)
             else:
                 pending.setdefault(key, []).append(i)
-        keys = list(pending)
-        for start in range(0, len(keys), self.batch_size):
-            chunk = keys[start:start + self.batch_size]
+        keys, size = list(pending), batch_size or self.batch_size
+        for start in range(0, len(keys), size):
+            chunk = keys[start:start + size]
             width = max(len(key) for key in chunk)
             ids = np.full((len(chunk), width), self.pad_id, np.int64)
             mask = np.zeros((len(chunk), width), np.int64)
