@@ -101,7 +101,7 @@ def test_served_scores_match_lambdamart_on_the_eval_features(bundle, tmp_path, l
     engine = Engine(rebundle(bundle, tmp_path, "lambdamart", lambdamart, llara_sources))
     uris = engine.uris
     titles = llara_sources.text.titles(heldout["pid"].to_numpy())
-    engine.text.encode = lambda texts: titles[:len(texts)]
+    engine.text.encode = lambda texts, batch_size=None: titles[:len(texts)]
     served = engine.recommend([Request(name, [uris[i] for i in seeds], k=6)
                                for name, seeds in zip(heldout["name"], heldout["seeds"],
                                                       strict=True)])
@@ -144,7 +144,7 @@ def test_served_llara_scores_use_the_candidate_features(bundle, trained_llara, l
     assert not np.allclose(expected, plain, atol=1e-4)  # the features change the scores
     engine = Engine(bundle, precision="fp32")
     titles = llara_sources.text.titles(heldout["pid"].to_numpy())
-    engine.text.encode = lambda texts: titles[:len(texts)]
+    engine.text.encode = lambda texts, batch_size=None: titles[:len(texts)]
     uris = engine.uris
     served = engine.recommend([Request(name, [uris[i] for i in seeds], k=cfg.num_candidates)
                                for name, seeds in zip(heldout["name"], heldout["seeds"],
