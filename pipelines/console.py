@@ -74,6 +74,8 @@ class StageWriter:
     def _line(self, line: str) -> None:
         if line.strip():
             self.tail.append(line)
+        if not line.startswith(" "):  # kfp indents an outputs listing; anything else ends it
+            self.listing = None
         if match := STARTED.search(line):
             self.started[match[1]] = time.monotonic()
             self._say(f"  ▶ {match[1]}")
@@ -93,8 +95,6 @@ class StageWriter:
         elif PROGRESS.search(line) and self.console.isatty():
             self.console.write("\r\x1b[2K    " + line.strip()[:100])
             self.progress_shown = True
-        if not line.startswith(" "):
-            self.listing = None if not OUTPUTS.search(line) else self.listing
 
     def report_failure(self, log_path: Path) -> None:
         self._say(f"--- the last {len(self.tail)} lines of {log_path} ---")

@@ -71,35 +71,52 @@ def find_champion(model_name: str, tracking_uri: str | None) -> dict[str, str] |
             "storage_uri": version.tags.get("storage_uri", "")}
 
 
-def served_metrics(bundle: Any, dataset: Dataset, split: Split, which: str = "test"
-                   ) -> pd.DataFrame:
+@dataclass
+class HeldOut:
+    """The candidate's test playlists as requests, and their targets: built once, scored
+    by both bundles."""
+
+    pids: np.ndarray
+    playlists: list[Any]  # InputPlaylist: title and seed tracks with their metadata
+    relevant: dict[str, Any]  # segment → relevance matrix over the dataset's tracks
+    row_of: dict[str, int]  # track URI → dataset row
+
+    @classmethod
+    def of(cls, dataset: Dataset, split: Split, which: str = "test") -> HeldOut:
+        from llarapp.recommend.playlists import InputPlaylist
+        from llarapp.serving.engine import TrackMeta
+
+        heldout, tracks = split.heldout_for(which), dataset.tracks
+        albums = tracks["album_name"] if "album_name" in tracks else pd.Series("", tracks.index)
+
+        def meta(i: int) -> TrackMeta:
+            return TrackMeta(tracks["track_name"].iat[i], tracks["artist_name"].iat[i],
+                             albums.iat[i] or "", tracks["track_uri"].iat[i])
+
+        playlists = [InputPlaylist(int(row.pid), str(row.name or ""),
+                                   [meta(i) for i in row.seeds])
+                     for row in heldout.itertuples(index=False)]
+        warm, n = split.warm_mask(dataset.num_tracks), dataset.num_tracks
+        targets = {"all": list(heldout["targets"]),
+                   "cold": [t[~warm[t]] for t in heldout["targets"]]}
+        return cls(heldout["pid"].to_numpy(), playlists,
+                   {segment: M.relevance_matrix(t, n) for segment, t in targets.items()},
+                   {uri: i for i, uri in enumerate(tracks["track_uri"])})
+
+
+def served_metrics(bundle: Any, held: HeldOut) -> pd.DataFrame:
     """One row per held-out playlist: the gate's metrics of what ``bundle`` serves."""
     from llarapp.recommend.batch import recommend_all
     from llarapp.recommend.config import RecommendConfig
-    from llarapp.recommend.playlists import InputPlaylist
-    from llarapp.serving.engine import Engine, TrackMeta
+    from llarapp.serving.engine import Engine
 
-    heldout = split.heldout_for(which)
-    tracks = dataset.tracks
-    meta = [TrackMeta(n, a, al or "", u) for n, a, al, u in zip(
-        tracks["track_name"], tracks["artist_name"], tracks.get("album_name", [""] * len(tracks)),
-        tracks["track_uri"], strict=True)]
-    playlists = [InputPlaylist(int(row.pid), str(row.name or ""), [meta[i] for i in row.seeds])
-                 for row in heldout.itertuples(index=False)]
-    responses = recommend_all(Engine(bundle), playlists, RecommendConfig(k=LIST_LENGTH))
-    row_of = {uri: i for i, uri in enumerate(tracks["track_uri"])}
-    recs = np.full((len(playlists), LIST_LENGTH), -1, np.int64)
-    for i, response in enumerate(responses):
-        found = [row_of.get(r.track_uri, -1) for r in response.recommendations]
-        recs[i, :len(found)] = found
-    warm, n = split.warm_mask(dataset.num_tracks), dataset.num_tracks
-    targets = {"all": list(heldout["targets"]),
-               "cold": [t[~warm[t]] for t in heldout["targets"]]}
-    relevant = {segment: M.relevance_matrix(t, n) for segment, t in targets.items()}
+    responses = recommend_all(Engine(bundle), held.playlists, RecommendConfig(k=LIST_LENGTH))
+    recs = M.recs_matrix([[held.row_of.get(r.track_uri, -1) for r in response.recommendations]
+                        for response in responses], LIST_LENGTH)
     metric = {"ndcg@10": lambda r: M.ndcg_at_k(recs, r, 10), "r_precision":
               lambda r: M.r_precision(recs, r), "recall@100": lambda r: M.recall_at_k(recs, r, 100)}
-    return pd.DataFrame({"pid": heldout["pid"].to_numpy(),
-                         **{f"{name} {segment}": metric[name](relevant[segment])
+    return pd.DataFrame({"pid": held.pids,
+                         **{f"{name} {segment}": metric[name](held.relevant[segment])
                             for name, segment in CONDITIONS}})
 
 
@@ -109,7 +126,8 @@ def compare_with_champion(candidate: Any, dataset: Dataset, split: Split, model_
     """The champion condition: its verdict, why, and every number behind it."""
     from llarapp.serving.bundle import Bundle
 
-    mine = served_metrics(candidate, dataset, split)
+    held = HeldOut.of(dataset, split)
+    mine = served_metrics(candidate, held)
     headline = {column: bootstrap(mine[column].to_numpy(), samples).as_dict()
                 for column in mine.columns if column != "pid"}
     champion = find_champion(model_name, tracking_uri)
@@ -119,7 +137,7 @@ def compare_with_champion(candidate: Any, dataset: Dataset, split: Split, model_
     if champion is None:
         return result | {"passed": True, "why": "no champion (no version holds "
                          f"{' or '.join(CHAMPION_ALIASES)}): the floor alone decides"}
-    theirs = served_metrics(Bundle.load(champion["storage_uri"]), dataset, split)
+    theirs = served_metrics(Bundle.load(champion["storage_uri"]), held)
     for name, segment in CONDITIONS:
         column = f"{name} {segment}"
         paired = mine[column].to_numpy() - theirs[column].to_numpy()

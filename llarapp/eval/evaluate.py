@@ -65,14 +65,6 @@ def load_recommendations(folders: list[str | os.PathLike[str]]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _recs_matrix(recs: pd.Series, width: int) -> np.ndarray:
-    matrix = np.full((len(recs), width), -1, dtype=np.int64)
-    for row, values in enumerate(recs):
-        if isinstance(values, np.ndarray | list):  # NaN: the model skipped this playlist
-            matrix[row, : min(width, len(values))] = values[:width]
-    return matrix
-
-
 def per_playlist_metrics(heldout: pd.DataFrame, recs: pd.DataFrame, warm: np.ndarray,
                          artist_of: np.ndarray, ks: tuple[int, ...]) -> pd.DataFrame:
     """One row per (model, segment, playlist) with every metric."""
@@ -80,7 +72,7 @@ def per_playlist_metrics(heldout: pd.DataFrame, recs: pd.DataFrame, warm: np.nda
     frames = []
     for model, model_recs in recs.groupby("model", sort=True):
         aligned = heldout.merge(model_recs[["pid", "recs"]], on="pid", how="left")
-        matrix = _recs_matrix(aligned["recs"], RANKED_LIST_LENGTH)
+        matrix = M.recs_matrix(aligned["recs"], RANKED_LIST_LENGTH)
         for segment in SEGMENTS:
             targets = [t if segment == "all" else t[warm[t] == (segment == "warm")]
                        for t in aligned["targets"]]

@@ -19,11 +19,22 @@ ACM RecSys Challenge 2018"), with G the held-out tracks and R the ranked list:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import scipy.sparse as sp
 
 NO_CLICK = 51
 ARTIST_CREDIT = 0.25
+
+
+def recs_matrix(recs: Sequence[object], width: int) -> np.ndarray:
+    """(playlists, width) ranked item rows, -1 padded; a missing list stays all -1."""
+    matrix = np.full((len(recs), width), -1, dtype=np.int64)
+    for row, values in enumerate(recs):
+        if isinstance(values, np.ndarray | list):  # NaN: the model skipped this playlist
+            matrix[row, : min(width, len(values))] = values[:width]
+    return matrix
 
 
 def relevance_matrix(targets: list[np.ndarray], num_items: int) -> sp.csr_matrix:

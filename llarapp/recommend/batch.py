@@ -97,10 +97,7 @@ def holdout_table(engine: Engine, playlists: list[InputPlaylist], responses: lis
         recs.append([rows[r.track_uri] for r in response.recommendations])
     if not targets:
         return pd.DataFrame(columns=HOLDOUT_COLUMNS)
-    width = max(len(r) for r in recs)
-    matrix = np.full((len(recs), width), -1, np.int64)
-    for i, values in enumerate(recs):
-        matrix[i, :len(values)] = values
+    matrix = M.recs_matrix(recs, max(len(r) for r in recs))
     relevant = M.relevance_matrix(targets, len(rows) + len(extra))
     return pd.DataFrame({"pid": pids, "r_precision": M.r_precision(matrix, relevant),
                          "ndcg": M.challenge_ndcg(matrix, relevant),

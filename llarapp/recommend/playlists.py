@@ -9,7 +9,7 @@ cold-start path. With ``holdout_last`` N the last N tracks are held out as targe
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -54,10 +54,17 @@ def with_targets(playlists: list[InputPlaylist], uri: str) -> list[InputPlaylist
 
 
 def read_playlists(uri: str, holdout_last: int = 0) -> list[InputPlaylist]:
+    return playlists_from(raw_playlists(uri), holdout_last)
+
+
+def playlists_from(records: Iterable[tuple[str, dict[str, Any]]], holdout_last: int = 0
+                   ) -> list[InputPlaylist]:
+    """(file, record) pairs cleaned and checked: an invalid record or a repeated pid is an
+    error naming the file."""
     clean = NameCleaner()
     out: list[InputPlaylist] = []
     seen: set[int] = set()
-    for file, raw in raw_playlists(uri):
+    for file, raw in records:
         playlist = clean_playlist(raw, clean, challenge=True)
         if isinstance(playlist, Rejection):
             raise DataValidationError(f"invalid playlist: {playlist.reason}", file=file,

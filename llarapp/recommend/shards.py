@@ -30,7 +30,7 @@ from llarapp.recommend.batch import (
     write_recommendations,
 )
 from llarapp.recommend.config import RecommendConfig
-from llarapp.recommend.playlists import raw_playlists, read_playlists
+from llarapp.recommend.playlists import playlists_from, raw_playlists, read_playlists
 from llarapp.recommend.workers import shard_ranges
 from llarapp.storage import atomic_dir, atomic_write_bytes
 
@@ -47,8 +47,9 @@ def plan_shards(input_uri: str, shards: int, output: str | Path, batch_size: int
     if not 1 <= shards <= MAX_SHARDS:
         raise DataValidationError(f"shards must be 1..{MAX_SHARDS}, got {shards}",
                                   fix="pass a shard count such as 4")
-    read_playlists(input_uri)  # every record checked before any shard starts
-    records = [raw for _, raw in raw_playlists(input_uri)]
+    found = list(raw_playlists(input_uri))
+    playlists_from(found)  # every record checked before any shard starts
+    records = [raw for _, raw in found]
     if not records:
         raise DataValidationError(f"{input_uri} holds no playlists", file=str(input_uri),
                                   fix="point the input at MPD slices or a challenge set")

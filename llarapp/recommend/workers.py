@@ -49,7 +49,10 @@ def thread_env(threads: int):
         yield
     finally:
         for name, value in saved.items():
-            os.environ.pop(name) if value is None else os.environ.__setitem__(name, value)
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
 
 
 def _join(start: Any) -> None:
