@@ -69,8 +69,8 @@ run: $(STAMP)
 	$(VENV)/bin/llarapp pipeline run $(if $(DATA),--data $(DATA),) $(if $(VERBOSE),--verbose,) $(ARGS)
 
 serve: $(STAMP)
-	$(VENV)/bin/llarapp serve $(if $(BUNDLE),--model-dir $(BUNDLE),) \
-		--set http_host=$(HOST) --set http_port=$(PORT) $(ARGS)
+	$(VENV)/bin/llarapp serve $(if $(BUNDLE),--model_dir $(BUNDLE),) \
+		--http_host $(HOST) --http_port $(PORT) $(ARGS)
 
 # Headless Chromium and its driver for the report's browser test (Debian packages)
 browser-tools:

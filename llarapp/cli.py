@@ -22,10 +22,10 @@ from llarapp.cli_common import (
     ShowOpt,
     SplitOpt,
     TextOpt,
-    _config,
-    _run,
     app,
     console,
+    run_stage,
+    stage_config,
 )
 
 
@@ -37,8 +37,8 @@ def synth(output: OutputOpt, config: ConfigOpt = None, set_: SetOpt = None,
     """Generate synthetic MPD-format slices (the embedded default data)."""
     from llarapp.data.synth import SynthConfig, synthesize
 
-    cfg = _config(SynthConfig, config, set_, show_config, num_playlists=playlists, seed=seed)
-    manifest = _run(lambda: synthesize(cfg, output))
+    cfg = stage_config(SynthConfig, config, set_, show_config, num_playlists=playlists, seed=seed)
+    manifest = run_stage(lambda: synthesize(cfg, output))
     console.print(f"wrote {manifest['num_playlists']} playlists in "
                   f"{len(manifest['files'])} slices to {output}")
 
@@ -54,8 +54,8 @@ def ingest(output: OutputOpt,
     from llarapp.data.ingest import IngestConfig
     from llarapp.data.ingest import ingest as run_ingest
 
-    cfg = _config(IngestConfig, config, set_, show_config, input=input_, strict=strict)
-    manifest = _run(lambda: run_ingest(cfg, output))
+    cfg = stage_config(IngestConfig, config, set_, show_config, input=input_, strict=strict)
+    manifest = run_stage(lambda: run_ingest(cfg, output))
     counts = manifest["counts"]
     console.print(f"ingested {counts['playlists']} playlists, {counts['tracks']} tracks, "
                   f"{counts['interactions']} interactions; {counts['rejected']} rejected "
@@ -70,8 +70,8 @@ def split(output: OutputOpt,
     from llarapp.data.dataset import Dataset
     from llarapp.data.split import SplitConfig, make_split
 
-    cfg = _config(SplitConfig, config, set_, show_config)
-    manifest = _run(lambda: make_split(cfg, Dataset.load(dataset), output))
+    cfg = stage_config(SplitConfig, config, set_, show_config)
+    manifest = run_stage(lambda: make_split(cfg, Dataset.load(dataset), output))
     console.print_json(data=manifest["counts"])
 
 
@@ -84,8 +84,8 @@ def baselines(output: OutputOpt,
     from llarapp.data.dataset import Dataset, Split
     from llarapp.models.baselines import BaselinesConfig, run_baselines
 
-    cfg = _config(BaselinesConfig, config, set_, show_config)
-    manifest = _run(lambda: run_baselines(cfg, Dataset.load(dataset), Split.load(split_dir),
+    cfg = stage_config(BaselinesConfig, config, set_, show_config)
+    manifest = run_stage(lambda: run_baselines(cfg, Dataset.load(dataset), Split.load(split_dir),
                                           output))
     console.print(f"{manifest['rows']} recommendation lists -> {output}")
 
@@ -103,8 +103,8 @@ def evaluate(output: OutputOpt,
     from llarapp.eval.evaluate import evaluate as run_evaluate
     from llarapp.eval.table import print_table
 
-    cfg = _config(EvaluateConfig, config, set_, show_config)
-    result = _run(lambda: run_evaluate(cfg, Dataset.load(dataset), Split.load(split_dir),
+    cfg = stage_config(EvaluateConfig, config, set_, show_config)
+    result = run_stage(lambda: run_evaluate(cfg, Dataset.load(dataset), Split.load(split_dir),
                                        list(recommendations), output))
     print_table(result["table"], f"{cfg.split} split")
     if "mlflow" in result:
@@ -119,8 +119,8 @@ def text_embed(output: OutputOpt, dataset: DatasetOpt, config: ConfigOpt = None,
     from llarapp.data.dataset import Dataset
     from llarapp.models.text_embed import TextEmbedConfig, run_text_embed
 
-    cfg = _config(TextEmbedConfig, config, set_, show_config)
-    manifest = _run(lambda: run_text_embed(cfg, Dataset.load(dataset), output))
+    cfg = stage_config(TextEmbedConfig, config, set_, show_config)
+    manifest = run_stage(lambda: run_text_embed(cfg, Dataset.load(dataset), output))
     console.print(f"{manifest['counts']} {manifest['encoder_type']} vectors of dim "
                   f"{manifest['dim']} -> {output}")
 
@@ -133,8 +133,8 @@ def train_lightgcn(output: OutputOpt, dataset: DatasetOpt, split_dir: SplitOpt,
     from llarapp.data.dataset import Dataset, Split
     from llarapp.models.lightgcn import LightGCNConfig, run_lightgcn
 
-    cfg = _config(LightGCNConfig, config, set_, show_config)
-    manifest = _run(lambda: run_lightgcn(cfg, Dataset.load(dataset), Split.load(split_dir),
+    cfg = stage_config(LightGCNConfig, config, set_, show_config)
+    manifest = run_stage(lambda: run_lightgcn(cfg, Dataset.load(dataset), Split.load(split_dir),
                                          output))
     console.print(f"best epoch {manifest['best_epoch']} of {manifest['epochs_run']}: val "
                   f"Recall@{cfg.k} {manifest['best_val_recall']:.4f}, "
@@ -151,8 +151,8 @@ def cold_mapper(output: OutputOpt, dataset: DatasetOpt, split_dir: SplitOpt, tex
     from llarapp.models.graph import GraphEmbeddings
     from llarapp.models.text_embed import TextEmbeddings
 
-    cfg = _config(ColdMapperConfig, config, set_, show_config)
-    manifest = _run(lambda: run_cold_mapper(
+    cfg = stage_config(ColdMapperConfig, config, set_, show_config)
+    manifest = run_stage(lambda: run_cold_mapper(
         cfg, Dataset.load(dataset), Split.load(split_dir), TextEmbeddings.load(text),
         GraphEmbeddings.load(graph).vectors, output))
     console.print_json(data={k: manifest[k] for k in ("title_query", "holdout_cosine", "counts")})
@@ -169,8 +169,8 @@ def retrieve(output: OutputOpt, dataset: DatasetOpt, split_dir: SplitOpt, text: 
     from llarapp.models.retrieve import RetrieveConfig, run_retrieve
     from llarapp.models.text_embed import TextEmbeddings
 
-    cfg = _config(RetrieveConfig, config, set_, show_config)
-    manifest = _run(lambda: run_retrieve(
+    cfg = stage_config(RetrieveConfig, config, set_, show_config)
+    manifest = run_stage(lambda: run_retrieve(
         cfg, Dataset.load(dataset), Split.load(split_dir), TextEmbeddings.load(text),
         GraphEmbeddings.load(graph).vectors, ColdMapper.load(mapper), output))
     for query_type, chosen in manifest["hybrid_params"].items():
@@ -190,8 +190,8 @@ def train_llara(output: OutputOpt, dataset: DatasetOpt, split_dir: SplitOpt, tex
     from llarapp.llara.examples import Sources
     from llarapp.llara.train import run_train_llara
 
-    cfg = _config(LlaraConfig, config, set_, show_config)
-    manifest = _run(lambda: run_train_llara(
+    cfg = stage_config(LlaraConfig, config, set_, show_config)
+    manifest = run_stage(lambda: run_train_llara(
         cfg, Sources.load(dataset, split_dir, text, graph, mapper, retrieved), output))
     summary = manifest["summary"]
     console.print(f"LLaRA ({cfg.schedule}): {summary['steps']} steps, final loss "
@@ -211,8 +211,8 @@ def eval_llara(output: OutputOpt,
     from llarapp.llara.evaluate import LlaraEvalConfig, evaluate_llara
     from llarapp.llara.examples import Sources
 
-    cfg = _config(LlaraEvalConfig, config, set_, show_config)
-    result = _run(lambda: evaluate_llara(cfg, LlaraArtifact.load(model), Sources.load(
+    cfg = stage_config(LlaraEvalConfig, config, set_, show_config)
+    result = run_stage(lambda: evaluate_llara(cfg, LlaraArtifact.load(model), Sources.load(
         dataset, split_dir, text, graph, mapper, retrieved), output))
     console.print(pd.DataFrame(result["candidates"]).to_markdown(index=False, floatfmt=".4f"))
     console.print(result["position_bias"] | result["rerank"])
@@ -236,8 +236,8 @@ def export(output: OutputOpt,
     from llarapp.llara.examples import Sources
     from llarapp.models.text_embed import TextEmbeddings
 
-    cfg = _config(ExportConfig, config, set_, show_config)
-    result = _run(lambda: run_export(cfg, LlaraArtifact.load(model), Sources.load(
+    cfg = stage_config(ExportConfig, config, set_, show_config)
+    result = run_stage(lambda: run_export(cfg, LlaraArtifact.load(model), Sources.load(
         dataset, split_dir, text, graph, mapper, retrieved), TextEmbeddings.load(text), output,
         evaluation))
     console.print(pd.DataFrame(result["variants"]).to_markdown(index=False, floatfmt=".4f"))
@@ -255,7 +255,7 @@ def bundle_info(bundle: Annotated[str, typer.Argument(help="Bundle folder or s3:
 
     from llarapp.serving.bundle import Bundle
 
-    info = _run(lambda: Bundle.load(bundle, verify=verify).summary())
+    info = run_stage(lambda: Bundle.load(bundle, verify=verify).summary())
     console.print_json(json.dumps(info, default=str))
 
 
@@ -270,8 +270,8 @@ def tune(dataset: DatasetOpt, split_dir: SplitOpt, text: TextOpt,
     from llarapp.models.text_embed import TextEmbeddings
     from llarapp.models.tune import TuneConfig, run_tune, trials_table
 
-    cfg = _config(TuneConfig, config, set_, show_config, trials=trials, storage=storage)
-    result = _run(lambda: run_tune(cfg, Dataset.load(dataset), Split.load(split_dir),
+    cfg = stage_config(TuneConfig, config, set_, show_config, trials=trials, storage=storage)
+    result = run_stage(lambda: run_tune(cfg, Dataset.load(dataset), Split.load(split_dir),
                                    TextEmbeddings.load(text)))
     typer.echo(trials_table(cfg).to_string(index=False))
     console.print_json(data=result)

@@ -30,7 +30,7 @@ MapperOpt = Annotated[Path, typer.Option("--mapper", help="cold_mapper artifact.
 RetrievedOpt = Annotated[Path, typer.Option("--retrieved", help="retrieve artifact.")]
 
 
-def _run(action: Callable[[], Any]) -> Any:
+def run_stage(action: Callable[[], Any]) -> Any:
     """Run a stage; typed errors become one red line and exit code 2, not a traceback."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -40,9 +40,9 @@ def _run(action: Callable[[], Any]) -> Any:
         raise typer.Exit(2) from None
 
 
-def _config(cls: type[C], path: Path | None, overrides: list[str] | None, show: bool,
+def stage_config(cls: type[C], path: Path | None, overrides: list[str] | None, show: bool,
             **values: Any) -> C:
-    cfg = _run(lambda: cls.load(path, overrides or (), **values))
+    cfg = run_stage(lambda: cls.load(path, overrides or (), **values))
     if show:
         typer.echo(cfg.to_yaml())
         raise typer.Exit(0)

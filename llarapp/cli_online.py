@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from llarapp.cli_common import ConfigOpt, DatasetOpt, SetOpt, ShowOpt, SplitOpt, _config, _run, app
+from llarapp.cli_common import (
+    ConfigOpt,
+    DatasetOpt,
+    SetOpt,
+    ShowOpt,
+    SplitOpt,
+    app,
+    run_stage,
+    stage_config,
+)
 
 ReportOpt = Annotated[Path, typer.Option("--output", "-o", help="Report folder.")]
 
@@ -33,7 +42,7 @@ def simulate(
     from llarapp.online.simulate import SimulateConfig
     from llarapp.online.simulate import simulate as run_simulate
 
-    cfg = _config(SimulateConfig, config, set_, show_config, url=url, host_header=host_header,
+    cfg = stage_config(SimulateConfig, config, set_, show_config, url=url, host_header=host_header,
                   limit=limit, concurrency=concurrency, rate=rate, pushgateway=pushgateway)
 
     def run() -> dict:
@@ -42,7 +51,7 @@ def simulate(
         scored = score(run_simulate(cfg, replays), cfg.k)
         return write_report(output, scored, replays, cfg.to_dict())
 
-    summary = _run(run)
+    summary = run_stage(run)
     console = typer.echo
     console(f"online evaluation against {cfg.url} ({cfg.split} split, k={cfg.k}):")
     for row in summary["by_version"]:
@@ -70,7 +79,7 @@ def drift_report(
     """PSI per request feature of logged requests against the bundle's training reference."""
     from llarapp.online.drift_report import drift_report as run_report
 
-    result = _run(lambda: run_report(bundle, requests, output))
+    result = run_stage(lambda: run_report(bundle, requests, output))
     typer.echo(f"{result['requests']} requests against {result['reference']} "
                f"(model {result['model_version']}):")
     typer.echo(result["table"].to_markdown(index=False, floatfmt=".4f"))

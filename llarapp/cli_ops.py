@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from llarapp.cli_common import ConfigOpt, SetOpt, ShowOpt, _config, _run, app, console
+from llarapp.cli_common import ConfigOpt, SetOpt, ShowOpt, app, console, run_stage, stage_config
 
 pipeline_app = typer.Typer(help="Run, compile or submit the KFP pipelines.",
                            no_args_is_help=True)
@@ -26,7 +26,7 @@ ModelNameOpt = Annotated[str, typer.Option("--model-name", help="Registered mode
 def _platform(path: Path | None):
     from pipelines.platform import PlatformConfig
 
-    return _run(lambda: PlatformConfig.load(path))
+    return run_stage(lambda: PlatformConfig.load(path))
 
 
 @pipeline_app.command("run")
@@ -42,7 +42,7 @@ def pipeline_run(
     """Run a whole pipeline locally with kfp.local (SubprocessRunner)."""
     from pipelines.local_run import run_locally
 
-    _run(lambda: run_locally(data=data, workdir=workdir, overrides=set_ or [],
+    run_stage(lambda: run_locally(data=data, workdir=workdir, overrides=set_ or [],
                              pipeline=pipeline, verbose=verbose))
 
 
@@ -54,7 +54,7 @@ def pipeline_compile(
     """Write a pipeline's IR YAML for a Kubeflow cluster (LLARAPP_IMAGE picks the image)."""
     from pipelines.submit import compile_pipeline
 
-    path = _run(lambda: compile_pipeline(pipeline, output or Path(f"{pipeline}_pipeline.yaml"),
+    path = run_stage(lambda: compile_pipeline(pipeline, output or Path(f"{pipeline}_pipeline.yaml"),
                                          _platform(platform)))
     console.print(f"wrote {path}")
 
@@ -73,9 +73,9 @@ def pipeline_submit(
     from llarapp.config import parse_overrides
     from pipelines.submit import SubmitConfig, submit
 
-    cfg = _config(SubmitConfig, config, set_, False, host=host, pipeline=pipeline,
+    cfg = stage_config(SubmitConfig, config, set_, False, host=host, pipeline=pipeline,
                   recurring=recurring, cron=cron)
-    result = _run(lambda: submit(cfg, parse_overrides(param or []), _platform(platform)))
+    result = run_stage(lambda: submit(cfg, parse_overrides(param or []), _platform(platform)))
     console.print_json(data=result)
 
 
@@ -95,8 +95,8 @@ def pipeline_retrain_webhook(
     from llarapp.config import parse_overrides
     from pipelines.retrain_webhook import RetrainConfig, create_app
 
-    cfg = _config(RetrainConfig, config, set_, False, host=host)
-    cfg = _run(lambda: cfg.replace(arguments=cfg.arguments | parse_overrides(param or [])))
+    cfg = stage_config(RetrainConfig, config, set_, False, host=host)
+    cfg = run_stage(lambda: cfg.replace(arguments=cfg.arguments | parse_overrides(param or [])))
     uvicorn.run(create_app(cfg, _platform(platform)), host=listen, port=port)
 
 
@@ -110,8 +110,8 @@ def register(
     """Register a bundle as an MLflow model version (alias candidate); upload it to S3."""
     from llarapp.registry.register import RegisterConfig, run_register
 
-    cfg = _config(RegisterConfig, config, set_, show_config)
-    console.print_json(data=_run(lambda: run_register(cfg, bundle, output, evaluation)))
+    cfg = stage_config(RegisterConfig, config, set_, show_config)
+    console.print_json(data=run_stage(lambda: run_register(cfg, bundle, output, evaluation)))
 
 
 @app.command()
@@ -124,8 +124,8 @@ def deploy(
     from llarapp.deploy.config import DeployConfig
     from llarapp.deploy.stage import run_deploy
 
-    cfg = _config(DeployConfig, config, set_, show_config)
-    console.print_json(data=_run(lambda: run_deploy(cfg, version, output)))
+    cfg = stage_config(DeployConfig, config, set_, show_config)
+    console.print_json(data=run_stage(lambda: run_deploy(cfg, version, output)))
 
 
 @registry_app.command("list")
@@ -136,7 +136,7 @@ def registry_list(model_name: ModelNameOpt = "llarapp",
 
     from llarapp.registry.aliases import Registry
 
-    rows = _run(lambda: Registry(model_name, tracking_uri or None).table())
+    rows = run_stage(lambda: Registry(model_name, tracking_uri or None).table())
     typer.echo(pd.DataFrame(rows).to_markdown(index=False) if rows else "no versions")
 
 
@@ -151,5 +151,5 @@ def registry_promote(
     canary → production)."""
     from llarapp.registry.aliases import Registry
 
-    move = _run(lambda: Registry(model_name, tracking_uri or None).move(alias, version))
+    move = run_stage(lambda: Registry(model_name, tracking_uri or None).move(alias, version))
     console.print(f"{move.alias}: {move.previous} → {move.version}")

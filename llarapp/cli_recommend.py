@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from llarapp.cli_common import ConfigOpt, SetOpt, ShowOpt, _config, _run, app, console
+from llarapp.cli_common import ConfigOpt, SetOpt, ShowOpt, app, console, run_stage, stage_config
 
 
 @app.command()
@@ -36,10 +36,10 @@ def recommend(
     from llarapp.recommend.config import RecommendConfig
     from llarapp.recommend.playlists import read_playlists
 
-    cfg = _config(RecommendConfig, config, set_, show_config, format=format_,
+    cfg = stage_config(RecommendConfig, config, set_, show_config, format=format_,
                   holdout_last=holdout_last, targets=targets)
     if check is not None:
-        faults = _run(lambda: check_submission(check.read_text(), read_playlists(input_)))
+        faults = run_stage(lambda: check_submission(check.read_text(), read_playlists(input_)))
         for fault in faults:
             console.print(f"[red]invalid:[/red] {fault}", highlight=False)
         if faults:
@@ -49,7 +49,7 @@ def recommend(
     if not bundle or not output:
         console.print("[red]error:[/red] recommend needs --bundle and --output (or --check)")
         raise typer.Exit(2)
-    summary = _run(lambda: run_recommend(cfg, bundle, input_, output))
+    summary = run_stage(lambda: run_recommend(cfg, bundle, input_, output))
     typer.echo(f"{summary['playlists']} playlists in {summary['seconds']} s "
                f"({summary['playlists_per_s']} playlists/s), model {summary['model_version']}"
                f" -> {output}")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from llarapp.cli_common import ConfigOpt, SetOpt, _config, _run, app, console
+from llarapp.cli_common import ConfigOpt, SetOpt, app, console, run_stage, stage_config
 
 rollout_app = typer.Typer(help="Canary rollout: start, status, promote, rollback, auto.",
                           no_args_is_help=True)
@@ -22,8 +22,8 @@ def _rollout(config: Path | None, set_: list[str] | None, dry_run: bool, registr
     from llarapp.rollout.config import RolloutConfig
     from llarapp.rollout.controller import Rollout
 
-    cfg = _config(RolloutConfig, config, set_, False, dry_run=dry_run or None)
-    api = _run(lambda: custom_objects_api(cfg.kube_context))
+    cfg = stage_config(RolloutConfig, config, set_, False, dry_run=dry_run or None)
+    api = run_stage(lambda: custom_objects_api(cfg.kube_context))
     found = None
     if registry:
         from llarapp.registry.aliases import Registry
@@ -60,28 +60,28 @@ def start(
         return rollout.start(release["storage_uri"], release["model_version"],
                              release["version"], percent)
 
-    console.print_json(data=_run(run))
+    console.print_json(data=run_stage(run))
 
 
 @rollout_app.command("status")
 def status(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """The canary share, both versions and readiness (`kubectl get isvc` in JSON)."""
     _, rollout = _rollout(config, set_, False, registry=False)
-    console.print_json(data=_run(rollout.status))
+    console.print_json(data=run_stage(rollout.status))
 
 
 @rollout_app.command("promote")
 def promote(config: ConfigOpt = None, set_: SetOpt = None, dry_run: DryRunOpt = False) -> None:
     """One step up (10 → 50 → 100); at 100 the production alias moves."""
     _, rollout = _rollout(config, set_, dry_run)
-    console.print_json(data=_run(rollout.promote))
+    console.print_json(data=run_stage(rollout.promote))
 
 
 @rollout_app.command("rollback")
 def rollback(config: ConfigOpt = None, set_: SetOpt = None, dry_run: DryRunOpt = False) -> None:
     """canaryTrafficPercent 0: all traffic back on the stable version."""
     _, rollout = _rollout(config, set_, dry_run)
-    console.print_json(data=_run(rollout.rollback))
+    console.print_json(data=run_stage(rollout.rollback))
 
 
 @rollout_app.command("auto")
@@ -92,7 +92,7 @@ def auto(config: ConfigOpt = None, set_: SetOpt = None, dry_run: DryRunOpt = Fal
 
     cfg, rollout = _rollout(config, set_, dry_run)
     signals = PrometheusSignals(cfg.prometheus_url, cfg.namespace, cfg.model_name, cfg.window)
-    result = _run(lambda: rollout.auto(signals))
+    result = run_stage(lambda: rollout.auto(signals))
     console.print_json(data=result)
     if result["action"] == "rolled back":
         raise typer.Exit(1)

@@ -80,10 +80,6 @@ def parse_uri(uri: str | os.PathLike[str]) -> Location:
     return Location("file", "", text)
 
 
-def is_remote(uri: str | os.PathLike[str]) -> bool:
-    return parse_uri(uri).is_s3
-
-
 # ---------------------------------------------------------------- S3 client and retries
 
 

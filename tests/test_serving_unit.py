@@ -131,6 +131,59 @@ def test_serve_config_is_validated(bad, message):
         ServeConfig.from_dict(bad)
 
 
+def serve_cli_flags() -> set[str]:
+    """The ``--flags`` of ``llarapp serve``, as typer builds them."""
+    import typer.main
+
+    from llarapp.cli import app
+
+    command = typer.main.get_command(app).commands["serve"]
+    return {name for p in command.params for name in p.opts if name.startswith("--")}
+
+
+def test_both_server_commands_take_every_setting_spelled_the_same():
+    import dataclasses
+
+    from llarapp.serving.server import parser
+
+    settings = {f"--{f.name}" for f in dataclasses.fields(ServeConfig)} - {"--control_token"}
+    module_flags = {a.option_strings[0] for a in parser()._actions if a.option_strings}
+    assert settings <= module_flags and "--control_token" not in module_flags  # a secret
+    assert serve_cli_flags() == settings | {"--runs", "--config", "--set", "--show-config"}
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], {}),  # nothing given: every default is the dataclass's
+    (["--max_batch_size", "4", "--warmup", "false", "--providers", "rocm,cpu"],
+     {"max_batch_size": 4, "warmup": False, "providers": ["rocm", "cpu"]}),
+    (["--deadline_ms", "250", "--enable_latency_logging", "true", "--grpc_port", "9"],
+     {"deadline_ms": 250.0, "enable_latency_logging": True}),  # kserve's own flags pass
+])
+def test_flags_set_only_what_they_name(monkeypatch, argv, expected):
+    from llarapp.serving.server import config_from_args
+
+    monkeypatch.delenv("LLARAPP_PROVIDERS", raising=False)
+    assert config_from_args(argv) == ServeConfig(**expected)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--max_batch_size", "four"], "--max_batch_size takes an integer"),
+    (["--warmup", "maybe"], "--warmup takes true or false"),
+    (["--max_batch_size", "0"], "max_batch_size"),
+])
+def test_a_bad_flag_is_one_clear_error_from_either_command(tmp_path, argv, message):
+    from typer.testing import CliRunner
+
+    from llarapp.cli import app
+    from llarapp.serving.server import config_from_args
+
+    with pytest.raises((SystemExit, ConfigError)):
+        config_from_args(argv)
+    result = CliRunner().invoke(app, ["serve", "--model_dir", str(tmp_path), *argv,
+                                      "--show-config"])
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
 @pytest.mark.parametrize("workers, threads, cores, expected", [
     (1, 0, 2, 2), (2, 0, 2, 1), (3, 0, 2, 1), (2, 0, 16, 8), (2, 3, 16, 3),
 ])

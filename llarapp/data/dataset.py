@@ -22,7 +22,7 @@ def seen_mask(track_idx: np.ndarray, num_tracks: int) -> np.ndarray:
 
 
 @dataclass
-class _Artifact:
+class StageArtifact:
     """A stage's artifact folder, checked against its manifest's kind when loaded."""
 
     KIND: ClassVar[str]
@@ -38,7 +38,7 @@ class _Artifact:
 
 
 @dataclass
-class Dataset(_Artifact):
+class Dataset(StageArtifact):
     """The ingest artifact: playlists, tracks and interactions tables."""
 
     KIND: ClassVar[str] = "dataset"
@@ -68,7 +68,7 @@ class Dataset(_Artifact):
 
 
 @dataclass
-class Split(_Artifact):
+class Split(StageArtifact):
     """The split artifact: train interactions, held-out playlists, cold tracks."""
 
     KIND: ClassVar[str] = "split"

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import torch
 
-from llarapp.data.dataset import _Artifact
+from llarapp.data.dataset import StageArtifact
 from llarapp.llara.backbone import Backbone, load_pretrained, load_tokenizer
 from llarapp.llara.config import LlaraConfig, num_features
 from llarapp.llara.lora import load_adapter
@@ -15,7 +15,7 @@ from llarapp.llara.model import LlaraRanker
 
 
 @dataclass
-class LlaraArtifact(_Artifact):
+class LlaraArtifact(StageArtifact):
     KIND: ClassVar[str] = "llara"
 
     @property

@@ -18,7 +18,7 @@ slice of their training rows; the same held-out warm tracks score the tag classi
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cached_property, partial
 from typing import Any, ClassVar
 
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from llarapp.artifacts import write_manifest
 from llarapp.config import StageConfig, require
-from llarapp.data.dataset import Dataset, Split, _Artifact
+from llarapp.data.dataset import Dataset, Split, StageArtifact
 from llarapp.eval.plots import save_bars, save_curves
 from llarapp.models.graph import GraphVectors, TitleNeighbours
 from llarapp.models.mlp import FitConfig, Fitted, apply_numpy, fit_mlp, predict, to_numpy_weights
@@ -42,12 +42,11 @@ CATALOGUE_COLUMNS = ["track_idx", "track_uri", "track_name", "artist_name", "alb
 
 
 @dataclass
-class ColdMapperConfig(StageConfig):
-    hidden: int = 256
+class ColdMapperConfig(StageConfig, FitConfig):
+    """FitConfig's fields (hidden, epochs, lr, weight_decay, batch_size, seed) train both
+    mappers and the tagger; fewer epochs than FitConfig's default suffice here."""
+
     epochs: int = 30
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    batch_size: int = 512
     holdout_fraction: float = 0.1
     tag_vocab: int = 40
     tag_min_share: float = 0.3
@@ -57,7 +56,6 @@ class ColdMapperConfig(StageConfig):
     title_query: str = "knn"  # or "mlp"
     title_neighbours: int = 100
     title_temperature: float = 0.1
-    seed: int = 0
     device: str = "auto"
 
     def validate(self) -> None:
@@ -74,8 +72,8 @@ class ColdMapperConfig(StageConfig):
         require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}")
 
     def fit_config(self, seed_offset: int) -> FitConfig:
-        return FitConfig(self.hidden, self.epochs, self.lr, self.weight_decay,
-                         self.batch_size, self.seed + seed_offset)
+        values = {f.name: getattr(self, f.name) for f in fields(FitConfig)}
+        return FitConfig(**{**values, "seed": self.seed + seed_offset})
 
 
 def holdout_mask(count: int, fraction: float, seed: int) -> np.ndarray:
@@ -132,7 +130,7 @@ def graph_vectors_for_all(mappers: Mappers, text: TextEmbeddings, graph: GraphVe
 
 
 @dataclass
-class ColdMapper(_Artifact):
+class ColdMapper(StageArtifact):
     """The cold_mapper artifact: graph vectors for every track, mappers, the catalogue."""
 
     KIND: ClassVar[str] = "cold-mapper"

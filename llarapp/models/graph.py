@@ -24,7 +24,7 @@ from typing import ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from llarapp.data.dataset import _Artifact
+from llarapp.data.dataset import StageArtifact
 from llarapp.models.retrieval import kept_entries
 
 
@@ -97,7 +97,7 @@ class GraphVectors:
 
 
 @dataclass
-class GraphEmbeddings(_Artifact):
+class GraphEmbeddings(StageArtifact):
     """The lightgcn artifact: its :class:`GraphVectors`, weights, curves."""
 
     KIND: ClassVar[str] = "lightgcn"

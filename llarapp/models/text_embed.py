@@ -13,7 +13,7 @@ import pandas as pd
 
 from llarapp.artifacts import write_manifest
 from llarapp.config import StageConfig, require
-from llarapp.data.dataset import Dataset, _Artifact
+from llarapp.data.dataset import Dataset, StageArtifact
 from llarapp.data.texts import item_texts, playlist_texts
 from llarapp.models.text_encoder import DEFAULT_ENCODER, POOLING, TextEncoder
 from llarapp.models.torch_utils import DEVICES
@@ -37,7 +37,7 @@ class TextEmbedConfig(StageConfig):
 
 
 @dataclass
-class TextEmbeddings(_Artifact):
+class TextEmbeddings(StageArtifact):
     """The text_embed artifact: ``items`` (tracks × dim) and title vectors by pid."""
 
     KIND: ClassVar[str] = "text-embeddings"

@@ -29,7 +29,7 @@ from llarapp.errors import BundleError, InvalidRequestError
 from llarapp.serving import metrics
 from llarapp.serving.batching import Batcher
 from llarapp.serving.bundle import Bundle
-from llarapp.serving.config import ServeConfig
+from llarapp.serving.config import ServeConfig, add_flags, given_flags
 from llarapp.serving.drift import REFERENCE_FILE, DriftMonitor, Reference
 from llarapp.serving.engine import Engine, Request, Response
 from llarapp.serving.http import LlaraRESTServer
@@ -187,63 +187,16 @@ class LlaraModelServer(ModelServer):
         super().stop(sig)
 
 
-LIMIT_FLAGS = {  # README "Limits and failure behaviour" says what a client sees for each
-    "max_queued": "playlists waiting for the engine; beyond, 429 with Retry-After",
-    "deadline_ms": "queue wait plus compute per request; beyond, 504",
-    "max_body_bytes": "request body size; beyond, 413 before the body is read",
-    "max_texts": "texts to encode per request (titles + tracks with metadata); beyond, 400",
-    "max_recommendations": "sum of k over a request's instances; beyond, 400",
-    "grace_period_s": "on SIGTERM, how long in-flight requests may finish",
-}
-
-
 def parser() -> argparse.ArgumentParser:
-    from kserve.model_server import parser as kserve_parser
-
-    out = argparse.ArgumentParser(parents=[kserve_parser], conflict_handler="resolve",
-                                  description="LLaRA++ KServe model server")
-    defaults = ServeConfig()
-    out.add_argument("--model_name", default=defaults.model_name)
-    out.add_argument("--model_dir", default="",
-                     help="bundle folder or s3:// prefix (default: $STORAGE_URI, then "
-                          "/mnt/models)")
-    out.add_argument("--http_host", default=defaults.http_host,
-                     help="0.0.0.0 in containers; 127.0.0.1 (default) for local runs")
-    out.add_argument("--http_port", type=int, default=defaults.http_port)
-    out.add_argument("--precision", default=defaults.precision, choices=("int8", "fp32"))
-    out.add_argument("--providers", default=",".join(defaults.providers),
-                     help="onnxruntime providers, e.g. cpu, rocm,cpu, cuda,cpu or auto")
-    out.add_argument("--workers", type=int, default=defaults.workers,
-                     help="server processes, each loading the bundle (spawned)")
-    out.add_argument("--threads", type=int, default=0,
-                     help="onnxruntime threads per worker (default: CPUs / workers)")
-    out.add_argument("--max_batch_size", type=int, default=defaults.max_batch_size,
-                     help="1 turns batching off")
-    out.add_argument("--max_wait_ms", type=float, default=defaults.max_wait_ms)
-    for name, help_ in LIMIT_FLAGS.items():
-        out.add_argument(f"--{name}", type=type(getattr(defaults, name)),
-                         default=getattr(defaults, name), help=help_)
-    out.add_argument("--no_warmup", action="store_true")
-    out.add_argument("--drift_window", type=int, default=defaults.drift_window,
-                     help="recent requests compared with the training reference")
-    out.add_argument("--drift_min_requests", type=int, default=defaults.drift_min_requests)
-    out.add_argument("--enable_latency_logging", type=lambda x: x.lower() in ("1", "true"),
-                     default=False, help="kserve's per-request latency log line")
-    return out
+    """Our flags, generated from :class:`ServeConfig`."""
+    return add_flags(argparse.ArgumentParser(description="LLaRA++ KServe model server"))
 
 
 def config_from_args(argv: list[str] | None = None) -> ServeConfig:
+    """Flags of kserve's own server that ours do not serve (``--grpc_port``, …) are
+    accepted and ignored, as KServe may pass them."""
     args, _ = parser().parse_known_args(argv)
-    return ServeConfig(model_name=args.model_name, model_dir=args.model_dir,
-                       http_host=args.http_host, http_port=args.http_port,
-                       precision=args.precision, providers=args.providers,
-                       workers=args.workers, threads=args.threads,
-                       max_batch_size=args.max_batch_size,
-                       max_wait_ms=args.max_wait_ms, warmup=not args.no_warmup,
-                       drift_window=args.drift_window,
-                       drift_min_requests=args.drift_min_requests,
-                       enable_latency_logging=args.enable_latency_logging,
-                       **{name: getattr(args, name) for name in LIMIT_FLAGS})
+    return ServeConfig(**given_flags(args))
 
 
 def configure_logging() -> None:
