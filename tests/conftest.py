@@ -178,6 +178,29 @@ def bundle(trained_llara, llara_sources, text_embeddings, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def shuffled(bundle, tmp_path_factory):
+    """The bundle with its item vectors shuffled: it recommends about at random."""
+    import shutil
+
+    import numpy as np
+
+    from llarapp.serving.bundle import MANIFEST, Bundle, file_table
+
+    folder = tmp_path_factory.mktemp("shuffled") / "bundle"
+    shutil.copytree(bundle.folder, folder)
+    rng = np.random.default_rng(0)
+    for name in ("vectors/item_graph.npy", "vectors/item_text.npy",
+                 "vectors/lightgcn_items.npy"):
+        vectors = np.load(folder / name)
+        np.save(folder / name, vectors[rng.permutation(len(vectors))])
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["files"] = file_table(folder)
+    manifest["model_version"] += "-shuffled"
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    return Bundle.load(folder)
+
+
+@pytest.fixture(scope="session")
 def server(bundle):
     """The real model server on localhost, serving the tiny bundle."""
     from llarapp.serving.launch import ServerProcess

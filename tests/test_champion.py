@@ -1,33 +1,12 @@
 """The champion gate: the candidate against the registered production (else staging)
 version, on the same test playlists, with paired bootstrap intervals."""
 
-import json
-import shutil
-
 import numpy as np
 import pytest
 
 from llarapp.eval.champion import bootstrap, compare_with_champion, find_champion
 from llarapp.registry.aliases import Registry
 from llarapp.registry.register import RegisterConfig, run_register
-from llarapp.serving.bundle import MANIFEST, Bundle, file_table
-
-
-@pytest.fixture(scope="module")
-def shuffled(bundle, tmp_path_factory):
-    """The bundle with its item vectors shuffled: it recommends about at random."""
-    folder = tmp_path_factory.mktemp("shuffled") / "bundle"
-    shutil.copytree(bundle.folder, folder)
-    rng = np.random.default_rng(0)
-    for name in ("vectors/item_graph.npy", "vectors/item_text.npy",
-                 "vectors/lightgcn_items.npy"):
-        vectors = np.load(folder / name)
-        np.save(folder / name, vectors[rng.permutation(len(vectors))])
-    manifest = json.loads((folder / MANIFEST).read_text())
-    manifest["files"] = file_table(folder)
-    manifest["model_version"] += "-shuffled"
-    (folder / MANIFEST).write_text(json.dumps(manifest))
-    return Bundle.load(folder)
 
 
 def registered_as(tmp_path, folder, alias):
