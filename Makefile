@@ -84,7 +84,7 @@ test: $(STAMP) $(SMOLLM2) monitoring-tools browser-tools
 
 compile: $(STAMP)
 	$(VENV)/bin/llarapp pipeline compile -o build/training_pipeline.yaml $(ARGS)
-	$(VENV)/bin/llarapp pipeline compile -p hpo -o build/hpo_pipeline.yaml $(ARGS)
+	$(VENV)/bin/llarapp pipeline compile -p tune -o build/tune_pipeline.yaml $(ARGS)
 
 notebooks-clean: $(STAMP)
 	$(PY) notebooks/clear_outputs.py notebooks/*.ipynb

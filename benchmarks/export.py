@@ -31,9 +31,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from llara_ablations import ARTIFACTS, latest_run  # noqa: E402
 
 from llarapp.config import parse_overrides  # noqa: E402
-from llarapp.export.bundle import run_export  # noqa: E402
 from llarapp.export.config import ExportConfig  # noqa: E402
-from llarapp.llara.artifact import LlaraArtifact  # noqa: E402
+from llarapp.export.stage import run_export  # noqa: E402
+from llarapp.llara.checkpoint import LlaraArtifact  # noqa: E402
 from llarapp.llara.examples import Sources  # noqa: E402
 from llarapp.models.text_embed import TextEmbeddings  # noqa: E402
 from llarapp.serving.runtime import session  # noqa: E402

@@ -28,11 +28,11 @@ REAL = Path(os.environ.get("LLARAPP_SHARED_DATA", REPO.parent / "shared" / "data
 
 def measure_once(source: str, workers: int) -> dict:
     """Runs inside the child process: ingest once and report time and memory."""
-    from llarapp.data.ingest import IngestConfig, ingest
+    from llarapp.data.ingest import IngestConfig, run_ingest
 
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        manifest = ingest(IngestConfig(input=source, workers=workers, lyrics="none"),
+        manifest = run_ingest(IngestConfig(input=source, workers=workers, lyrics="none"),
                           Path(tmp) / "dataset")
         seconds = time.perf_counter() - started
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -62,12 +62,12 @@ def run_child(source: Path, workers: int) -> dict:
 
 
 def synthetic_source(cache: Path, count: int) -> Path:
-    from llarapp.data.synth import SynthConfig, synthesize
+    from llarapp.data.synth import SynthConfig, run_synth
 
     folder = cache / f"synthetic-{count}"
     if not (folder / "manifest.json").is_file():
         print(f"generating {count} synthetic playlists into {folder} (once) ...", flush=True)
-        synthesize(SynthConfig(num_playlists=count, seed=0, lyrics_fraction=0), folder)
+        run_synth(SynthConfig(num_playlists=count, seed=0, lyrics_fraction=0), folder)
     return folder
 
 

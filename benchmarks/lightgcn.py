@@ -52,13 +52,13 @@ def synthetic_graph(playlists: int, tracks: int, edges: int, seed: int = 0) -> d
 
 def real_graph() -> dict:
     from llarapp.data.dataset import Dataset, Split
-    from llarapp.data.ingest import IngestConfig, ingest
-    from llarapp.data.split import SplitConfig, make_split
+    from llarapp.data.ingest import IngestConfig, run_ingest
+    from llarapp.data.split import SplitConfig, run_split
 
     root = CACHE / "mpd-popular"
     if not (root / "split" / "manifest.json").is_file():
-        ingest(IngestConfig(input=str(REAL), lyrics="none"), root / "dataset")
-        make_split(SplitConfig(), Dataset.load(root / "dataset"), root / "split")
+        run_ingest(IngestConfig(input=str(REAL), lyrics="none"), root / "dataset")
+        run_split(SplitConfig(), Dataset.load(root / "dataset"), root / "split")
     train = Split.load(root / "split").train
     return {"pid": train["pid"].to_numpy(), "track_idx": train["track_idx"].to_numpy(),
             "num_items": Dataset.load(root / "dataset").num_tracks}

@@ -67,14 +67,14 @@ class AllRanking:
     @classmethod
     def build(cls, known: pd.DataFrame, targets: pd.DataFrame, shape: tuple[int, int]
               ) -> AllRanking:
-        from llarapp.models.retrieval import interaction_matrix
+        from llarapp.models.recommendations import interaction_matrix
 
         return cls(*(interaction_matrix(f["pid"].to_numpy(), f["track_idx"].to_numpy(), shape)
                      for f in (known, targets)))
 
     def metrics(self, vectors, k: int = K) -> tuple[float, float]:
         from llarapp.eval.metrics import ndcg_at_k, recall_at_k
-        from llarapp.models.retrieval import top_n
+        from llarapp.models.recommendations import top_n
 
         row_of = {pid: row for row, pid in enumerate(vectors.playlist_pids)}
         users = np.flatnonzero(np.diff(self.targets.indptr) > 0)

@@ -24,13 +24,13 @@ import torch
 
 from llarapp.config import parse_overrides
 from llarapp.eval.plots import save_grid
-from llarapp.llara.artifact import LlaraArtifact
 from llarapp.llara.backbone import Backbone
+from llarapp.llara.checkpoint import LlaraArtifact
 from llarapp.llara.config import SCHEDULES, LlaraConfig
-from llarapp.llara.evaluate import FEATURE_HEAD, LlaraEvalConfig, evaluate_llara
+from llarapp.llara.eval_llara import FEATURE_HEAD, LlaraEvalConfig, run_eval_llara
 from llarapp.llara.examples import Sources
 from llarapp.llara.pretrain import domain_pretrain, playlist_documents
-from llarapp.llara.train import run_train_llara
+from llarapp.llara.stage import run_llara
 from llarapp.models.torch_utils import resolve_device, seed_everything
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,9 +88,9 @@ def main() -> None:
     for schedule in args.schedules:
         cfg = base.replace(schedule=schedule, backbone=str(backbone), pretrain=False)
         started = time.perf_counter()
-        manifest = run_train_llara(cfg, sources, out / schedule)
+        manifest = run_llara(cfg, sources, out / schedule)
         seconds = time.perf_counter() - started
-        result = evaluate_llara(LlaraEvalConfig(track=False, device=cfg.device),
+        result = run_eval_llara(LlaraEvalConfig(track=False, device=cfg.device),
                                 LlaraArtifact.load(out / schedule), sources,
                                 out / f"{schedule}-eval")
         table = pd.DataFrame(result["candidates"])

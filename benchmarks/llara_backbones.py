@@ -40,10 +40,10 @@ import torch
 from llarapp.config import parse_overrides
 from llarapp.eval.plots import save_grid
 from llarapp.llara.config import SMOLLM2, LlaraConfig
-from llarapp.llara.evaluate import candidate_table, llara_list_scorer, score_examples
+from llarapp.llara.eval_llara import candidate_table, llara_list_scorer, score_examples
 from llarapp.llara.model import FeatureHead
 from llarapp.llara.prompts import Example
-from llarapp.llara.train import build_ranker, listwise_loss, prefit_feature_head, train_ranker
+from llarapp.llara.stage import build_ranker, listwise_loss, prefit_feature_head, train_ranker
 from llarapp.models.torch_utils import resolve_device, seed_everything
 from llarapp.rerank.features import FEATURES
 from llarapp.rerank.lists import RetrievedLists, list_metrics
@@ -100,7 +100,7 @@ def named_items(examples: list[Example], lists: RetrievedLists, history_len: int
 def build_pack(run: Path, overrides: dict, out: Path) -> None:
     from llara_ablations import ARTIFACTS  # benchmarks/ is the script's folder
 
-    from llarapp.llara.evaluate import LlaraEvalConfig, baseline_scores, segments_of
+    from llarapp.llara.eval_llara import LlaraEvalConfig, baseline_scores, segments_of
     from llarapp.llara.examples import ExampleFactory, Sources
     from llarapp.llara.pretrain import playlist_documents
     from llarapp.models.text_encoder import resolve_encoder

@@ -38,7 +38,7 @@ from llarapp.models.hybrid_index import (  # noqa: E402
     HybridForm,
     HybridIndex,
 )
-from llarapp.models.retrieval import top_n  # noqa: E402
+from llarapp.models.recommendations import top_n  # noqa: E402
 from llarapp.serving.bundle import Bundle  # noqa: E402
 from llarapp.serving.engine import Engine, Request  # noqa: E402
 

@@ -23,8 +23,7 @@ def evaluate(dataset: Input[Dataset], splits: Input[Dataset],
     from llarapp.data.dataset import Dataset as LoadedDataset
     from llarapp.data.dataset import Split
     from llarapp.eval.champion import compare_with_champion
-    from llarapp.eval.evaluate import EvaluateConfig
-    from llarapp.eval.evaluate import evaluate as run_evaluate
+    from llarapp.eval.evaluate import EvaluateConfig, run_evaluate
     from llarapp.eval.sections import llara_section, quantization_section, rankers_section
     from llarapp.eval.served_gate import served_ranking_gate
     from llarapp.serving.bundle import Bundle

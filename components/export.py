@@ -17,9 +17,9 @@ def export(model: Input[Model], evaluation: Input[Dataset], dataset: Input[Datas
     import shutil
     from pathlib import Path
 
-    from llarapp.export.bundle import run_export
     from llarapp.export.config import ExportConfig
-    from llarapp.llara.artifact import LlaraArtifact
+    from llarapp.export.stage import run_export
+    from llarapp.llara.checkpoint import LlaraArtifact
     from llarapp.llara.examples import Sources
     from llarapp.models.text_embed import TextEmbeddings
 

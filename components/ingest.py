@@ -7,8 +7,7 @@ from components.image import component
 
 @component
 def ingest(slices: Input[Dataset], dataset: Output[Dataset], strict: bool = False):
-    from llarapp.data.ingest import IngestConfig
-    from llarapp.data.ingest import ingest as run_ingest
+    from llarapp.data.ingest import IngestConfig, run_ingest
     from llarapp.data.source import source_uri
 
     manifest = run_ingest(IngestConfig(input=source_uri(slices.path), strict=strict),

@@ -1,6 +1,6 @@
-"""llara: domain pre-training, curriculum prompt tuning with LoRA; then eval-llara."""
+"""llara: domain pre-training, then curriculum prompt tuning with LoRA."""
 
-from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import Dataset, Input, Model, Output
 
 from components.image import component
 
@@ -14,41 +14,13 @@ def llara(dataset: Input[Dataset], splits: Input[Dataset], embeddings: Input[Dat
           tracking_uri: str = "", experiment: str = "llarapp"):
     from llarapp.llara.config import LlaraConfig
     from llarapp.llara.examples import Sources
-    from llarapp.llara.train import run_train_llara
+    from llarapp.llara.stage import run_llara
 
     cfg = LlaraConfig(backbone=backbone, steps=steps, pretrain_steps=pretrain_steps,
                       schedule=schedule, finetune=finetune, seed=seed,
                       tracking_uri=tracking_uri, experiment=experiment)
     sources = Sources.load(dataset.path, splits.path, embeddings.path, graph.path, mapper.path,
                            retrieved.path)
-    manifest = run_train_llara(cfg, sources, model.path)
+    manifest = run_llara(cfg, sources, model.path)
     model.metadata.update({"backbone": manifest["backbone"], "schedule": schedule,
                            **manifest["summary"]})
-
-
-@component
-def eval_llara(model: Input[Model], dataset: Input[Dataset], splits: Input[Dataset],
-               embeddings: Input[Dataset], graph: Input[Model], mapper: Input[Model],
-               retrieved: Input[Dataset], evaluation: Output[Dataset],
-               metrics: Output[Metrics], summary: Output[Markdown],
-               tracking_uri: str = "", experiment: str = "llarapp"):
-    import shutil
-    from pathlib import Path
-
-    from llarapp.llara.artifact import LlaraArtifact
-    from llarapp.llara.evaluate import LlaraEvalConfig, evaluate_llara
-    from llarapp.llara.examples import Sources
-
-    sources = Sources.load(dataset.path, splits.path, embeddings.path, graph.path, mapper.path,
-                           retrieved.path)
-    result = evaluate_llara(LlaraEvalConfig(tracking_uri=tracking_uri, experiment=experiment),
-                            LlaraArtifact.load(model.path), sources, evaluation.path)
-    for row in result["candidates"]:
-        if row["segment"] in ("all", "cold_target"):
-            metrics.log_metric(f"{row['model']}.{row['segment']}.hr_at_1", row["hr@1"])
-    for name, value in {**result["position_bias"], **result["rerank"]}.items():
-        metrics.log_metric(name.replace("@", "_at_"), value)
-    for row in result["rankers"]["table"]:
-        metrics.log_metric(f"{row['split']}.{row['ranker']}.ndcg_at_10", row["ndcg@10"])
-    evaluation.metadata["ranker"] = result["rankers"]["ranker"]
-    shutil.copyfile(Path(evaluation.path) / "metrics.md", summary.path)

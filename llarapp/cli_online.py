@@ -12,7 +12,7 @@ from llarapp.cli_common import (
     DatasetOpt,
     SetOpt,
     ShowOpt,
-    SplitOpt,
+    SplitsOpt,
     app,
     run_stage,
     stage_config,
@@ -23,7 +23,7 @@ ReportOpt = Annotated[Path, typer.Option("--output", "-o", help="Report folder."
 
 @app.command()
 def simulate(
-    dataset: DatasetOpt, split_dir: SplitOpt, output: ReportOpt = Path("runs/simulate"),
+    dataset: DatasetOpt, splits: SplitsOpt, output: ReportOpt = Path("runs/simulate"),
     url: Annotated[str | None, typer.Option(help="Model server, e.g. http://127.0.0.1:8080 "
                                                  "or the cluster ingress.")] = None,
     host_header: Annotated[str | None, typer.Option(
@@ -46,7 +46,7 @@ def simulate(
                   limit=limit, concurrency=concurrency, rate=rate, pushgateway=pushgateway)
 
     def run() -> dict:
-        replays = replay_stream(Dataset.load(dataset), Split.load(split_dir), cfg.split,
+        replays = replay_stream(Dataset.load(dataset), Split.load(splits), cfg.split,
                                 cfg.limit, cfg.k, cfg.seed)
         scored = score(run_simulate(cfg, replays), cfg.k)
         return write_report(output, scored, replays, cfg.to_dict())

@@ -17,7 +17,7 @@ registry_app = typer.Typer(help="The MLflow model registry: versions and aliases
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(registry_app, name="registry")
 
-PipelineOpt = Annotated[str, typer.Option("--pipeline", "-p", help="training, hpo or batch.")]
+PipelineOpt = Annotated[str, typer.Option("--pipeline", "-p", help="training, tune or batch.")]
 PlatformOpt = Annotated[Path | None, typer.Option(
     "--platform", help="PlatformConfig YAML: GPU label, secrets, endpoints, resources.")]
 ModelNameOpt = Annotated[str, typer.Option("--model-name", help="Registered model name.")]

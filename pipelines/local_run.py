@@ -24,15 +24,15 @@ from llarapp.tracking import default_tracking_uri
 from pipelines.console import ANSI, stage_console
 
 console = Console(width=None if os.isatty(1) else 110, soft_wrap=True)
-PIPELINES = ("training", "hpo", "batch")
+PIPELINES = ("training", "tune", "batch")
 
 
 def build_pipeline(name: str, platform: Any = None):
     """The pipeline called ``name`` with ``platform`` (a PlatformConfig) on every task."""
     if name not in PIPELINES:
         raise ConfigError(f"unknown pipeline {name!r}; choose one of {', '.join(PIPELINES)}")
-    if name == "hpo":
-        from pipelines.hpo import build_hpo_pipeline as build
+    if name == "tune":
+        from pipelines.tune import build_tune_pipeline as build
     elif name == "batch":
         from pipelines.batch import build_batch_pipeline as build
     else:
@@ -54,7 +54,7 @@ def pipeline_arguments(data: str | None, workdir: Path, overrides: list[str],
     params = inspect.signature(local_pipeline(pipeline).pipeline_func).parameters
     arguments: dict[str, Any] = {"data_uri": data or "",
                                  "tracking_uri": default_tracking_uri(workdir)}
-    if pipeline == "hpo":
+    if pipeline == "tune":
         arguments["storage"] = f"sqlite:///{workdir.resolve() / 'optuna.db'}"
     for key, value in parse_overrides(overrides).items():
         if key not in params:
@@ -96,7 +96,7 @@ def run_locally(data: str | None = None, workdir: Path = Path("runs"),
             raise
         raise PipelineError(f"{ANSI.sub('', str(exc))} Its error is above; the full log is "
                             f"{log}. Fix it and run again") from None
-    if pipeline == "hpo":
+    if pipeline == "tune":
         console.print(f"best parameters: {task.output}")
         console.print(f"study: {arguments['storage']}")
         console.print(f"finished in {time.monotonic() - started:.0f} s")
@@ -161,7 +161,7 @@ def summarise_training_run(evaluation: Path) -> dict[str, Any]:
 
 def summarise_batch_run(output: Path) -> dict[str, Any]:
     """Print what was scored, by which model version, where it went, and its metrics."""
-    from llarapp.artifacts import read_manifest
+    from llarapp.manifest import read_manifest
 
     summary = read_manifest(output)
     console.print(f"scored:    {summary['playlists']} playlists in {summary['shards']} shards "

@@ -15,8 +15,8 @@ from kfp.dsl import PipelineTask
 from llarapp.config import StageConfig, require
 
 # Stages with side effects outside their own artifacts: never served from the cache.
-UNCACHED = ("register", "deploy", "hpo-study", "hpo-worker", "hpo-summary")
-GPU_STAGES = ("text-embed", "lightgcn", "llara", "eval-llara", "export", "hpo-worker")
+UNCACHED = ("register", "deploy", "tune-study", "tune-worker", "tune-summary")
+GPU_STAGES = ("text-embed", "lightgcn", "llara", "eval-llara", "export", "tune-worker")
 
 
 def _default_resources() -> dict[str, list[str]]:
@@ -25,8 +25,8 @@ def _default_resources() -> dict[str, list[str]]:
             "baselines": ["2", "8Gi"], "text-embed": ["4", "8Gi"], "lightgcn": ["4", "16Gi"],
             "cold-mapper": ["2", "8Gi"], "retrieve": ["2", "8Gi"], "llara": ["8", "32Gi"],
             "eval-llara": ["4", "16Gi"], "export": ["4", "16Gi"], "evaluate": ["2", "8Gi"],
-            "register": ["1", "2Gi"], "deploy": ["500m", "1Gi"], "hpo-study": ["500m", "1Gi"],
-            "hpo-worker": ["4", "16Gi"], "hpo-summary": ["500m", "1Gi"],
+            "register": ["1", "2Gi"], "deploy": ["500m", "1Gi"], "tune-study": ["500m", "1Gi"],
+            "tune-worker": ["4", "16Gi"], "tune-summary": ["500m", "1Gi"],
             "recommend-bundle": ["500m", "1Gi"], "recommend-shards": ["1", "4Gi"],
             "recommend": ["2", "8Gi"], "recommend-merge": ["1", "8Gi"]}
 

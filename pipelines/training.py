@@ -15,11 +15,12 @@ from kfp.dsl import Dataset
 from components.baselines import baselines
 from components.cold_mapper import cold_mapper
 from components.deploy import deploy
+from components.eval_llara import eval_llara
 from components.evaluate import evaluate
 from components.export import export
 from components.ingest import ingest
 from components.lightgcn import lightgcn
-from components.llara import eval_llara, llara
+from components.llara import llara
 from components.register import register
 from components.retrieve import retrieve
 from components.split import split

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from llarapp.data.dataset import Dataset, Split
-from llarapp.data.ingest import IngestConfig, ingest
-from llarapp.data.split import SplitConfig, make_split
-from llarapp.data.synth import SynthConfig, synthesize
+from llarapp.data.ingest import IngestConfig, run_ingest
+from llarapp.data.split import SplitConfig, run_split
+from llarapp.data.synth import SynthConfig, run_synth
 from llarapp.serving.launch import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,21 +28,21 @@ def shared_data(name: str) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_slices(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "slices"
-    synthesize(SynthConfig(num_playlists=600, slice_size=200, seed=7), out)
+    run_synth(SynthConfig(num_playlists=600, slice_size=200, seed=7), out)
     return out
 
 
 @pytest.fixture(scope="session")
 def synthetic_dataset(synthetic_slices, tmp_path_factory) -> Dataset:
     out = tmp_path_factory.mktemp("dataset") / "dataset"
-    ingest(IngestConfig(input=str(synthetic_slices), workers=1), out)
+    run_ingest(IngestConfig(input=str(synthetic_slices), workers=1), out)
     return Dataset.load(out)
 
 
 @pytest.fixture(scope="session")
 def synthetic_split(synthetic_dataset, tmp_path_factory) -> Split:
     out = tmp_path_factory.mktemp("split") / "split"
-    make_split(SplitConfig(seed=3), synthetic_dataset, out)
+    run_split(SplitConfig(seed=3), synthetic_dataset, out)
     return Split.load(out)
 
 
@@ -148,12 +148,12 @@ def llara_sources(synthetic_dataset, synthetic_split, text_embeddings, graph_emb
 def trained_llara(llara_sources, tmp_path_factory):
     """A tiny LLaRA trained for a few steps (LoRA, curriculum), saved as an artifact."""
     from llarapp.llara.config import LlaraConfig
-    from llarapp.llara.train import run_train_llara
+    from llarapp.llara.stage import run_llara
 
     root = tmp_path_factory.mktemp("llara")
     cfg = LlaraConfig(**{**TINY_LLARA, "track": True,
                          "tracking_uri": f"sqlite:///{root / 'mlflow.db'}"})
-    run_train_llara(cfg, llara_sources, root / "llara")
+    run_llara(cfg, llara_sources, root / "llara")
     return root / "llara"
 
 
@@ -166,9 +166,9 @@ TINY_EXPORT = {"eval_prompts": 24, "latency_batches": [1, 4], "latency_repeats":
 
 @pytest.fixture(scope="session")
 def bundle(trained_llara, llara_sources, text_embeddings, tmp_path_factory):
-    from llarapp.export.bundle import run_export
     from llarapp.export.config import ExportConfig
-    from llarapp.llara.artifact import LlaraArtifact
+    from llarapp.export.stage import run_export
+    from llarapp.llara.checkpoint import LlaraArtifact
     from llarapp.serving.bundle import Bundle
 
     out = tmp_path_factory.mktemp("export") / "bundle"

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from llarapp.models.baselines import BaselineRecommender, BaselinesConfig, run_baselines
-from llarapp.models.retrieval import seed_matrix, title_tokens, top_n
+from llarapp.models.recommendations import seed_matrix, title_tokens, top_n
 
 # Two rock playlists share tracks 0-2, two jazz playlists share tracks 3-5.
 TRAIN = pd.DataFrame({"pid": [1, 1, 1, 2, 2, 3, 3, 4, 4, 4],

@@ -86,13 +86,13 @@ def baseline_recs(synthetic_dataset, synthetic_split, tmp_path_factory):
 def test_the_report_opens_with_the_verdict_and_why(bundle, shuffled, synthetic_dataset,
                                                    synthetic_split, baseline_recs, tmp_path,
                                                    worse):
-    from llarapp.eval.evaluate import EvaluateConfig, evaluate
+    from llarapp.eval.evaluate import EvaluateConfig, run_evaluate
     from llarapp.eval.served_gate import REFUSED
 
     champion, candidate = (bundle, shuffled) if worse else (shuffled, bundle)
     uri = registered_as(tmp_path, champion.folder, "production")
     comparison = compare(candidate, synthetic_dataset, synthetic_split, uri)
-    result = evaluate(EvaluateConfig(track=False, gate_model="popularity"), synthetic_dataset,
+    result = run_evaluate(EvaluateConfig(track=False, gate_model="popularity"), synthetic_dataset,
                       synthetic_split, [baseline_recs], tmp_path / "eval",
                       champion=comparison,
                       manifest=candidate.manifest)

@@ -10,7 +10,7 @@ def test_help_lists_every_stage():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
     for command in ("synth", "ingest", "split", "baselines", "evaluate", "pipeline",
-                    "text-embed", "train-lightgcn", "cold-mapper", "retrieve", "tune",
+                    "text-embed", "lightgcn", "cold-mapper", "retrieve", "tune",
                     "register", "deploy", "registry"):
         assert command in result.output
 
@@ -32,9 +32,9 @@ def test_stages_chain_through_the_cli(tmp_path):
         ["synth", "-o", f"{tmp_path}/slices", "--playlists", "200", "--seed", "1"],
         ["ingest", "-i", f"{tmp_path}/slices", "-o", f"{tmp_path}/dataset"],
         ["split", "-d", f"{tmp_path}/dataset", "-o", f"{tmp_path}/split"],
-        ["baselines", "-d", f"{tmp_path}/dataset", "--split", f"{tmp_path}/split",
+        ["baselines", "-d", f"{tmp_path}/dataset", "--splits", f"{tmp_path}/split",
          "-o", f"{tmp_path}/recs"],
-        ["evaluate", "-d", f"{tmp_path}/dataset", "--split", f"{tmp_path}/split",
+        ["evaluate", "-d", f"{tmp_path}/dataset", "--splits", f"{tmp_path}/split",
          "-r", f"{tmp_path}/recs", "-o", f"{tmp_path}/eval", "--set", "track=false"],
     ]
     for step in steps:
@@ -54,10 +54,10 @@ def test_bad_inputs_exit_2_with_a_message(args, message, tmp_path):
 
 def test_model_stages_chain_through_the_cli(synthetic_dataset, synthetic_split,
                                             text_embeddings, tmp_path):
-    data = ["-d", str(synthetic_dataset.folder), "--split", str(synthetic_split.folder)]
-    text = ["--text", str(text_embeddings.folder)]
+    data = ["-d", str(synthetic_dataset.folder), "--splits", str(synthetic_split.folder)]
+    text = ["--embeddings", str(text_embeddings.folder)]
     steps = [
-        ["train-lightgcn", *data, "-o", f"{tmp_path}/graph", "--set", "epochs=1",
+        ["lightgcn", *data, "-o", f"{tmp_path}/graph", "--set", "epochs=1",
          "--set", "dim=16", "--set", "device=cpu"],
         ["cold-mapper", *data, *text, "--graph", f"{tmp_path}/graph", "-o",
          f"{tmp_path}/mapper", "--set", "epochs=1"],
@@ -71,7 +71,7 @@ def test_model_stages_chain_through_the_cli(synthetic_dataset, synthetic_split,
 
 
 def test_missing_upstream_artifact_is_a_clean_error(synthetic_dataset, tmp_path):
-    result = runner.invoke(app, ["train-lightgcn", "-d", str(synthetic_dataset.folder),
-                                 "--split", str(tmp_path), "-o", f"{tmp_path}/graph"])
+    result = runner.invoke(app, ["lightgcn", "-d", str(synthetic_dataset.folder),
+                                 "--splits", str(tmp_path), "-o", f"{tmp_path}/graph"])
     output = " ".join(result.output.split())  # rich wraps long lines
     assert result.exit_code == 2 and "not a finished llarapp artifact" in output

@@ -104,7 +104,7 @@ CONFIG_FILES = {
     "retrieve.yaml": "llarapp.models.retrieve:RetrieveConfig",
     "evaluate.yaml": "llarapp.eval.evaluate:EvaluateConfig",
     "llara.yaml": "llarapp.llara.config:LlaraConfig",
-    "eval_llara.yaml": "llarapp.llara.evaluate:LlaraEvalConfig",
+    "eval_llara.yaml": "llarapp.llara.eval_llara:LlaraEvalConfig",
     "export.yaml": "llarapp.export.config:ExportConfig",
     "tune.yaml": "llarapp.models.tune:TuneConfig",
     "register.yaml": "llarapp.registry.register:RegisterConfig",

@@ -3,7 +3,7 @@ import json
 import pandas as pd
 import pytest
 
-from llarapp.eval.evaluate import EvaluateConfig, evaluate
+from llarapp.eval.evaluate import EvaluateConfig, run_evaluate
 from llarapp.models.baselines import BaselinesConfig, run_baselines
 
 
@@ -12,7 +12,7 @@ def evaluation(synthetic_dataset, synthetic_split, tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     run_baselines(BaselinesConfig(), synthetic_dataset, synthetic_split, root / "recs")
     cfg = EvaluateConfig(tracking_uri=f"sqlite:///{root}/mlflow.db", experiment="test")
-    result = evaluate(cfg, synthetic_dataset, synthetic_split, [root / "recs"], root / "eval")
+    result = run_evaluate(cfg, synthetic_dataset, synthetic_split, [root / "recs"], root / "eval")
     return root, result
 
 
@@ -107,7 +107,7 @@ def test_a_served_ranking_worse_than_retrieval_refuses_the_gate(
 
     root, passed = evaluation
     cfg = EvaluateConfig(track=False)
-    result = evaluate(cfg, synthetic_dataset, synthetic_split, [root / "recs"],
+    result = run_evaluate(cfg, synthetic_dataset, synthetic_split, [root / "recs"],
                       tmp_path / "eval", served=served)
     gate = result["gate"]
     assert gate["served_ranking"] == served

@@ -13,9 +13,9 @@ from llarapp.errors import ConfigError
 from llarapp.export.config import ExportConfig
 from llarapp.export.ranker import ExportableRanker, torch_scores
 from llarapp.export.report import choose_variant
-from llarapp.llara.artifact import LlaraArtifact
+from llarapp.llara.checkpoint import LlaraArtifact
 from llarapp.llara.examples import ExampleFactory
-from llarapp.llara.train import make_collator
+from llarapp.llara.stage import make_collator
 from llarapp.serving.runtime import resolve_providers, session
 from tests.conftest import shared_data
 

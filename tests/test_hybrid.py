@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from llarapp.models.hybrid import HybridParams, HybridScorer, params_for, standardise
-from llarapp.models.retrieval import seed_matrix, top_n
+from llarapp.models.recommendations import seed_matrix, top_n
 from llarapp.models.retrieve import (
     RetrieveConfig,
     best_row,

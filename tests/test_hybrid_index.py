@@ -7,7 +7,7 @@ import pytest
 
 from llarapp.models.hybrid import HybridParams, HybridScorer
 from llarapp.models.hybrid_index import HybridForm, Moments
-from llarapp.models.retrieval import seed_matrix
+from llarapp.models.recommendations import seed_matrix
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_index_top_n_is_the_scorers_top_n(scorer, queries, form, params, kind):
     """Same candidates (the approximate index: recall >= 0.99), hybrid scores and
     standardised parts as scoring the catalogue."""
     from llarapp.models.hybrid_index import HybridIndex
-    from llarapp.models.retrieval import top_n
+    from llarapp.models.recommendations import top_n
 
     n, rows = 20, np.arange(len(queries.graph))[:, None]
     every = [params] * len(queries.graph)
@@ -106,7 +106,7 @@ def test_cold_tracks_fill_the_list_once_the_warm_run_out(scorer, queries, form):
     """A list longer than the warm group: the cold block's scores sit exactly where the
     scorer puts them (below the warm minimum, found by the negated query's search)."""
     from llarapp.models.hybrid_index import HybridIndex
-    from llarapp.models.retrieval import top_n
+    from llarapp.models.recommendations import top_n
 
     n = int(scorer.warm.sum()) + 5
     every = [HybridParams(0.5, 2.0, 0, 100)] * len(queries.graph)

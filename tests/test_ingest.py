@@ -4,15 +4,15 @@ import json
 import pandas as pd
 import pytest
 
-from llarapp.artifacts import read_manifest
-from llarapp.data.ingest import IngestConfig, ingest
+from llarapp.data.ingest import IngestConfig, run_ingest
 from llarapp.errors import DataValidationError, StorageNotFoundError
+from llarapp.manifest import read_manifest
 from llarapp.storage import write_bytes
 from tests.conftest import make_playlist, shared_data, write_slice
 
 
 def run(input_dir, out, **cfg):
-    return ingest(IngestConfig(input=str(input_dir), workers=cfg.pop("workers", 1), **cfg), out)
+    return run_ingest(IngestConfig(input=str(input_dir), workers=cfg.pop("workers", 1), **cfg), out)
 
 
 def test_synthetic_slices_ingest_cleanly(synthetic_dataset):

@@ -15,7 +15,7 @@ from llarapp.models.lightgcn import (
     propagate,
     run_lightgcn,
 )
-from llarapp.models.retrieval import seed_matrix
+from llarapp.models.recommendations import seed_matrix
 from tests.conftest import FAST_GRAPH
 
 # Playlists 10, 11, 12 over tracks 0-4; track 5 is cold (no training edges).

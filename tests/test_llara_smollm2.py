@@ -11,8 +11,8 @@ from llarapp.llara import smollm2
 from llarapp.llara.backbone import Backbone, load_tokenizer
 from llarapp.llara.config import SMOLLM2, LlaraConfig
 from llarapp.llara.examples import ExampleFactory
+from llarapp.llara.stage import build_ranker, listwise_loss
 from llarapp.llara.tokens import SPECIAL_TOKENS, TokenEncoder
-from llarapp.llara.train import build_ranker, listwise_loss
 from llarapp.storage import cache_root
 
 # SmolLM2 on 2 cores: short prompts, so a training step takes seconds
@@ -111,16 +111,16 @@ def test_label_pointer_is_a_switch_on_by_default():
 
 @pytest.mark.slow
 def test_trained_smollm2_exports_with_parity(llara_sources, text_embeddings, tmp_path):
-    from llarapp.export.bundle import run_export
     from llarapp.export.config import ExportConfig
-    from llarapp.llara.artifact import LlaraArtifact
-    from llarapp.llara.train import run_train_llara
+    from llarapp.export.stage import run_export
+    from llarapp.llara.checkpoint import LlaraArtifact
+    from llarapp.llara.stage import run_llara
     from llarapp.serving.bundle import Bundle
 
     # without the pointer the graph drops its label_positions input: serving, calibration
     # and measurement must still feed it
     cfg = LlaraConfig(**{**SMALL, "pretrain": True, "pretrain_steps": 1, "label_pointer": False})
-    summary = run_train_llara(cfg, llara_sources, tmp_path / "llara")
+    summary = run_llara(cfg, llara_sources, tmp_path / "llara")
     assert summary["backbone"] == SMOLLM2
     run_export(ExportConfig(**{**TINY_EXPORT, "eval_prompts": 8, "latency_batches": [1]}),
                LlaraArtifact.load(tmp_path / "llara"), llara_sources, text_embeddings,

@@ -7,14 +7,14 @@ import pytest
 import torch
 from conftest import TINY_LLARA
 
-from llarapp.llara.artifact import LlaraArtifact
+from llarapp.llara.checkpoint import LlaraArtifact
 from llarapp.llara.config import LlaraConfig
 from llarapp.llara.curriculum import Curriculum, hybrid_probability
-from llarapp.llara.evaluate import LlaraEvalConfig, evaluate_llara, move_target, score_examples
+from llarapp.llara.eval_llara import LlaraEvalConfig, move_target, run_eval_llara, score_examples
 from llarapp.llara.examples import ExampleFactory
 from llarapp.llara.model import FeatureHead
 from llarapp.llara.prompts import Example
-from llarapp.llara.train import build_ranker, train_ranker
+from llarapp.llara.stage import build_ranker, train_ranker
 
 
 @pytest.mark.parametrize("schedule, step, total, expected", [
@@ -86,7 +86,7 @@ def test_validation_questions_are_unseen_fit_playlists_as_served(llara_sources):
 
 @pytest.mark.parametrize("positives", [[[0, 1, 0, 0]], [[1, 0, 1, 0]], [[0, 0, 0, 1]]])
 def test_listwise_loss(positives):
-    from llarapp.llara.train import listwise_loss
+    from llarapp.llara.stage import listwise_loss
 
     logits = torch.tensor([[0.5, 2.0, -1.0, 0.3]])
     mask = torch.tensor(positives, dtype=torch.bool)
@@ -148,7 +148,7 @@ def eval_examples(llara_sources):
 
 
 def test_saved_adapter_gives_the_same_scores(trained_llara, llara_sources, eval_examples):
-    from llarapp.llara.train import make_collator
+    from llarapp.llara.stage import make_collator
 
     artifact = LlaraArtifact.load(trained_llara)
     manifest = artifact.manifest
@@ -232,7 +232,7 @@ def test_protocol_a_candidates_get_the_features_the_retriever_gives_them(eval_ex
 
 def test_eval_llara_reports_both_protocols(trained_llara, llara_sources, tmp_path):
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = evaluate_llara(LlaraEvalConfig(device="cpu", tracking_uri=tracking),
+    result = run_eval_llara(LlaraEvalConfig(device="cpu", tracking_uri=tracking),
                             LlaraArtifact.load(trained_llara), llara_sources, tmp_path / "eval")
     rows = {(r["model"], r["segment"]): r for r in result["candidates"]}
     for model in ("llara", "feature_head", "lightgcn", "hybrid"):
@@ -275,7 +275,7 @@ def test_feature_head_starts_as_the_retrieval_order():
 @pytest.mark.parametrize("steps, trainable", [(0, True), (40, False)])
 def test_feature_head_prefit_learns_then_freezes(steps, trainable):
     """The head alone learns a feature signal before the LM, and is frozen after."""
-    from llarapp.llara.train import prefit_feature_head
+    from llarapp.llara.stage import prefit_feature_head
     from llarapp.rerank.features import FEATURES
 
     head = FeatureHead(len(FEATURES), FEATURES.index("retrieval_rank"))

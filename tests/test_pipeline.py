@@ -85,20 +85,20 @@ def test_gpu_stages_request_an_mi100(tmp_path, label):
         assert "nodeSelector" not in kube[f"exec-{stage}"]
 
 
-def test_hpo_pipeline_fans_out_workers_over_one_storage(tmp_path):
-    spec, kube = compiled(tmp_path, "hpo")
+def test_tune_pipeline_fans_out_workers_over_one_storage(tmp_path):
+    spec, kube = compiled(tmp_path, "tune")
     tasks = spec["root"]["dag"]["tasks"]
     loop = tasks["for-loop-1"]
     assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--workers"
-    assert tasks["hpo-summary"]["dependentTasks"] == ["for-loop-1"]  # waits for every worker
-    assert tasks["for-loop-1"]["dependentTasks"] == ["hpo-study", "ingest", "split",
+    assert tasks["tune-summary"]["dependentTasks"] == ["for-loop-1"]  # waits for every worker
+    assert tasks["for-loop-1"]["dependentTasks"] == ["tune-study", "ingest", "split",
                                                      "text-embed"]
-    worker = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]["hpo-worker"]
+    worker = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]["tune-worker"]
     assert worker["inputs"]["parameters"]["storage"]["componentInputParameter"] == \
         "pipelinechannel--storage"
     storage = spec["root"]["inputDefinitions"]["parameters"]["storage"]
     assert "defaultValue" not in storage and not storage.get("isOptional")  # must be given
-    assert kube["exec-hpo-worker"]["nodeSelector"]["labels"]
+    assert kube["exec-tune-worker"]["nodeSelector"]["labels"]
 
 
 def test_pipeline_arguments_reject_unknown_parameters(tmp_path):
@@ -114,8 +114,8 @@ FAST_MODELS = ["lightgcn_epochs=2", "lightgcn_dim=16", "llara_steps=3",
                "export_quantization=dynamic"]
 
 
-def test_pipeline_arguments_for_hpo_default_to_a_local_study(tmp_path):
-    args = pipeline_arguments(None, tmp_path, ["workers=[0, 1]"], pipeline="hpo")
+def test_pipeline_arguments_for_tune_default_to_a_local_study(tmp_path):
+    args = pipeline_arguments(None, tmp_path, ["workers=[0, 1]"], pipeline="tune")
     assert args["storage"] == f"sqlite:///{tmp_path.resolve() / 'optuna.db'}"
     assert args["workers"] == [0, 1]
     with pytest.raises(ConfigError, match="unknown pipeline 'nope'"):
@@ -235,11 +235,11 @@ def test_a_better_candidate_is_deployed_and_the_next_run_compares_with_it(
 
 
 @pytest.mark.slow
-def test_hpo_pipeline_runs_locally_with_a_shared_study(tmp_path, monkeypatch):
+def test_tune_pipeline_runs_locally_with_a_shared_study(tmp_path, monkeypatch):
     import optuna
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    result = run_locally(workdir=tmp_path / "runs", pipeline="hpo",
+    result = run_locally(workdir=tmp_path / "runs", pipeline="tune",
                          overrides=["synth_playlists=300", "workers=[0, 1]",
                                     "trials_per_worker=1", "epochs=2"])
     study = optuna.load_study(study_name="llarapp-lightgcn", storage=result["storage"])

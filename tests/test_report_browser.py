@@ -11,7 +11,7 @@ from test_evaluate import LLARA_RESULT
 @pytest.fixture(scope="module")
 def report(bundle, synthetic_dataset, synthetic_split, tmp_path_factory):
     from llarapp.eval.champion import compare_with_champion
-    from llarapp.eval.evaluate import EvaluateConfig, evaluate
+    from llarapp.eval.evaluate import EvaluateConfig, run_evaluate
     from llarapp.eval.sections import llara_section
     from llarapp.models.baselines import BaselinesConfig, run_baselines
 
@@ -21,7 +21,7 @@ def report(bundle, synthetic_dataset, synthetic_split, tmp_path_factory):
     (root / "llara" / "metrics.json").write_text(json.dumps(LLARA_RESULT))
     champion = compare_with_champion(bundle, synthetic_dataset, synthetic_split, "llarapp",
                                      f"sqlite:///{root / 'mlflow.db'}", 0.01, 200, 50)
-    evaluate(EvaluateConfig(track=False, gate_model="popularity"), synthetic_dataset,
+    run_evaluate(EvaluateConfig(track=False, gate_model="popularity"), synthetic_dataset,
              synthetic_split, [root / "recs"], root / "eval",
              sections=[llara_section(root / "llara")], champion=champion,
              manifest=bundle.manifest)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from llarapp.eval.evaluate import EvaluateConfig, evaluate
+from llarapp.eval.evaluate import EvaluateConfig, run_evaluate
 from llarapp.models.cold_mapper import ColdMapper, ColdMapperConfig, run_cold_mapper
 from llarapp.models.graph import GraphEmbeddings
 from llarapp.models.lightgcn import LightGCNConfig, run_lightgcn
@@ -20,7 +20,7 @@ def _metrics(root, seed, dataset, split, text) -> dict:
                     graph, root / "mapper")
     run_retrieve(RetrieveConfig(lambdas=[0.0, 1.0]), dataset, split, text, graph,
                  ColdMapper.load(root / "mapper"), root / "recs")
-    evaluate(EvaluateConfig(track=False), dataset, split, [root / "recs"], root / "eval")
+    run_evaluate(EvaluateConfig(track=False), dataset, split, [root / "recs"], root / "eval")
     return json.loads((root / "eval" / "metrics.json").read_text())["summary"]
 
 

@@ -115,8 +115,8 @@ def test_engine_rerank_matches_the_torch_ranker(bundle, trained_llara, llara_sou
     """Serving's prompts (tokenizers, bundle vectors) and ONNX give training's scores."""
     import torch
 
-    from llarapp.llara.artifact import LlaraArtifact
-    from llarapp.llara.train import make_collator
+    from llarapp.llara.checkpoint import LlaraArtifact
+    from llarapp.llara.stage import make_collator
     from llarapp.serving.engine import Engine
     from tests.test_export import prompts
 

@@ -118,9 +118,9 @@ def test_served_llara_scores_use_the_candidate_features(bundle, trained_llara, l
     ranker scores the retrieved list as the torch ranker does, features included."""
     import torch
 
-    from llarapp.llara.artifact import LlaraArtifact
+    from llarapp.llara.checkpoint import LlaraArtifact
     from llarapp.llara.layout import Example
-    from llarapp.llara.train import make_collator
+    from llarapp.llara.stage import make_collator
 
     artifact = LlaraArtifact.load(trained_llara)
     ranker, cfg = artifact.ranker(), artifact.config

@@ -104,7 +104,7 @@ def test_simulate_against_a_local_server(server, bundle, synthetic_dataset, synt
     """The acceptance: the CLI against a locally served model prints the hit rate per version."""
     out = tmp_path / "sim"
     result = CliRunner().invoke(app, [
-        "simulate", "-d", str(synthetic_dataset.folder), "--split", str(synthetic_split.folder),
+        "simulate", "-d", str(synthetic_dataset.folder), "--splits", str(synthetic_split.folder),
         "--url", server.url, "--limit", "24", "--concurrency", "4", "-o", str(out)])
     assert result.exit_code == 0, result.output
     version = bundle.version

@@ -2,12 +2,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llarapp.data.split import CATEGORY_SEEDS, SplitConfig, make_split, next_track_rows
+from llarapp.data.split import CATEGORY_SEEDS, SplitConfig, next_track_rows, run_split
 from llarapp.errors import DataValidationError
 
 
 def test_split_is_deterministic(synthetic_dataset, synthetic_split, tmp_path):
-    make_split(SplitConfig(seed=3), synthetic_dataset, tmp_path / "again")
+    run_split(SplitConfig(seed=3), synthetic_dataset, tmp_path / "again")
     again = pd.read_parquet(tmp_path / "again" / "heldout.parquet")
     pd.testing.assert_frame_equal(again, synthetic_split.heldout)
 
@@ -70,6 +70,6 @@ def test_next_track_view_covers_train_and_heldout(synthetic_split):
 
 def test_too_small_dataset_is_a_clear_error(synthetic_dataset, tmp_path):
     with pytest.raises(DataValidationError, match="too few playlists"):
-        make_split(SplitConfig(val_fraction=0.001, test_fraction=0.001), synthetic_dataset,
+        run_split(SplitConfig(val_fraction=0.001, test_fraction=0.001), synthetic_dataset,
                    tmp_path / "out")
     assert not (tmp_path / "out").exists()

@@ -28,13 +28,13 @@ def test_submit_creates_a_run_of_the_compiled_pipeline(kfp_api):
 
 
 def test_submit_recurring_creates_a_cron_job(kfp_api):
-    result = submit(SubmitConfig(host=kfp_api.url, pipeline="hpo", recurring=True,
+    result = submit(SubmitConfig(host=kfp_api.url, pipeline="tune", recurring=True,
                                  cron="0 30 2 * * 0"), {"storage": "postgresql://optuna"})
     assert result["recurring_run_id"] == "rec-1"
     (job,) = kfp_api.posted("/recurringruns")
     assert job["trigger"]["cron_schedule"]["cron"] == "0 30 2 * * 0"
     assert job["runtime_config"]["parameters"] == {"storage": "postgresql://optuna"}
-    assert job["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "llarapp-hpo"
+    assert job["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "llarapp-tune"
 
 
 @pytest.mark.parametrize("values, message", [

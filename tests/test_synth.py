@@ -4,15 +4,15 @@ import numpy as np
 import pandas as pd
 
 from llarapp.data import vocab
-from llarapp.data.synth import SynthConfig, synthesize
-from llarapp.models.retrieval import title_tokens
+from llarapp.data.synth import SynthConfig, run_synth
+from llarapp.models.recommendations import title_tokens
 
 
 def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
     cfg = SynthConfig(num_playlists=50, slice_size=25, seed=11)
-    synthesize(cfg, tmp_path / "a")
-    synthesize(cfg, tmp_path / "b")
-    synthesize(cfg.replace(seed=12), tmp_path / "c")
+    run_synth(cfg, tmp_path / "a")
+    run_synth(cfg, tmp_path / "b")
+    run_synth(cfg.replace(seed=12), tmp_path / "c")
     for name in ("mpd.slice.0-24.json", "mpd.slice.25-49.json", "lyrics.csv"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     assert (tmp_path / "a" / "mpd.slice.0-24.json").read_bytes() != \

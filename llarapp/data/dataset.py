@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import pandas as pd
 
-from llarapp.artifacts import read_manifest
+from llarapp.manifest import read_manifest
 
 
 def seen_mask(track_idx: np.ndarray, num_tracks: int) -> np.ndarray:

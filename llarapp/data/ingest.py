@@ -27,12 +27,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from llarapp.artifacts import write_manifest
 from llarapp.config import StageConfig, require
 from llarapp.data import lyrics as lyrics_join
 from llarapp.data.mpd import TRACK_COLUMNS, Rejection
 from llarapp.data.slices import SliceResult, read_slice, strict_error
 from llarapp.errors import DataValidationError
+from llarapp.manifest import write_manifest
 from llarapp.storage import atomic_dir, list_uris
 
 log = logging.getLogger(__name__)
@@ -216,7 +216,7 @@ def _accept(result: SliceResult, cfg: IngestConfig, report: IngestReport,
     return keep
 
 
-def ingest(cfg: IngestConfig, output: str | os.PathLike[str]) -> dict[str, Any]:
+def run_ingest(cfg: IngestConfig, output: str | os.PathLike[str]) -> dict[str, Any]:
     """Ingest ``cfg.input`` into the artifact folder ``output``; return the manifest."""
     sources = discover_sources(cfg)
     lyrics = lyrics_join.load(cfg.lyrics, cfg.input)

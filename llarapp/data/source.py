@@ -10,9 +10,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from llarapp.artifacts import read_manifest, write_manifest
-from llarapp.data.synth import SynthConfig, synthesize
+from llarapp.data.synth import SynthConfig, run_synth
 from llarapp.errors import StorageNotFoundError
+from llarapp.manifest import read_manifest, write_manifest
 from llarapp.storage import atomic_dir, exists, parse_uri
 
 POINTER_KIND = "mpd-source"
@@ -21,7 +21,7 @@ POINTER_KIND = "mpd-source"
 def resolve_data_source(output: str | os.PathLike[str], data_uri: str = "",
                         **synth_values: Any) -> dict[str, Any]:
     if not data_uri:
-        return synthesize(SynthConfig(**synth_values), output)
+        return run_synth(SynthConfig(**synth_values), output)
     loc = parse_uri(data_uri)
     uri = str(loc) if loc.is_s3 else str(Path(loc.key).resolve())
     if not loc.is_s3 and not exists(uri):

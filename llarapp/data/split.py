@@ -21,10 +21,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llarapp.artifacts import write_manifest
 from llarapp.config import StageConfig, require
 from llarapp.data.dataset import Dataset, seen_mask
 from llarapp.errors import DataValidationError
+from llarapp.manifest import write_manifest
 from llarapp.storage import atomic_dir
 
 SCHEMA_VERSION = 1
@@ -129,7 +129,7 @@ def next_track_rows(sequences: pd.DataFrame, history_len: int) -> tuple[np.ndarr
     return pids[rows], history, items[rows]
 
 
-def make_split(cfg: SplitConfig, dataset: Dataset, output: str | os.PathLike[str]
+def run_split(cfg: SplitConfig, dataset: Dataset, output: str | os.PathLike[str]
                ) -> dict[str, Any]:
     rng = np.random.default_rng(cfg.seed)
     playlists = dataset.playlists[["pid", "name", "num_tracks"]]

@@ -19,9 +19,9 @@ import numpy as np
 import orjson
 from tqdm import tqdm
 
-from llarapp.artifacts import write_manifest
 from llarapp.config import StageConfig, require
 from llarapp.data import vocab
+from llarapp.manifest import write_manifest
 from llarapp.storage import atomic_dir, atomic_write_bytes
 
 _BASE62 = np.array(list("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"))
@@ -233,7 +233,7 @@ def _lyrics_csv(cfg: SynthConfig, cat: Catalogue, rng: np.random.Generator) -> b
     return buffer.getvalue().encode()
 
 
-def synthesize(cfg: SynthConfig, output: str | os.PathLike[str]) -> dict:
+def run_synth(cfg: SynthConfig, output: str | os.PathLike[str]) -> dict:
     """Write MPD slices (and ``lyrics.csv``) into ``output``; return the manifest."""
     rng = np.random.default_rng(cfg.seed)
     cat = Catalogue(cfg, rng)

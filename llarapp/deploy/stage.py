@@ -13,11 +13,11 @@ from typing import Any
 
 import yaml
 
-from llarapp.artifacts import write_manifest
 from llarapp.deploy.config import DeployConfig
 from llarapp.deploy.isvc import inference_service, reachable_from_cluster
 from llarapp.deploy.kube import apply_inference_service, custom_objects_api
 from llarapp.errors import DeployError
+from llarapp.manifest import write_manifest
 from llarapp.registry.aliases import Registry
 from llarapp.storage import atomic_dir
 

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llarapp.artifacts import read_manifest, write_json, write_manifest
 from llarapp.config import StageConfig, require
 from llarapp.data.dataset import Dataset, Split
 from llarapp.eval import metrics as M
@@ -25,6 +24,7 @@ from llarapp.eval.report import CATEGORY_ORDER, section_markdown, write_report
 from llarapp.eval.sections import Section
 from llarapp.eval.served_gate import REFUSED
 from llarapp.eval.verdict import verdict, verdict_markdown
+from llarapp.manifest import read_manifest, write_json, write_manifest
 from llarapp.storage import atomic_dir
 
 SEGMENTS = ("all", "warm", "cold")
@@ -152,7 +152,7 @@ def gate_value(summary: pd.DataFrame, cfg: EvaluateConfig) -> tuple[str, float]:
     return model, float(overall[model])
 
 
-def evaluate(cfg: EvaluateConfig, dataset: Dataset, split: Split,
+def run_evaluate(cfg: EvaluateConfig, dataset: Dataset, split: Split,
              recommendation_dirs: list[str | os.PathLike[str]],
              output: str | os.PathLike[str],
              sections: Sequence[Section] = (),

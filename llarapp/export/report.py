@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from llarapp.artifacts import write_json
+from llarapp.manifest import write_json
 
 
 def choose_variant(table: pd.DataFrame, quantization: str, max_delta_hr: float

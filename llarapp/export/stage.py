@@ -1,143 +1,204 @@
-"""``llarapp export``: the LLaRA ranker and the text encoder to ONNX + QInt8, with a parity,
-accuracy and latency report, written as one serving bundle (local folder or s3://).
-
-Steps: export the merged ranker (fp32) and check ORT against torch; pre-process; build
-each QInt8 variant; measure ΔHR@1 on validation prompts and latency at batch 8; choose;
-report size, latency at every batch size and ΔHR@1 / ΔNDCG on the test split; export and
-check the text encoder on real track texts; copy catalogue, vectors and weights; hash
-every file into the manifest (written last).
-"""
+"""Assemble the serving bundle (layout in :mod:`llarapp.serving.bundle`) and run the stage."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
+import pandas as pd
 
-from llarapp.data.texts import item_texts
 from llarapp.errors import ArtifactError
 from llarapp.export.config import ExportConfig
-from llarapp.export.measure import Feeds, PromptSet, batch_of, latency_ms
-from llarapp.export.quantize import preprocess, quantize
-from llarapp.export.ranker import ExportableRanker, export_ranker, torch_scores
-from llarapp.export.text import cosine_parity, export_text_encoder
-from llarapp.llara.artifact import LlaraArtifact
-from llarapp.llara.examples import ExampleFactory, Sources
-from llarapp.llara.train import make_collator
+from llarapp.export.exporter import Exporter, text_parity
+from llarapp.export.ranker import DYNAMIC_AXES, INPUTS, OUTPUT
+from llarapp.export.report import choose_variant, int8_parity, write_report
+from llarapp.llara.checkpoint import LlaraArtifact
+from llarapp.llara.examples import Sources
+from llarapp.manifest import write_manifest
 from llarapp.models.text_embed import TextEmbeddings
-from llarapp.models.text_encoder import TextEncoder
+from llarapp.rerank.lambdamart import MODEL_FILE
 from llarapp.serving import bundle as B
-from llarapp.serving.runtime import first_output, session
-from llarapp.serving.text import OnnxTextEncoder
+from llarapp.serving.drift import REFERENCE_FILE, Reference
+from llarapp.serving.index import build_index, calibrate_widths
+from llarapp.storage import atomic_dir
 
 
-def protocol_a(sources: Sources, cfg: ExportConfig, num_candidates: int, history_len: int,
-               split: str):
-    heldout = sources.split.heldout_for(split)
-    if len(heldout) > cfg.eval_prompts:
-        heldout = heldout.sample(cfg.eval_prompts, random_state=cfg.seed).reset_index(drop=True)
-    factory = ExampleFactory(sources, num_candidates, history_len, cfg.seed)
-    return factory.random_candidates(heldout)
+def copy_assets(folder: Path, sources: Sources, exporter: Exporter) -> None:
+    """Catalogue, item vectors and the fold-in / cold-mapper weights, all numpy."""
+    (folder / "vectors").mkdir()
+    (folder / "weights").mkdir()
+    shutil.copy(sources.mapper.folder / "catalogue.parquet", folder / B.CATALOGUE)
+    np.save(folder / "vectors/item_graph.npy", sources.item_vectors)
+    np.save(folder / "vectors/item_text.npy", sources.text.items)
+    np.save(folder / "vectors/lightgcn_items.npy", sources.graph.items)
+    ranker = exporter.exportable.ranker
+    if not ranker.slot_context:  # with slot context the projection depends on the playlist
+        import torch
+
+        with torch.no_grad():
+            vectors = torch.from_numpy(sources.item_vectors)
+            np.save(folder / "vectors/projected.npy",
+                    ranker.project(vectors, torch.zeros_like(vectors)).numpy())
+    np.save(folder / "weights/fold_in_weights.npy", sources.graph.fold_in_weights)
+    np.save(folder / "weights/item_degree.npy", sources.graph.item_degree)
+    for name in ("item_mapper.npz", "title_mapper.npz", "title_index.npy", "title_targets.npy"):
+        shutil.copy(sources.mapper.folder / name, folder / "weights" / name)
 
 
-PROMPT_BATCH = 32
+def fit_drift_reference(folder: Path, manifest: dict[str, Any], sources: Sources,
+                        size: int, threads: int | None) -> Reference:
+    """The drift reference: features of validation playlists as the server computes them,
+    through an engine on the bundle being written."""
+    from llarapp.online.replay import replay_stream
+    from llarapp.serving.engine import Engine, Request
+
+    engine = Engine(B.Bundle(folder, manifest), threads=threads)
+    replays = replay_stream(sources.dataset, sources.split, "val", limit=size)
+    requests = [Request(r.instance["playlist_name"], r.instance["track_uris"]) for r in replays]
+    rows = engine.drift_features(requests)
+    return Reference.fit(rows, source=f"{len(rows)} validation playlists")
 
 
-class Exporter:
-    def __init__(self, cfg: ExportConfig, model: LlaraArtifact, sources: Sources,
-                 work: Path):
-        self.cfg, self.sources, self.work = cfg, sources, work
-        trained = model.config
-        ranker = model.ranker()
-        ranker.backbone.model.set_attn_implementation(cfg.attention)
-        self.backbone = ranker.backbone
-        self.builder = make_collator(ranker.backbone, sources, trained).builder
-        self.pad_id = int(ranker.backbone.tokenizer.pad_token_id)
-        self.exportable = ExportableRanker(ranker)
-        self.threads = cfg.threads or None
-        self.prompts = {split: PromptSet.pack(
-            self.builder, protocol_a(sources, cfg, trained.num_candidates, trained.history_len,
-                                     split), sources.item_vectors, self.pad_id, PROMPT_BATCH)
-            for split in ("val", "test")}
-        for split, prompts in self.prompts.items():
-            if not prompts.examples:
-                raise ArtifactError(f"the split has no {split} playlists to measure the "
-                                    "quantized ranker on; re-run split with val/test playlists")
-
-    def session(self, path: Path):
-        return session(path, self.cfg.providers, self.threads)
-
-    def export_fp32(self) -> tuple[Path, float]:
-        test = self.prompts["test"]
-        lengths = np.concatenate([b["attention_mask"].sum(axis=1) for b in test.batches])
-        # a sample with padding, so the trace keeps the attention-mask path
-        pair = [test.examples[int(np.argmin(lengths))], test.examples[int(np.argmax(lengths))]]
-        sample = self.builder.pack(pair, self.sources.item_vectors, self.pad_id).onnx_inputs()
-        path = export_ranker(self.exportable, sample, self.work / B.RANKER["fp32"],
-                             self.cfg.opset)
-        feeds = test.batches[0]
-        diff = float(np.abs(first_output(self.session(path))(feeds)
-                            - torch_scores(self.exportable, feeds)).max())
-        if diff > self.cfg.parity_tolerance:
-            raise ArtifactError(f"ORT fp32 ranker differs from torch by {diff:.2e} (> "
-                                f"{self.cfg.parity_tolerance:g}); the export is wrong. Check "
-                                f"the backbone's ops export at opset {self.cfg.opset}")
-        return path, diff
-
-    def accuracy(self, name: str, path: Path, run: Callable[[Feeds], np.ndarray]
-                 ) -> dict[str, Any]:
-        row: dict[str, Any] = {"model": name, "size_mb": path.stat().st_size / 1e6}
-        for split, prompts in self.prompts.items():
-            for metric, value in prompts.metrics(prompts.scores(run)).items():
-                row[f"{split}_{metric}"] = value
-        return row
-
-    def latency(self, runs: dict[str, Callable[[Feeds], np.ndarray]]
-                ) -> dict[str, dict[str, float]]:
-        """{model: {latency_b<size>_ms: median, p99_b<size>_ms: p99}}, models
-        interleaved per batch size."""
-        out: dict[str, dict[str, float]] = {name: {} for name in runs}
-        for size in self.cfg.latency_batches:
-            feeds = batch_of(self.prompts["test"], self.builder, self.sources.item_vectors,
-                             self.pad_id, size)
-            for name, (p50, p99) in latency_ms(runs, feeds, self.cfg.latency_repeats).items():
-                out[name] |= {f"latency_b{size}_ms": p50, f"p99_b{size}_ms": p99}
-        return out
-
-    def quantized(self, fp32: Path) -> tuple[list[dict[str, Any]], dict[str, Path]]:
-        """One row per model (fp32 and each variant): size, accuracy, latency."""
-        pre = preprocess(fp32, self.work / "ranker.pre.onnx")
-        batches = self.prompts["val"].batches  # of PROMPT_BATCH validation prompts
-        calibration = batches[:-(-self.cfg.calibration_prompts // PROMPT_BATCH)]
-        paths = {"fp32": fp32}
-        for variant in tqdm(self.cfg.variants, desc="quantize", unit="variant"):
-            paths[variant] = quantize(variant, pre, self.work / f"ranker.{variant}.onnx",
-                                      calibration, self.cfg.keep_head_fp32)
-        runs = {name: first_output(self.session(path)) for name, path in paths.items()}
-        rows = [self.accuracy(name, path, runs[name]) for name, path in paths.items()]
-        latency = self.latency(runs)
-        return [row | latency[row["model"]] for row in rows], paths
+def llara_metrics(evaluation: str | os.PathLike[str] | None) -> dict[str, Any]:
+    if evaluation is None:
+        return {}
+    result = json.loads((Path(evaluation) / "metrics.json").read_text())
+    rows = {f"{r['model']}.{r['segment']}.hr@1": r["hr@1"] for r in result["candidates"]}
+    rankers = {f"{r['split']}.{r['ranker']}.{m}": r[m]
+               for r in result.get("rankers", {}).get("table", [])
+               for m in r if m not in ("split", "ranker", "playlists")}
+    return rows | result.get("rerank", {}) | rankers
 
 
-def text_parity(cfg: ExportConfig, text: TextEmbeddings, sources: Sources, work: Path,
-                threads: int | None) -> tuple[Path, dict[str, float]]:
-    """The int8 text encoder and its cosine to the text_embed stage's fp32 vectors."""
-    settings = text.manifest["config"]
-    # the configured name ("minilm", a folder, s3://) resolves on this machine; the recorded
-    # encoder_path is where it lived on the machine that ran text_embed
-    encoder = TextEncoder(settings["encoder"], "cpu", settings["max_length"])
-    _, int8 = export_text_encoder(encoder, work, cfg.opset)
-    texts = item_texts(sources.dataset.tracks, settings["lyrics"], settings["lyrics_chars"])
-    rows = np.random.default_rng(cfg.seed).choice(
-        len(texts), size=min(cfg.text_parity_texts, len(texts)), replace=False)
-    served = OnnxTextEncoder(int8, work / "tokenizer" / "tokenizer.json",
-                             settings["max_length"], cfg.providers, threads)
-    parity = cosine_parity(text.items[rows], served.encode([texts[i] for i in rows]))
-    if parity["mean_cosine"] < cfg.min_text_cosine:
-        raise ArtifactError(f"the int8 text encoder's mean cosine to fp32 is "
-                            f"{parity['mean_cosine']:.4f} < {cfg.min_text_cosine}; lower "
-                            "min_text_cosine only if that loss is acceptable")
-    return int8, parity
+def ranker_choice(evaluation: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """The ranker eval-llara chose, and why; LLaRA when there is no evaluation."""
+    if evaluation is None:
+        return {"kind": "llara", "why": "exported without an eval-llara artifact"}
+    rankers = json.loads((Path(evaluation) / "metrics.json").read_text()).get("rankers")
+    if not rankers:
+        raise ArtifactError(f"{evaluation} has no ranker choice; re-run eval-llara with this "
+                            "version")
+    return {"kind": rankers["ranker"], "why": rankers["why"], "table": rankers["table"]}
+
+
+def copy_ranker(folder: Path, kind: str, exporter: Exporter, sources: Sources,
+                evaluation: str | os.PathLike[str] | None, fp32: Path, int8: Path) -> None:
+    """Only the shipped ranker's files."""
+    if kind == "retrieval":
+        return
+    (folder / "rerank").mkdir()
+    sources.catalogue_features.save(folder / "rerank")
+    if kind == "llara":
+        shutil.copy(fp32, folder / B.RANKER["fp32"])
+        shutil.copy(int8, folder / B.RANKER["int8"])
+        exporter.backbone.tokenizer.save_pretrained(folder / "tokenizer")
+    else:
+        shutil.copy(Path(evaluation) / MODEL_FILE, folder / "rerank" / MODEL_FILE)
+
+
+def index_calibration(sources: Sources, n: int):
+    """Calibrates a built index's search widths on the validation playlists, queried as
+    the engine queries them (seeds and title); nothing runs unless an index is built."""
+    from llarapp.models.hybrid import params_for
+    from llarapp.models.recommendations import seed_matrix
+    from llarapp.models.retrieve import query_types
+
+    def calibrate(index):
+        heldout = sources.split.heldout_for("val")
+        if heldout.empty:
+            raise ArtifactError("the split has no validation playlists to calibrate the "
+                                "retrieval index on; re-run split with validation playlists, "
+                                "or raise index_min_tracks above the catalogue size")
+        queries = sources.scorer.queries(seed_matrix(heldout["seeds"], sources.num_items),
+                                         sources.text.titles(heldout["pid"].to_numpy()))
+        kinds = query_types(heldout).tolist()
+        return calibrate_widths(index, sources.scorer, queries,
+                                params_for(sources.hybrid_params, kinds), kinds, n)
+
+    return calibrate
+
+
+def run_export(cfg: ExportConfig, model: LlaraArtifact, sources: Sources, text: TextEmbeddings,
+               output: str | os.PathLike[str],
+               evaluation: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="llarapp-export-") as tmp, \
+            atomic_dir(output) as folder:
+        work = Path(tmp)
+        exporter = Exporter(cfg, model, sources, work)
+        fp32, parity = exporter.export_fp32()
+        rows, paths = exporter.quantized(fp32)
+        table = pd.DataFrame(rows)
+        chosen, why = choose_variant(table, cfg.quantization, cfg.max_delta_hr)
+        shipped = ranker_choice(evaluation)
+        parity_gate = int8_parity(table, chosen, cfg.max_delta_hr)
+        parity_gate["shipped"] = shipped["kind"] == "llara"
+        if not parity_gate["shipped"]:  # no quantized ranker is served: nothing to hold
+            parity_gate["passed"] = True
+        text_int8, text_check = text_parity(cfg, text, sources, work, exporter.threads)
+
+        copy_ranker(folder, shipped["kind"], exporter, sources, evaluation, fp32, paths[chosen])
+        shutil.copy(text_int8, folder / B.TEXT_ENCODER)
+        shutil.copytree(work / "tokenizer", folder / "text_tokenizer")
+        copy_assets(folder, sources, exporter)
+        index = build_index(folder, cfg.index_min_tracks,
+                            index_calibration(sources, model.config.num_candidates))
+        report = write_report(folder / "report", table, chosen, why,
+                              {"text_encoder": text_check, "ranker_parity": parity,
+                               "int8_parity": parity_gate,
+                               "providers": cfg.providers,
+                               "threads": exporter.threads or os.cpu_count()})
+        trained, mapper_cfg = model.config, sources.mapper.manifest["config"]
+        serving = dict(
+            ranker={"kind": shipped["kind"], "why": shipped["why"],
+                    "selection": shipped.get("table", []), "inputs": list(INPUTS),
+                    "output": OUTPUT, "opset": cfg.opset,
+                    "dynamic_axes": DYNAMIC_AXES, "graph_dim": int(sources.item_vectors.shape[1]),
+                    "num_candidates": trained.num_candidates, "history_len": trained.history_len,
+                    "item_tokens": trained.item_tokens, "playlist_slot": trained.playlist_slot,
+                    "max_title_tokens": exporter.builder.max_title_tokens,
+                    "pad_id": exporter.pad_id, "slot_context": trained.slot_context,
+                    "candidate_features": trained.candidate_features,
+                    "backbone": trained.backbone, "parity_max_abs_diff": parity},
+            text_encoder={"encoder": text.manifest["encoder"], "dim": text.dim,
+                          "max_length": text.manifest["config"]["max_length"],
+                          "pooling": text.manifest["pooling"], "parity": text_check},
+            retrieval={"hybrid_params": sources.hybrid_params,
+                       "title_weight": float(sources.scorer.title_weight),
+                       "title_query": mapper_cfg["title_query"],
+                       "title_neighbours": mapper_cfg["title_neighbours"],
+                       "title_temperature": mapper_cfg["title_temperature"],
+                       "index": index})
+        reference = fit_drift_reference(folder, serving, sources, cfg.drift_reference_size,
+                                        exporter.threads)
+        reference.save(folder / REFERENCE_FILE)
+        files = B.file_table(folder)
+        created = dt.datetime.now(dt.UTC)
+        digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+        version = cfg.model_version or f"{shipped['kind']}-{created:%Y%m%d-%H%M%S}-{digest[:8]}"
+        write_manifest(
+            folder, B.KIND, B.SCHEMA_VERSION, model_version=version, config=cfg.to_dict(),
+            sources={"llara": str(model.folder), "llara_mlflow_run": model.manifest.get("mlflow"),
+                     "dataset": str(sources.dataset.folder),
+                     "dataset_hash": sources.dataset.manifest.get("content_hash"),
+                     "evaluation": str(evaluation) if evaluation else None},
+            metrics=llara_metrics(evaluation) | report["summary"],
+            quantization={"chosen": chosen, "why": why, "summary": report["summary"],
+                          "int8_parity": parity_gate},
+            counts={"tracks": int(sources.num_items)}, files=files, **serving)
+        if cfg.track:
+            from llarapp.tracking import log_run
+
+            report["mlflow"] = log_run(
+                experiment=cfg.experiment, run_name=f"export-{version}",
+                params=cfg.to_dict() | {"chosen": chosen}, metrics=report["summary"],
+                artifacts=[folder / "report" / n for n in ("quantization.md", "quantization.png")],
+                tags={"stage": "export", "model_version": version},
+                tracking_uri=cfg.tracking_uri or None)
+    return report | {"model_version": version, "bundle": str(output)}

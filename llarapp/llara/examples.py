@@ -30,15 +30,15 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from llarapp.artifacts import read_manifest
 from llarapp.config import require
 from llarapp.data.dataset import Dataset, Split
 from llarapp.llara.layout import track_by_artist
 from llarapp.llara.prompts import Example
+from llarapp.manifest import read_manifest
 from llarapp.models.cold_mapper import ColdMapper
 from llarapp.models.graph import GraphEmbeddings, GraphVectors
 from llarapp.models.hybrid import HybridScorer
-from llarapp.models.retrieval import top_n
+from llarapp.models.recommendations import top_n
 from llarapp.models.text_embed import TextEmbeddings
 from llarapp.rerank.features import CatalogueFeatures
 from llarapp.rerank.lists import fit_questions, graph_first_share, retrieved_lists, scored_batches

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from llarapp.config import require
 from llarapp.data.dataset import Dataset, Split
-from llarapp.models.retrieval import (
+from llarapp.models.recommendations import (
     RecommendationLists,
     RecommenderConfig,
     batches_of,

@@ -27,10 +27,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from llarapp.artifacts import write_manifest
 from llarapp.config import StageConfig, require
 from llarapp.data.dataset import Dataset, Split, StageArtifact
 from llarapp.eval.plots import save_bars, save_curves
+from llarapp.manifest import write_manifest
 from llarapp.models.graph import GraphVectors, TitleNeighbours
 from llarapp.models.mlp import FitConfig, Fitted, apply_numpy, fit_mlp, predict, to_numpy_weights
 from llarapp.models.tags import fit_tagger, top_tags, weak_labels

@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from llarapp.data.dataset import StageArtifact
-from llarapp.models.retrieval import kept_entries
+from llarapp.models.recommendations import kept_entries
 
 
 def fold_in_weights(layer_items: list[np.ndarray], alpha: np.ndarray, degree: np.ndarray

@@ -40,7 +40,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from llarapp.models.graph import GraphVectors
-from llarapp.models.retrieval import kept_entries, top_n
+from llarapp.models.recommendations import kept_entries, top_n
 
 if TYPE_CHECKING:  # torch-free at run time: the serving engine scores with this class
     from llarapp.models.cold_mapper import ColdMapper

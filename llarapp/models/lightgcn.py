@@ -39,11 +39,11 @@ from torch_geometric.nn.models import LightGCN
 from torch_geometric.utils import to_torch_csr_tensor
 from tqdm import tqdm
 
-from llarapp.artifacts import write_manifest
 from llarapp.config import StageConfig, require
 from llarapp.data.dataset import Dataset, Split
 from llarapp.eval.metrics import recall_at_k, relevance_matrix
 from llarapp.eval.plots import save_curves
+from llarapp.manifest import write_manifest
 from llarapp.models.edge_sampler import SAMPLINGS, EdgeSampler
 from llarapp.models.graph import GraphVectors, fold_in_weights
 from llarapp.models.ranking_loss import (
@@ -54,7 +54,7 @@ from llarapp.models.ranking_loss import (
     ranking_loss,
     serving_items,
 )
-from llarapp.models.retrieval import seed_matrix, top_n
+from llarapp.models.recommendations import seed_matrix, top_n
 from llarapp.models.torch_utils import DEVICES, resolve_device, seed_everything, state_copy
 from llarapp.storage import atomic_dir
 

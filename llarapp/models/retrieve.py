@@ -44,7 +44,7 @@ from llarapp.eval.plots import save_grid
 from llarapp.models.cold_mapper import ColdMapper
 from llarapp.models.graph import GraphVectors
 from llarapp.models.hybrid import MODELS, HybridParams, HybridScorer, Queries
-from llarapp.models.retrieval import (
+from llarapp.models.recommendations import (
     RecommendationLists,
     RecommenderConfig,
     batches_of,

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from scipy.special import expit
 
 from llarapp.models.mlp import FitConfig, Fitted, fit_mlp, predict
-from llarapp.models.retrieval import interaction_matrix, title_tokens
+from llarapp.models.recommendations import interaction_matrix, title_tokens
 
 STOP_WORDS = frozenset(
     "a an and the of to in on for my your our me we it is s i you at by with from this that "

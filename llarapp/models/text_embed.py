@@ -11,10 +11,10 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from llarapp.artifacts import write_manifest
 from llarapp.config import StageConfig, require
 from llarapp.data.dataset import Dataset, StageArtifact
 from llarapp.data.texts import item_texts, playlist_texts
+from llarapp.manifest import write_manifest
 from llarapp.models.text_encoder import DEFAULT_ENCODER, POOLING, TextEncoder
 from llarapp.models.torch_utils import DEVICES
 from llarapp.storage import atomic_dir

@@ -174,7 +174,7 @@ def open_study(cfg: TuneConfig) -> Any:
 
 
 def prepare_study(cfg: TuneConfig) -> dict[str, Any]:
-    """What the HPO pipeline runs before its workers: the study and the MLflow experiment."""
+    """What the tune pipeline runs before its workers: the study and the MLflow experiment."""
     study = open_study(cfg)
     if cfg.track:
         start_tracking(cfg.experiment, cfg.tracking_uri or None)
@@ -233,7 +233,7 @@ def study_summary(cfg: TuneConfig) -> tuple[dict[str, Any], Any]:
         study = optuna.load_study(study_name=cfg.study_name, storage=cfg.storage_url())
     except KeyError as exc:
         raise ConfigError(f"no study {cfg.study_name!r} in {cfg.storage_url()}; "
-                          "run llarapp tune (or the HPO pipeline) first") from exc
+                          "run llarapp tune (or the tune pipeline) first") from exc
     table = study.trials_dataframe(attrs=("number", "value", "state", "params"))
     return study_result(study, cfg), table
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import pandas as pd
 
-from llarapp.artifacts import read_manifest, write_json, write_manifest
 from llarapp.errors import ArtifactError, DataValidationError
+from llarapp.manifest import read_manifest, write_json, write_manifest
 from llarapp.recommend.batch import (
     holdout_summary,
     score_playlists,

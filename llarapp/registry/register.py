@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llarapp.artifacts import write_manifest
 from llarapp.config import TrackedConfig, require
+from llarapp.manifest import write_manifest
 from llarapp.registry.aliases import Registry
 from llarapp.storage import atomic_dir, parse_uri, publish_dir
 
@@ -105,6 +105,6 @@ def run_register(cfg: RegisterConfig, bundle_dir: str | os.PathLike[str],
 
 
 def load_registration(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    from llarapp.artifacts import read_manifest
+    from llarapp.manifest import read_manifest
 
     return read_manifest(folder, KIND)

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from llarapp.eval import metrics as M
 from llarapp.models.hybrid import params_for
-from llarapp.models.retrieval import batches_of, seed_matrix, top_n
+from llarapp.models.recommendations import batches_of, seed_matrix, top_n
 from llarapp.rerank.features import FEATURES, CatalogueFeatures, candidate_features
 
 if TYPE_CHECKING:  # llara.examples builds LLaRA's training questions from this module

@@ -29,7 +29,7 @@ from llarapp.models.graph import GraphVectors, TitleNeighbours
 from llarapp.models.hybrid import HybridParams, HybridScorer, Queries, params_for
 from llarapp.models.hybrid_index import IndexedTop
 from llarapp.models.mlp_numpy import apply_numpy
-from llarapp.models.retrieval import kept_entries, seed_matrix, top_n
+from llarapp.models.recommendations import kept_entries, seed_matrix, top_n
 from llarapp.serving.bundle import RANKER, TEXT_ENCODER, TEXT_TOKENIZER, Bundle
 from llarapp.serving.drift import request_features
 from llarapp.serving.index import load_index

@@ -1,4 +1,4 @@
-"""``llarapp train-llara``: domain pre-training, then curriculum prompt tuning with LoRA.
+"""``llarapp llara``: domain pre-training, then curriculum prompt tuning with LoRA.
 
 The artifact (kind ``llara``) holds ``backbone/`` (the base weights after domain
 pre-training, or with ``finetune: full`` the tuned weights, and the tokenizer), ``adapter/``
@@ -19,7 +19,6 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from llarapp.artifacts import write_manifest
 from llarapp.config import require
 from llarapp.eval.plots import save_curves
 from llarapp.llara.backbone import Backbone
@@ -30,6 +29,7 @@ from llarapp.llara.lora import attach_lora
 from llarapp.llara.model import FeatureHead, LlaraRanker
 from llarapp.llara.pretrain import autocast, domain_pretrain, make_optimizer, playlist_documents
 from llarapp.llara.prompts import Collator, Example, PromptBuilder
+from llarapp.manifest import write_manifest
 from llarapp.models.torch_utils import resolve_device, seed_everything
 from llarapp.storage import atomic_dir
 
@@ -156,7 +156,7 @@ def prefit_feature_head(head: FeatureHead | None, examples: list[Example], steps
     return losses
 
 
-def run_train_llara(cfg: LlaraConfig, sources: Sources, output: str | os.PathLike[str]
+def run_llara(cfg: LlaraConfig, sources: Sources, output: str | os.PathLike[str]
                     ) -> dict[str, Any]:
     seed_everything(cfg.seed, deterministic=False)
     device = resolve_device(cfg.device)

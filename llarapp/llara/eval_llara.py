@@ -22,15 +22,15 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from llarapp.artifacts import write_json, write_manifest
 from llarapp.config import TrackedConfig, require
 from llarapp.eval import metrics as M
 from llarapp.eval.plots import save_grid
-from llarapp.llara.artifact import LlaraArtifact
+from llarapp.llara.checkpoint import LlaraArtifact
 from llarapp.llara.examples import ExampleFactory, Sources
 from llarapp.llara.model import LlaraRanker
 from llarapp.llara.prompts import Collator, Example
-from llarapp.llara.train import make_collator
+from llarapp.llara.stage import make_collator
+from llarapp.manifest import write_json, write_manifest
 from llarapp.models.torch_utils import DEVICES, resolve_device
 from llarapp.rerank.compare import CompareSettings, ListScorer, compare_rankers
 from llarapp.rerank.features import FEATURES
@@ -166,7 +166,7 @@ def before_after(table: list[dict[str, Any]], k: int) -> dict[str, float]:
             for metric in ("recall", "ndcg")}
 
 
-def evaluate_llara(cfg: LlaraEvalConfig, model: LlaraArtifact, sources: Sources,
+def run_eval_llara(cfg: LlaraEvalConfig, model: LlaraArtifact, sources: Sources,
                    output: str | os.PathLike[str]) -> dict[str, Any]:
     trained = model.config
     device = resolve_device(cfg.device)

@@ -1,4 +1,4 @@
-"""HPO: Optuna workers that share one study in an RDB, then the study's summary."""
+"""tune: Optuna workers that share one study in an RDB, then the study's summary."""
 
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Output
 
@@ -6,7 +6,7 @@ from components.image import component
 
 
 @component
-def hpo_study(storage: str, study_name: str = "llarapp-lightgcn", seed: int = 0,
+def tune_study(storage: str, study_name: str = "llarapp-lightgcn", seed: int = 0,
               tracking_uri: str = "", experiment: str = "llarapp-tune") -> str:
     from llarapp.models.tune import TuneConfig, prepare_study
 
@@ -16,7 +16,7 @@ def hpo_study(storage: str, study_name: str = "llarapp-lightgcn", seed: int = 0,
 
 
 @component
-def hpo_worker(dataset: Input[Dataset], splits: Input[Dataset], embeddings: Input[Dataset],
+def tune_worker(dataset: Input[Dataset], splits: Input[Dataset], embeddings: Input[Dataset],
                storage: str, worker: int, study_name: str = "llarapp-lightgcn",
                trials: int = 4, epochs: int = 20, seed: int = 0, tracking_uri: str = "",
                experiment: str = "llarapp-tune") -> int:
@@ -34,7 +34,7 @@ def hpo_worker(dataset: Input[Dataset], splits: Input[Dataset], embeddings: Inpu
 
 
 @component
-def hpo_summary(storage: str, study: Output[Dataset], metrics: Output[Metrics],
+def tune_summary(storage: str, study: Output[Dataset], metrics: Output[Metrics],
                 summary: Output[Markdown], study_name: str = "llarapp-lightgcn") -> str:
     import json
     from pathlib import Path

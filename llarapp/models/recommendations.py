@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
-from llarapp.artifacts import write_manifest
 from llarapp.config import StageConfig, require
+from llarapp.manifest import write_manifest
 from llarapp.storage import atomic_dir
 
 _TOKEN = re.compile(r"\w+")

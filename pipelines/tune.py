@@ -1,4 +1,4 @@
-"""The HPO pipeline: data stages and the study, then Optuna workers in a
+"""The tune pipeline (hyperparameter search): data stages and the study, then Optuna workers in a
 ``dsl.ParallelFor`` that share one study through an RDB (``storage``: PostgreSQL or MySQL
 on a cluster, sqlite only for local runs), then a summary of the study.
 
@@ -9,22 +9,22 @@ workers x T trials run N·T trials of one study, and the TPE sampler sees them a
 
 from kfp import dsl
 
-from components.hpo import hpo_study, hpo_summary, hpo_worker
 from components.ingest import ingest
 from components.split import split
 from components.synth import synth
 from components.text_embed import text_embed
+from components.tune import tune_study, tune_summary, tune_worker
 from pipelines.platform import PlatformConfig
 
-PIPELINE_NAME = "llarapp-hpo"
+PIPELINE_NAME = "llarapp-tune"
 
 
-def build_hpo_pipeline(platform: PlatformConfig | None = None):
+def build_tune_pipeline(platform: PlatformConfig | None = None):
     platform = platform or PlatformConfig()
 
     @dsl.pipeline(name=PIPELINE_NAME,
                   description="Optuna search over LightGCN and the hybrid, parallel workers")
-    def hpo_pipeline(
+    def tune_pipeline(
         storage: str,
         data_uri: str = "",
         synth_playlists: int = 2000,
@@ -46,19 +46,19 @@ def build_hpo_pipeline(platform: PlatformConfig | None = None):
                                 "split").outputs["splits"]
         texts = platform.apply(text_embed(dataset=dataset, encoder=text_encoder), "text-embed")
         # The study (and its tables, and the MLflow experiment) exist before any worker.
-        study = platform.apply(hpo_study(storage=storage, study_name=study_name, seed=seed,
+        study = platform.apply(tune_study(storage=storage, study_name=study_name, seed=seed,
                                          tracking_uri=tracking_uri, experiment=experiment),
-                               "hpo-study")
+                               "tune-study")
         with dsl.ParallelFor(items=workers, name="optuna-workers") as worker:
             trial = platform.apply(
-                hpo_worker(dataset=dataset, splits=splits,
+                tune_worker(dataset=dataset, splits=splits,
                            embeddings=texts.outputs["embeddings"], storage=storage,
                            worker=worker, study_name=study_name, trials=trials_per_worker,
                            epochs=epochs, seed=seed, tracking_uri=tracking_uri,
-                           experiment=experiment), "hpo-worker").after(study)
-        best = platform.apply(hpo_summary(storage=storage, study_name=study_name),
-                              "hpo-summary").after(trial)
+                           experiment=experiment), "tune-worker").after(study)
+        best = platform.apply(tune_summary(storage=storage, study_name=study_name),
+                              "tune-summary").after(trial)
         return best.outputs["Output"]
 
-    return hpo_pipeline
+    return tune_pipeline
 
