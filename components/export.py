@@ -12,7 +12,7 @@ def export(model: Input[Model], evaluation: Input[Dataset], dataset: Input[Datas
            splits: Input[Dataset], embeddings: Input[Dataset], graph: Input[Model],
            mapper: Input[Model], retrieved: Input[Dataset], bundle: Output[Model],
            metrics: Output[Metrics], report: Output[Markdown], quantization: str = "auto",
-           max_delta_hr: float = 0.005, eval_prompts: int = 500, latency_repeats: int = 10,
+           max_delta_hr: float = 0.005, eval_prompts: int = 500, latency_repeats: int = 5,
            tracking_uri: str = "", experiment: str = "llarapp") -> bool:
     import shutil
     from pathlib import Path

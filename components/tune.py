@@ -18,7 +18,7 @@ def tune_study(storage: str, study_name: str = "llarapp-lightgcn", seed: int = 0
 @component
 def tune_worker(dataset: Input[Dataset], splits: Input[Dataset], embeddings: Input[Dataset],
                storage: str, worker: int, study_name: str = "llarapp-lightgcn",
-               trials: int = 4, epochs: int = 20, seed: int = 0, tracking_uri: str = "",
+               trials: int = 20, epochs: int = 20, seed: int = 0, tracking_uri: str = "",
                experiment: str = "llarapp-tune") -> int:
     from llarapp.data.dataset import Dataset as LoadedDataset
     from llarapp.data.dataset import Split

@@ -18,6 +18,7 @@ from kfp.dsl import Dataset, Model
 
 from components.recommend import recommend, recommend_bundle, recommend_merge, recommend_shards
 from llarapp.recommend.config import RecommendConfig
+from llarapp.registry.register import RegisterConfig
 from pipelines.platform import PlatformConfig
 
 PIPELINE_NAME = "llarapp-batch"
@@ -42,7 +43,7 @@ def build_batch_pipeline(platform: PlatformConfig | None = None):
         targets: str = defaults.targets,
         precision: str = defaults.precision,
         team_info: str = defaults.team_info,
-        tracking_uri: str = "",
+        tracking_uri: str = RegisterConfig.tracking_uri,
     ) -> Dataset:
         located = platform.apply(recommend_bundle(model_uri=model_uri,
                                                   tracking_uri=tracking_uri), "recommend-bundle")

@@ -26,6 +26,17 @@ from components.retrieve import retrieve
 from components.split import split
 from components.synth import synth
 from components.text_embed import text_embed
+from llarapp.data.ingest import IngestConfig
+from llarapp.data.split import SplitConfig
+from llarapp.data.synth import SynthConfig
+from llarapp.deploy.config import DeployConfig
+from llarapp.eval.evaluate import EvaluateConfig
+from llarapp.export.config import ExportConfig
+from llarapp.llara.config import LlaraConfig
+from llarapp.models.baselines import BaselinesConfig
+from llarapp.models.lightgcn import LightGCNConfig
+from llarapp.models.text_embed import TextEmbedConfig
+from llarapp.registry.register import RegisterConfig
 from pipelines.platform import PlatformConfig
 
 PIPELINE_NAME = "llarapp-training"
@@ -35,6 +46,11 @@ METRIC_GATE, PARITY_GATE = "metric-gate", "int8-parity-gate"
 def build_training_pipeline(platform: PlatformConfig | None = None):
     """The pipeline function, with ``platform`` applied to every task."""
     platform = platform or PlatformConfig()
+    # Every parameter's default is its stage config's (tests/test_defaults.py checks it).
+    synth_cfg, ingest_cfg, split_cfg = SynthConfig(), IngestConfig(), SplitConfig()
+    baselines_cfg, text_cfg, lightgcn_cfg = BaselinesConfig(), TextEmbedConfig(), LightGCNConfig()
+    llara_cfg, export_cfg, evaluate_cfg = LlaraConfig(), ExportConfig(), EvaluateConfig()
+    register_cfg, deploy_cfg = RegisterConfig(), DeployConfig()
 
     def stage(task, name: str):
         return platform.apply(task, name)
@@ -44,34 +60,34 @@ def build_training_pipeline(platform: PlatformConfig | None = None):
                               "gated, registered and deployed KServe model")
     def training_pipeline(
         data_uri: str = "",
-        synth_playlists: int = 2000,
-        seed: int = 0,
-        strict_ingest: bool = False,
-        cold_fraction: float = 0.05,
-        knn_similarity_alpha: float = 0.5,
-        text_encoder: str = "minilm",
-        lightgcn_dim: int = 64,
-        lightgcn_layers: int = 3,
-        lightgcn_epochs: int = 30,
-        llara_backbone: str = "scratch",
-        llara_steps: int = 150,
-        llara_pretrain_steps: int = 60,
-        llara_schedule: str = "curriculum",
-        llara_finetune: str = "lora",
-        export_quantization: str = "auto",
-        export_max_delta_hr: float = 0.005,
-        export_eval_prompts: int = 500,
-        export_latency_repeats: int = 5,
-        gate_metric: str = "ndcg",
-        gate_model: str = "hybrid",
-        gate_threshold: float = 0.05,
-        model_name: str = "llarapp",
-        bundle_uri: str = "",
-        deploy_target: str = "staging",
-        deploy_mode: str = "render",
-        deploy_namespace: str = "llarapp",
-        tracking_uri: str = "",
-        experiment: str = "llarapp",
+        synth_playlists: int = synth_cfg.num_playlists,
+        seed: int = split_cfg.seed,
+        strict_ingest: bool = ingest_cfg.strict,
+        cold_fraction: float = split_cfg.cold_fraction,
+        knn_similarity_alpha: float = baselines_cfg.similarity_alpha,
+        text_encoder: str = text_cfg.encoder,
+        lightgcn_dim: int = lightgcn_cfg.dim,
+        lightgcn_layers: int = lightgcn_cfg.layers,
+        lightgcn_epochs: int = lightgcn_cfg.epochs,
+        llara_backbone: str = llara_cfg.backbone,
+        llara_steps: int = llara_cfg.steps,
+        llara_pretrain_steps: int = llara_cfg.pretrain_steps,
+        llara_schedule: str = llara_cfg.schedule,
+        llara_finetune: str = llara_cfg.finetune,
+        export_quantization: str = export_cfg.quantization,
+        export_max_delta_hr: float = export_cfg.max_delta_hr,
+        export_eval_prompts: int = export_cfg.eval_prompts,
+        export_latency_repeats: int = export_cfg.latency_repeats,
+        gate_metric: str = evaluate_cfg.gate_metric,
+        gate_model: str = evaluate_cfg.gate_model,
+        gate_threshold: float = evaluate_cfg.gate_threshold,
+        model_name: str = register_cfg.model_name,
+        bundle_uri: str = register_cfg.bundle_uri,
+        deploy_target: str = deploy_cfg.target,
+        deploy_mode: str = deploy_cfg.mode,
+        deploy_namespace: str = deploy_cfg.namespace,
+        tracking_uri: str = register_cfg.tracking_uri,
+        experiment: str = register_cfg.experiment,
     ) -> Dataset:
         tracking = {"tracking_uri": tracking_uri, "experiment": experiment}
         source = stage(synth(data_uri=data_uri, num_playlists=synth_playlists, seed=seed),

@@ -14,6 +14,10 @@ from components.split import split
 from components.synth import synth
 from components.text_embed import text_embed
 from components.tune import tune_study, tune_summary, tune_worker
+from llarapp.data.split import SplitConfig
+from llarapp.data.synth import SynthConfig
+from llarapp.models.text_embed import TextEmbedConfig
+from llarapp.models.tune import TuneConfig
 from pipelines.platform import PlatformConfig
 
 PIPELINE_NAME = "llarapp-tune"
@@ -21,22 +25,23 @@ PIPELINE_NAME = "llarapp-tune"
 
 def build_tune_pipeline(platform: PlatformConfig | None = None):
     platform = platform or PlatformConfig()
+    tune_cfg = TuneConfig()  # the parameters' defaults (tests/test_defaults.py)
 
     @dsl.pipeline(name=PIPELINE_NAME,
                   description="Optuna search over LightGCN and the hybrid, parallel workers")
     def tune_pipeline(
         storage: str,
         data_uri: str = "",
-        synth_playlists: int = 2000,
-        seed: int = 0,
-        cold_fraction: float = 0.05,
-        text_encoder: str = "minilm",
+        synth_playlists: int = SynthConfig.num_playlists,
+        seed: int = tune_cfg.seed,
+        cold_fraction: float = SplitConfig.cold_fraction,
+        text_encoder: str = TextEmbedConfig.encoder,
         workers: list = [0, 1, 2, 3],  # noqa: B006 (a KFP parameter default, never mutated)
-        trials_per_worker: int = 5,
-        epochs: int = 20,
-        study_name: str = "llarapp-lightgcn",
-        tracking_uri: str = "",
-        experiment: str = "llarapp-tune",
+        trials_per_worker: int = 5,  # 4 workers x 5: TuneConfig's 20 trials
+        epochs: int = tune_cfg.epochs,
+        study_name: str = tune_cfg.study_name,
+        tracking_uri: str = tune_cfg.tracking_uri,
+        experiment: str = tune_cfg.experiment,
     ) -> str:
         source = platform.apply(synth(data_uri=data_uri, num_playlists=synth_playlists,
                                       seed=seed), "synth")

@@ -11,7 +11,8 @@ from llarapp.models.baselines import BaselinesConfig, run_baselines
 def evaluation(synthetic_dataset, synthetic_split, tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     run_baselines(BaselinesConfig(), synthetic_dataset, synthetic_split, root / "recs")
-    cfg = EvaluateConfig(tracking_uri=f"sqlite:///{root}/mlflow.db", experiment="test")
+    cfg = EvaluateConfig(tracking_uri=f"sqlite:///{root}/mlflow.db", experiment="test",
+                         gate_model="")  # no hybrid here: the gate takes the best model
     result = run_evaluate(cfg, synthetic_dataset, synthetic_split, [root / "recs"], root / "eval")
     return root, result
 
@@ -106,7 +107,7 @@ def test_a_served_ranking_worse_than_retrieval_refuses_the_gate(
     from llarapp.eval.served_gate import REFUSED
 
     root, passed = evaluation
-    cfg = EvaluateConfig(track=False)
+    cfg = EvaluateConfig(track=False, gate_model="")
     result = run_evaluate(cfg, synthetic_dataset, synthetic_split, [root / "recs"],
                       tmp_path / "eval", served=served)
     gate = result["gate"]

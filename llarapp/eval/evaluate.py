@@ -38,7 +38,7 @@ class EvaluateConfig(StageConfig):
     split: str = "test"
     ks: list[int] = field(default_factory=lambda: [10, 100])
     gate_metric: str = "ndcg"
-    gate_model: str = ""  # empty: the best model on gate_metric
+    gate_model: str = "hybrid"  # the served retrieval; empty: the best model on gate_metric
     gate_threshold: float = 0.05  # the floor; the pipeline's deploy condition uses the same
     model_name: str = "llarapp"  # the registered model whose champion the candidate faces
     champion_tolerance: float = 0.01  # not worse than the champion, with 95% confidence, by more
@@ -145,7 +145,8 @@ def gate_value(summary: pd.DataFrame, cfg: EvaluateConfig) -> tuple[str, float]:
     higher_is_better = cfg.gate_metric != "clicks"
     if cfg.gate_model:
         require(cfg.gate_model in overall.index,
-                f"gate_model {cfg.gate_model!r} not evaluated; have {', '.join(overall.index)}")
+                f"gate_model {cfg.gate_model!r} not evaluated; have {', '.join(overall.index)}. "
+                "Pass its recommendations, or --set gate_model=<one of them> (empty: the best)")
         model = cfg.gate_model
     else:
         model = overall.idxmax() if higher_is_better else overall.idxmin()

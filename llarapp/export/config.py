@@ -29,7 +29,7 @@ class ExportConfig(TrackedConfig):
     calibration_prompts: int = 64
     eval_prompts: int = 500  # per split; protocol (a) prompts for ΔHR@1 and ΔNDCG
     latency_batches: list[int] = field(default_factory=lambda: [1, 8, 32])
-    latency_repeats: int = 10
+    latency_repeats: int = 5
     threads: int = 0  # ORT intra-op threads; 0: every available CPU
     providers: list[str] = field(default_factory=lambda: ["cpu"])
     # Catalogues of at least this many tracks ship an HNSW retrieval index (serving then
