@@ -68,6 +68,14 @@ STAGES = (
 )
 
 
+def artifact(name: str) -> str:
+    """``<task>/<output>`` of the stage ``name``: where a run folder keeps its main output."""
+    for stage in STAGES:
+        if stage.name == name:
+            return stage.artifact
+    raise KeyError(f"no stage {name!r}; stages: {', '.join(s.name for s in STAGES)}")
+
+
 def markdown_table() -> str:
     """The README's stage table: each stage's module, component, CLI verb, config and
     artifact, so a newcomer finds any of them in one step."""

@@ -20,6 +20,7 @@ from rich.console import Console
 from llarapp.config import parse_overrides
 from llarapp.errors import ConfigError, PipelineError
 from llarapp.eval.table import print_table
+from llarapp.stages import artifact
 from llarapp.tracking import default_tracking_uri
 from pipelines.console import ANSI, stage_console
 
@@ -127,8 +128,13 @@ def summarise_training_run(evaluation: Path) -> dict[str, Any]:
     print_table(headline_table(pd.DataFrame(result["summary"])),
                 f"{result['split']} split, one row per model", console)
     gate = result["gate"]
-    registration = read_json(run_dir / "register" / "registration" / "manifest.json")
-    deployment = read_json(run_dir / "deploy" / "manifest" / "manifest.json")
+    registration = read_json(run_dir / artifact("register") / "manifest.json")
+    deployment = read_json(run_dir / artifact("deploy") / "manifest.json")
+    if registration is None or (deployment is None and result.get("verdict", {}).get("deploy")):
+        missing = artifact("register") if registration is None else artifact("deploy")
+        raise PipelineError(f"the run finished but {run_dir / missing} has no manifest.json; "
+                            "llarapp.stages.STAGES and the pipeline's task names disagree. "
+                            "Fix the stage table (tests/test_stages.py checks it)")
     served = gate.get("served_ranking") or {}
     if served:
         console.print(f"ranker:    {served['ranker']} served; served-ranking gate "
@@ -141,7 +147,7 @@ def summarise_training_run(evaluation: Path) -> dict[str, Any]:
                   + ("deployed" if deployment else "deploy skipped (gate not cleared)"))
     console.print(f"artifacts: {run_dir}")
     console.print(f"report:    {evaluation / 'report.html'}")
-    bundle = run_dir / "export" / "bundle"
+    bundle = run_dir / artifact("export")
     console.print(f"bundle:    {bundle} (llarapp bundle-info {bundle})")
     if registration:
         console.print(f"registry:  models:/{registration['model_name']}/"
@@ -149,7 +155,7 @@ def summarise_training_run(evaluation: Path) -> dict[str, Any]:
                       f"registered as candidate at {registration['storage_uri']}")
     if deployment:
         console.print(f"deploy:    {deployment['action']} {deployment['namespace']}/"
-                      f"{deployment['service']} → {run_dir / 'deploy' / 'manifest'}; "
+                      f"{deployment['service']} → {run_dir / artifact('deploy')}; "
                       f"alias {deployment['alias']['name']} → v{deployment['version']}")
     if result.get("mlflow"):
         run = result["mlflow"]

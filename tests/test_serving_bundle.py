@@ -54,6 +54,49 @@ def test_a_manifest_without_a_required_file_is_incomplete(bundle, tmp_path):
         Bundle.load(copy)
 
 
+def drop(manifest, *keys):
+    section = manifest
+    for key in keys[:-1]:
+        section = section[key]
+    del section[keys[-1]]
+
+
+def put(manifest, value, *keys):
+    section = manifest
+    for key in keys[:-1]:
+        section = section[key]
+    section[keys[-1]] = value
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: put(m, 1, "schema_version"), "has bundle schema 1; this llarapp reads 2. "
+                                            "Re-export it"),
+    (lambda m: put(m, "model", "kind"), "holds a 'model' artifact, not a serving-bundle"),
+    (lambda m: drop(m, "ranker", "history_len"), r"ranker.history_len: Field required"),
+    (lambda m: put(m, "twenty", "ranker", "num_candidates"), r"ranker.num_candidates: Input "
+                                                             "should be a valid integer"),
+    (lambda m: put(m, "bogus", "ranker", "kind"), r"ranker.kind: Input should be 'llara'"),
+    (lambda m: put(m, 1, "retrieval", "colour"), r"retrieval.colour: Extra inputs"),
+    (lambda m: put(m, "bm25", "retrieval", "title_query"), r"retrieval.title_query"),
+    (lambda m: drop(m, "text_encoder"), r"text_encoder: Field required"),
+    (lambda m: put(m, {"sha256": "x", "bytes": 1}, "files", "catalogue.parquet"),
+     r"files.catalogue.parquet.sha256: String should match pattern"),
+])
+def test_the_manifest_follows_one_typed_schema(bundle, tmp_path, change, message):
+    """What export wrote loads; any drift from the schema is refused, naming the field and
+    the fix, before a single file is read."""
+    from llarapp.serving.bundle_manifest import BundleManifest
+
+    copy = shutil.copytree(bundle.folder, tmp_path / "bundle")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    assert BundleManifest.model_validate(manifest).to_json() == manifest  # lossless
+    change(manifest)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=message) as refused:
+        Bundle.load(copy, verify=False)
+    assert "re-export" in str(refused.value).lower()
+
+
 def test_bundle_info_cli(bundle, tmp_path):
     result = CliRunner().invoke(app, ["bundle-info", str(bundle.folder)])
     assert result.exit_code == 0, result.output

@@ -21,10 +21,10 @@ from llarapp.export.ranker import DYNAMIC_AXES, INPUTS, OUTPUT
 from llarapp.export.report import choose_variant, int8_parity, write_report
 from llarapp.llara.checkpoint import LlaraArtifact
 from llarapp.llara.examples import Sources
-from llarapp.manifest import write_manifest
 from llarapp.models.text_embed import TextEmbeddings
 from llarapp.rerank.lambdamart import MODEL_FILE
 from llarapp.serving import bundle as B
+from llarapp.serving.bundle_manifest import write_bundle_manifest
 from llarapp.serving.drift import REFERENCE_FILE, Reference
 from llarapp.serving.index import build_index, calibrate_widths
 from llarapp.storage import atomic_dir
@@ -182,8 +182,8 @@ def run_export(cfg: ExportConfig, model: LlaraArtifact, sources: Sources, text: 
         created = dt.datetime.now(dt.UTC)
         digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
         version = cfg.model_version or f"{shipped['kind']}-{created:%Y%m%d-%H%M%S}-{digest[:8]}"
-        write_manifest(
-            folder, B.KIND, B.SCHEMA_VERSION, model_version=version, config=cfg.to_dict(),
+        write_bundle_manifest(
+            folder, model_version=version, config=cfg.to_dict(),
             sources={"llara": str(model.folder), "llara_mlflow_run": model.manifest.get("mlflow"),
                      "dataset": str(sources.dataset.folder),
                      "dataset_hash": sources.dataset.manifest.get("content_hash"),

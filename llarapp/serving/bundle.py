@@ -34,11 +34,9 @@ from typing import Any
 import numpy as np
 
 from llarapp.errors import BundleError
+from llarapp.serving.bundle_manifest import MANIFEST, parse_manifest
 from llarapp.storage import cache_folder, download_dir, parse_uri
 
-KIND = "serving-bundle"
-SCHEMA_VERSION = 2  # 2: ranker.kind, and ranker files only for the shipped ranker
-MANIFEST = "manifest.json"
 RANKER = {"fp32": "ranker.onnx", "int8": "ranker.int8.onnx"}
 TEXT_ENCODER = "text_encoder.int8.onnx"
 CATALOGUE = "catalogue.parquet"
@@ -109,11 +107,7 @@ class Bundle:
             raise BundleError(f"{uri} is not a serving bundle: it has no {MANIFEST}. Run "
                               "`llarapp export` (or the pipeline's export stage) to write one")
         manifest = json.loads(path.read_text())
-        if manifest.get("kind") != KIND:
-            raise BundleError(f"{uri} holds a {manifest.get('kind')!r} artifact, not a {KIND}")
-        if manifest.get("schema_version") != SCHEMA_VERSION:
-            raise BundleError(f"{uri} has bundle schema {manifest.get('schema_version')}; this "
-                              f"llarapp reads {SCHEMA_VERSION}. Re-export with this version")
+        parse_manifest(manifest, uri)  # the schema export wrote; refused with the fix if not
         bundle = cls(folder, manifest)
         if verify:
             bundle.verify()

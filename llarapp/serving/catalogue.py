@@ -25,6 +25,7 @@ from llarapp.data.texts import item_texts
 from llarapp.errors import DataValidationError
 from llarapp.models.mlp_numpy import apply_numpy
 from llarapp.serving import bundle as B
+from llarapp.serving.bundle_manifest import write_bundle_manifest
 from llarapp.serving.index import refresh_cold_index
 from llarapp.serving.schema import TrackText
 from llarapp.serving.text import OnnxTextEncoder
@@ -105,11 +106,11 @@ def add_tracks(bundle_uri: str | os.PathLike[str], tracks: pd.DataFrame,
         additions = [*meta.get("catalogue_additions", []),
                      {"tracks": len(new), "skipped_existing": skipped, "from": bundle.version,
                       "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}]
-        manifest = {**meta, "model_version": version, "files": B.file_table(folder),
-                    "created_at": additions[-1]["at"],
-                    "counts": {**meta["counts"], "tracks": len(catalogue) + len(new)},
-                    "catalogue_additions": additions}
-        (folder / B.MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+        write_bundle_manifest(folder, **{
+            **meta, "model_version": version, "files": B.file_table(folder),
+            "created_at": additions[-1]["at"],
+            "counts": {**meta["counts"], "tracks": len(catalogue) + len(new)},
+            "catalogue_additions": additions})
     return {"model_version": version, "added": len(new), "skipped_existing": skipped,
             "tracks": len(catalogue) + len(new), "bundle": str(output)}
 
