@@ -5,7 +5,7 @@ Three commands, so training can run on a GPU machine that has neither the dev da
 retrieval stack (faiss, LightGBM, MLflow):
 
 1. ``pack``, on a pipeline run's artifacts (``make run DATA=../shared/data/mpd-popular``):
-   the ranker's training questions (as ``train-llara`` builds them), the protocol (a) test
+   the ranker's training questions (as ``llarapp llara`` builds them), the protocol (a) test
    prompts with their segments and baseline scores, the protocol (b) test lists (the
    hybrid's top K with features and held-out targets), the domain-adaptation documents, and
    the catalogue rows (text, graph vector) any of them names: one compressed pickle of

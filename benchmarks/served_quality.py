@@ -7,7 +7,7 @@ retrieval, the shipped ranker, seeds excluded. NDCG@10 and recall@10 are compute
 its hidden tracks, once with the index and once with the index switched off, together
 with the share of the ranker's candidates the two paths agree on.
 
-    python benchmarks/served_quality.py --bundle BUNDLE --split RUN/split/splits
+    python benchmarks/served_quality.py --bundle BUNDLE --splits RUN/split/splits
 
 Writes benchmarks/results/served-quality[-TAG].json and .md.
 """
@@ -48,7 +48,7 @@ def served_lists(engine: Engine, requests: list[Request], k: int, batch: int) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, required=True)
-    parser.add_argument("--split", type=Path, required=True, help="the run's split artifact")
+    parser.add_argument("--splits", type=Path, required=True, help="the run's split artifact")
     parser.add_argument("--which", default="test", choices=("val", "test"))
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--batch", type=int, default=32)
@@ -58,7 +58,7 @@ def main() -> None:
     if engine.index is None:
         raise SystemExit(f"{args.bundle} ships no retrieval index; export it with "
                          "index_min_tracks at most its catalogue size")
-    heldout = Split.load(args.split).heldout_for(args.which)
+    heldout = Split.load(args.splits).heldout_for(args.which)
     requests = [Request(name if isinstance(name, str) else "",
                         engine.uris[np.asarray(seeds, np.int64)].tolist(),
                         k=max(args.k, engine.num_candidates))
@@ -89,7 +89,7 @@ def main() -> None:
     stem = RESULTS / ("served-quality" + (f"-{args.tag}" if args.tag else ""))
     stem.with_suffix(".md").write_text(text)
     stem.with_suffix(".json").write_text(json.dumps(
-        {"bundle": str(args.bundle), "split": str(args.split), "rows": rows,
+        {"bundle": str(args.bundle), "split": str(args.splits), "rows": rows,
          "ndcg_change": change, "top_agreement": agreement,
          "top_agreement_by_kind": by_kind, "index": engine.bundle.index}, indent=2))
 
