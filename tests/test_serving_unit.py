@@ -350,3 +350,38 @@ def test_predictor_image_has_no_torch(bundle):
     assert re.search(r"^USER 1000$", final_stage, re.M) and "HEALTHCHECK" in final_stage
     assert "llarapp.serving" in final_stage and "torch" not in wanted
     assert Path(REPO / "kserve/__init__.py").exists() is False  # never shadows `kserve`
+
+
+def test_title_word_reasons_match_the_regex_definition(bundle):
+    """The inverted indexes give the reason a regex per item would: the first title word
+    that is a tag of the track, else a whole word of its name or artist."""
+    import random
+
+    from llarapp.serving.reasons import Explainer, title_words
+
+    catalogue = bundle.catalogue.copy()
+    catalogue.loc[0, "track_name"] = "Rock_n Roll (Live)"  # "_" joins: no whole word "rock"
+    graph = np.zeros((len(catalogue), 4), np.float32)
+    explainer = Explainer(catalogue, graph, np.zeros((len(catalogue), 8), np.float32))
+    searchable = (catalogue["track_name"].fillna("") + " "
+                  + catalogue["artist_name"].fillna("")).str.lower().tolist()
+    tags = [list(t) if t is not None else [] for t in catalogue.get("tags", [None] * len(
+        catalogue))]
+
+    def by_regex(item, words):
+        for word in words:
+            if word in tags[item]:
+                return f"the title word '{word}' is one of its tags"
+            if re.search(rf"\b{re.escape(word)}\b", searchable[item]):
+                return f"the title word '{word}' is in its name or artist"
+        return ""
+
+    rng = random.Random(0)
+    vocabulary = sorted({w for text in searchable for w in re.findall(r"\w+", text)}
+                        | {t for item in tags for t in item}) + ["rock", "nothingmatches"]
+    items = np.arange(len(catalogue))
+    for _ in range(40):
+        words = title_words(" ".join(rng.sample(vocabulary, 3)).title())
+        expected = [by_regex(i, words) for i in items.tolist()]
+        assert explainer.title_matches(items, words) == expected, words
+    assert any(explainer.title_matches(items, title_words("rock roll")))

@@ -75,10 +75,14 @@ def recommend_all(engine: Engine, playlists: list[InputPlaylist], cfg: Recommend
 
 
 def as_table(playlists: list[InputPlaylist], responses: list[Response]) -> pd.DataFrame:
-    rows = [(p.pid, rank, r.track_uri, r.score, r.reason)
-            for p, response in zip(playlists, responses, strict=True)
-            for rank, r in enumerate(response.recommendations, start=1)]
-    return pd.DataFrame(rows, columns=COLUMNS)
+    lists = [r.recommendations for r in responses]
+    sizes = [len(recs) for recs in lists]
+    ranks = np.concatenate([np.arange(1, n + 1) for n in sizes]) if lists else []
+    return pd.DataFrame({
+        "pid": np.repeat([p.pid for p in playlists], sizes), "rank": ranks,
+        "track_uri": [u for recs in lists for u in recs.uris],
+        "score": [s for recs in lists for s in recs.columns[3]],
+        "reason": [s for recs in lists for s in recs.columns[5]]}, columns=COLUMNS)
 
 
 def holdout_table(engine: Engine, playlists: list[InputPlaylist], responses: list[Response]
@@ -94,7 +98,7 @@ def holdout_table(engine: Engine, playlists: list[InputPlaylist], responses: lis
         targets.append(np.array([rows[u] if u in rows else
                                  extra.setdefault(u, len(rows) + len(extra))
                                  for u in playlist.targets], np.int64))
-        recs.append([rows[r.track_uri] for r in response.recommendations])
+        recs.append([rows[uri] for uri in response.recommendations.uris])
     if not targets:
         return pd.DataFrame(columns=HOLDOUT_COLUMNS)
     matrix = M.recs_matrix(recs, max(len(r) for r in recs))

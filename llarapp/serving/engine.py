@@ -66,7 +66,7 @@ class Request:
                 + 1.3 * title_only)
 
 
-class Recommendation(NamedTuple):  # a tuple: a batch makes 500 per playlist
+class Recommendation(NamedTuple):
     track_uri: str
     track_name: str
     artist_name: str
@@ -75,9 +75,35 @@ class Recommendation(NamedTuple):  # a tuple: a batch makes 500 per playlist
     reason: str = ""
 
 
+class Recommendations(Sequence[Recommendation]):
+    """A response's list, kept as columns: a batch asks for 500 per playlist and writes
+    them as columns, so a :class:`Recommendation` is only built when one is read."""
+
+    def __init__(self, *columns: list):
+        self.columns = columns  # in Recommendation's field order
+        self.uris = columns[0]
+
+    def __len__(self) -> int:
+        return len(self.uris)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return Recommendations(*(column[index] for column in self.columns))
+        return Recommendation._make(column[index] for column in self.columns)
+
+    def __iter__(self) -> Iterator[Recommendation]:
+        return map(Recommendation._make, zip(*self.columns, strict=True))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"Recommendations({list(self)!r})"
+
+
 @dataclass
 class Response:
-    recommendations: list[Recommendation]
+    recommendations: Recommendations
     model_version: str
     cold_start: str  # none | title_only | unknown_tracks
     warnings: list[str]
@@ -139,10 +165,11 @@ class Engine:
         self.index = load_index(bundle, self.item_graph, self.scorer.item_text, self.degree)
         self.item_mapper = bundle.weights("weights/item_mapper.npz")
         self.explainer = Explainer(catalogue, self.item_graph, self.scorer.item_text)
-        # Python lists: indexing them gives str directly, 500 times per response.
+        # Object arrays: one gather gives a response's 500 strings; lists for seed labels.
         self.names = catalogue["track_name"].fillna("").astype(str).tolist()
         self.artists = catalogue["artist_name"].fillna("").astype(str).tolist()
-        self.uri_list = self.uris.tolist()
+        self.columns = tuple(np.array(c, dtype=object) for c in (self.uris, self.names,
+                                                                 self.artists))
         self.ranker = load_ranker(bundle, precision, providers, threads, self.item_graph)
 
     def _title_query(self, retrieval: dict):
@@ -313,10 +340,9 @@ class Engine:
             np.concatenate([self.item_graph[seeds.known], extra_graph]),
             np.concatenate([self.scorer.item_text[seeds.known], extra_text]))
         scored = scores.tolist()
-        recs = [Recommendation(self.uri_list[item], self.names[item], self.artists[item],
-                               scored[rank] if rank < k else floor - (rank - k + 1),
-                               rank, reason)
-                for rank, item, reason in zip(ranks, items.tolist(), reasons, strict=True)]
+        values = [scored[rank] if rank < k else floor - (rank - k + 1) for rank in ranks]
+        uris, names, artists = (column[items].tolist() for column in self.columns)
+        recs = Recommendations(uris, names, artists, values, ranks, reasons)
         warnings = list(seeds.warnings)
         if not seeds.history and not request.playlist_name.strip():
             warnings.append("no usable seed track and no title: these are generic "
