@@ -180,7 +180,10 @@ def run_export(cfg: ExportConfig, model: LlaraArtifact, sources: Sources, text: 
         reference.save(folder / REFERENCE_FILE)
         files = B.file_table(folder)
         created = dt.datetime.now(dt.UTC)
-        digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+        # what is served, not report/ (its latencies differ run to run): the same model
+        # trained twice gets the same digest
+        served = {name: entry for name, entry in files.items() if not name.startswith("report/")}
+        digest = hashlib.sha256(json.dumps(served, sort_keys=True).encode()).hexdigest()
         version = cfg.model_version or f"{shipped['kind']}-{created:%Y%m%d-%H%M%S}-{digest[:8]}"
         write_bundle_manifest(
             folder, model_version=version, config=cfg.to_dict(),
