@@ -25,8 +25,7 @@ app.add_typer(catalogue_app, name="catalogue")
 
 def serve(runs: Path, config: Path | None, set_: list[str] | None, show_config: bool,
           **flags: str | None) -> None:
-    """Start the KServe model server (V1 and V2) on localhost; see kserve/README.md. Its
-    flags are `python -m llarapp.serving`'s, spelled the same."""
+    """Start the KServe model server (V1, V2) with `python -m llarapp.serving`'s flags."""
     from llarapp.serving.config import ServeConfig, given_flags, latest_local_bundle, parse_flag
     from llarapp.serving.server import serve as run_server
 
