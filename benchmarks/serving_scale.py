@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from serving import measure, real_playlists, resident_gib  # noqa: E402
 
 from llarapp.serving import bundle as B  # noqa: E402
+from llarapp.serving.bundle_manifest import write_bundle_manifest  # noqa: E402
 from llarapp.serving.index import build_index  # noqa: E402
 from llarapp.serving.launch import ServerProcess  # noqa: E402
 
@@ -100,7 +101,7 @@ def grow_bundle(template: Path, out: Path, tracks: int, seed: int = 0) -> None:
     manifest["synthetic"] = {"tracks": tracks, "from": str(template),
                              "index_build_s": index_seconds,
                              "grow_and_index_s": time.perf_counter() - began}
-    (out / B.MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+    write_bundle_manifest(out, **manifest)
 
 
 def main() -> None:

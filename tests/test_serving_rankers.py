@@ -85,7 +85,8 @@ def test_an_unknown_ranker_kind_is_refused(bundle, tmp_path):
     manifest = json.loads((folder / B.MANIFEST).read_text())
     manifest["ranker"]["kind"] = "gbdt"
     (folder / B.MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match="ranker.kind 'gbdt' is not one of"):
+    with pytest.raises(BundleError, match="ranker.kind: Input should be 'llara', 'lambdamart' or "
+                                          "'retrieval'"):
         B.Bundle.load(folder)
 
 

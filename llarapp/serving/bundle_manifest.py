@@ -105,6 +105,7 @@ class BundleManifest(Section):
     text_encoder: TextEncoderSpec
     retrieval: RetrievalSpec
     catalogue_additions: list[CatalogueAddition] = []  # `llarapp catalogue add`, oldest first
+    synthetic: dict[str, Any] | None = None  # a benchmark's grown catalogue: how it was made
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
