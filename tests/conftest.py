@@ -201,6 +201,19 @@ def shuffled(bundle, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def pipeline_specs(tmp_path_factory) -> dict[str, dict]:
+    """The compiled pipeline spec of training, tune and batch, compiled once."""
+    import yaml
+
+    from pipelines.submit import compile_pipeline
+
+    root = tmp_path_factory.mktemp("compiled")
+    return {name: next(yaml.safe_load_all(compile_pipeline(name, root / f"{name}.yaml")
+                                          .read_text()))
+            for name in ("training", "tune", "batch")}
+
+
+@pytest.fixture(scope="session")
 def server(bundle):
     """The real model server on localhost, serving the tiny bundle."""
     from llarapp.serving.launch import ServerProcess

@@ -5,7 +5,6 @@ import importlib
 import inspect
 
 import pytest
-import yaml
 
 from llarapp.stages import STAGES
 
@@ -51,18 +50,15 @@ def config_default(stage: str, field: str):
     return getattr(getattr(importlib.import_module(module), cls)(), field)
 
 
-def compiled_defaults(pipeline: str, tmp_path) -> dict:
-    from pipelines.submit import compile_pipeline
-
-    spec = next(yaml.safe_load_all(compile_pipeline(pipeline, tmp_path / "p.yaml").read_text()))
+def compiled_defaults(spec: dict) -> dict:
     return {name: p["defaultValue"]  # a parameter without one (storage) must be given
             for name, p in spec["root"]["inputDefinitions"]["parameters"].items()
             if "defaultValue" in p}
 
 
 @pytest.mark.parametrize("pipeline", sorted(PARAMETERS))
-def test_pipeline_parameters_default_to_the_stage_configs(pipeline, tmp_path):
-    defaults = compiled_defaults(pipeline, tmp_path)
+def test_pipeline_parameters_default_to_the_stage_configs(pipeline, pipeline_specs):
+    defaults = compiled_defaults(pipeline_specs[pipeline])
     for name, (stage, field) in PARAMETERS[pipeline].items():
         assert defaults[name] == config_default(stage, field), (pipeline, name)
     unmapped = set(defaults) - set(PARAMETERS[pipeline]) - PIPELINE_ONLY

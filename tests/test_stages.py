@@ -3,32 +3,24 @@ pipeline task and artifact (llarapp/stages.py), and the README's table says so."
 
 import importlib
 import inspect
-from pathlib import Path
 
 import pytest
 import typer.main
-import yaml
 
 from llarapp.cli import app
 from llarapp.stages import STAGES, markdown_table
 from tests.conftest import REPO
 
 
-def compiled_tasks(pipeline: str, tmp_path: Path) -> set[str]:
-    """Every task name of a compiled pipeline, loops included."""
-    from pipelines.submit import compile_pipeline
-
-    spec = next(yaml.safe_load_all(compile_pipeline(pipeline, tmp_path / "p.yaml").read_text()))
-    tasks = set(spec["root"]["dag"]["tasks"])
-    for component in spec["components"].values():
-        tasks |= set(component.get("dag", {}).get("tasks", {}))
-    return tasks
-
-
 @pytest.fixture(scope="module")
-def pipeline_tasks(tmp_path_factory):
-    return {name: compiled_tasks(name, tmp_path_factory.mktemp(name))
-            for name in ("training", "tune", "batch")}
+def pipeline_tasks(pipeline_specs):
+    """Every task name of each compiled pipeline, loops included."""
+    tasks = {}
+    for name, spec in pipeline_specs.items():
+        tasks[name] = set(spec["root"]["dag"]["tasks"])
+        for component in spec["components"].values():
+            tasks[name] |= set(component.get("dag", {}).get("tasks", {}))
+    return tasks
 
 
 @pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
