@@ -134,16 +134,15 @@ def test_the_gate_deploys_a_better_candidate_and_the_next_run_faces_it(
     """Two `make run DATA=s3://…` with bundle_uri set, in one work folder (the components
     read S3 with the same environment; register uploads the bundle).
 
-    1. Production holds a version that recommends about at random: the candidate beats it
-       beyond noise and is deployed to staging.
-    2. Without production, the next run faces that staging version, as a second `make run`
-       does. Its candidate trains with 90% of the tracks held out cold, so it is far worse;
-       and a floor no model can clear (NDCG <= 1) fails too. Deploy is skipped, no alias
-       moves, and the report says why, condition by condition.
+    1. Staging holds an earlier version and nothing is in production, as on a second
+       `make run`: the run faces staging. That version recommends about at random, so the
+       candidate beats it beyond noise and is deployed to staging.
+    2. That version is promoted to production. The next candidate trains with 90% of the
+       tracks held out cold, so it is far worse than production; and a floor no model can
+       clear (NDCG <= 1) fails too. Deploy is skipped, no alias moves, and the report says
+       why, condition by condition.
 
     (Equal within noise, which passes, is tested on real bundles in test_champion.py.)"""
-    from mlflow import MlflowClient
-
     from llarapp.registry.aliases import Registry
     from llarapp.registry.register import RegisterConfig, run_register
     from llarapp.serving.bundle import Bundle
@@ -154,8 +153,7 @@ def test_the_gate_deploys_a_better_candidate_and_the_next_run_faces_it(
     tracking = f"sqlite:///{runs.resolve() / 'mlflow.db'}"
     run_register(RegisterConfig(tracking_uri=tracking), shuffled.folder, tmp_path / "random")
     registry = Registry("llarapp", tracking)
-    for alias in ("staging", "canary", "production"):
-        registry.move(alias, "1")
+    registry.move("staging", "1")
     upload_dir(synthetic_slices, f"s3://{s3_env}/mpd")
     s3 = {"data": f"s3://{s3_env}/mpd", "workdir": runs}
     bundles = f"bundle_uri=s3://{s3_env}/bundles"
@@ -167,15 +165,15 @@ def test_the_gate_deploys_a_better_candidate_and_the_next_run_faces_it(
     first = run_locally(**s3, overrides=[*FAST_MODELS, bundles])
     gate, report = verdict(first)
     champion = gate["champion"]
-    assert champion["champion"]["alias"] == "production" and champion["passed"], report
+    assert champion["champion"]["alias"] == "staging" and champion["passed"], report
     ndcg = {c["metric"]: c for c in champion["conditions"]}["ndcg@10 all"]
     assert ndcg["judged"] and ndcg["difference"]["low"] > 0  # better beyond noise
-    assert report.startswith("# Verdict: DEPLOY") and "vs v1 (production)" in report
+    assert report.startswith("# Verdict: DEPLOY") and "vs v1 (staging)" in report
     assert first["deployment"] is not None
-    assert aliases(tracking) == {"candidate": "2", "staging": "2", "canary": "1",
-                                 "production": "1"}
+    assert aliases(tracking) == {"candidate": "2", "staging": "2"}
 
-    MlflowClient(tracking).delete_registered_model_alias("llarapp", "production")
+    registry.move("canary", "2")
+    registry.move("production", "2")
     second = run_locally(**s3, overrides=[*FAST_MODELS, bundles, "gate_threshold=2.0",
                                           "cold_fraction=0.9"])
     root = Path(second["evaluation"]).parent.parent
@@ -200,8 +198,9 @@ def test_the_gate_deploys_a_better_candidate_and_the_next_run_faces_it(
     gate, report = verdict(second)
     assert gate["served_ranking"]["ranker"] == shipped["kind"]
     assert not (root / "deploy").exists() and second["deployment"] is None
-    assert aliases(tracking) == {"candidate": "3", "staging": "2", "canary": "1"}
-    # the candidate faced the previous run's version, now staging, and lost beyond noise
+    assert aliases(tracking) == {"candidate": "3", "staging": "2", "canary": "2",
+                                 "production": "2"}
+    # the candidate faced the previous run's version, now in production, and lost
     champion = gate["champion"]
     assert champion["champion"]["version"] == "2" and champion["passed"] is False
     conditions = {c["metric"]: c for c in champion["conditions"]}
@@ -209,8 +208,8 @@ def test_the_gate_deploys_a_better_candidate_and_the_next_run_faces_it(
     assert conditions["ndcg@10 all"]["difference"]["high"] < -0.01
     opening = report.splitlines()[0]
     assert opening.startswith("# Verdict: HOLD") and "floor" in opening
-    assert "ndcg@10 all vs v2 (staging)" in opening
-    assert re.search(r"\| ndcg@10 all vs v2 \(staging\) +\| [^|]+ difference -[^|]+\| "
+    assert "ndcg@10 all vs v2 (production)" in opening
+    assert re.search(r"\| ndcg@10 all vs v2 \(production\) +\| [^|]+ difference -[^|]+\| "
                      r"low > -0.01 +\| FAIL", report), report
     version = Registry("llarapp", tracking).version("3")
     assert version.tags["champion_version"] == "2"
