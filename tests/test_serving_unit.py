@@ -166,6 +166,18 @@ def test_flags_set_only_what_they_name(monkeypatch, argv, expected):
     assert config_from_args(argv) == ServeConfig(**expected)
 
 
+def test_show_config_masks_the_control_token(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from llarapp.cli import app
+
+    monkeypatch.setenv("LLARAPP_CONTROL_TOKEN", "s3cret-token")
+    result = CliRunner().invoke(app, ["serve", "--model_dir", str(tmp_path), "--show-config"])
+    assert result.exit_code == 0 and "control_token: <set>" in result.output
+    assert "s3cret-token" not in result.output
+    assert ServeConfig().control_token == "s3cret-token"  # masked only when shown
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--max_batch_size", "four"], "--max_batch_size takes an integer"),
     (["--warmup", "maybe"], "--warmup takes true or false"),

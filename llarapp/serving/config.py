@@ -98,6 +98,14 @@ class ServeConfig(StageConfig):
                 "max_texts and max_recommendations must be at least 1")
         self.batching  # noqa: B018  (building it validates the batching keys)
 
+    def to_yaml(self) -> str:
+        """As StageConfig's, with secrets masked: ``--show-config`` output ends up in logs."""
+        import yaml
+
+        shown = {**self.to_dict(), **{name: "<set>" for name in SECRET_SETTINGS
+                                      if getattr(self, name)}}
+        return yaml.safe_dump(shown, sort_keys=False)
+
     @property
     def batching(self) -> BatchingConfig:
         return BatchingConfig(max_batch_size=self.max_batch_size, max_wait_ms=self.max_wait_ms,
