@@ -143,7 +143,10 @@ def canary_verdict(tmp_path, bundle, stable_server, canary_bundle, *canary_flags
         cluster = fake_cluster(tmp_path, (bundle.version, canary_version))
         kube, api, registry = next(cluster)
         try:
-            rollout, _ = rollout_with(api, registry, min_requests=20, window=WINDOW)
+            # 2x, not the default 1.25x: two identical servers on a loaded 2-core CI differ
+            # by 1.25x in p95 from noise alone; the slow canary below is about 6x slower
+            rollout, _ = rollout_with(api, registry, min_requests=20, window=WINDOW,
+                                      max_p95_ratio=2.0)
             rollout.start(f"s3://models/llarapp/{canary_version}", canary_version, "2", 10)
             result = rollout.auto(signals)
             return result | {"percent": percent(kube), "aliases": registry.aliases()}
