@@ -81,8 +81,8 @@ def as_table(playlists: list[InputPlaylist], responses: list[Response]) -> pd.Da
     return pd.DataFrame({
         "pid": np.repeat([p.pid for p in playlists], sizes), "rank": ranks,
         "track_uri": [u for recs in lists for u in recs.uris],
-        "score": [s for recs in lists for s in recs.columns[3]],
-        "reason": [s for recs in lists for s in recs.columns[5]]}, columns=COLUMNS)
+        "score": [s for recs in lists for s in recs.scores],
+        "reason": [s for recs in lists for s in recs.reasons]}, columns=COLUMNS)
 
 
 def holdout_table(engine: Engine, playlists: list[InputPlaylist], responses: list[Response]

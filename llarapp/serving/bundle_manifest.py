@@ -90,7 +90,7 @@ class BundleManifest(Section):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     kind: Literal["serving-bundle"] = KIND
-    schema_version: Literal[2] = SCHEMA_VERSION
+    schema_version: int = SCHEMA_VERSION  # parse_manifest refuses any other first
     created_at: str = Field(
         default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     llarapp_version: str = __version__

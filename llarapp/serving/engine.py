@@ -81,7 +81,7 @@ class Recommendations(Sequence[Recommendation]):
 
     def __init__(self, *columns: list):
         self.columns = columns  # in Recommendation's field order
-        self.uris = columns[0]
+        self.uris, self.scores, self.reasons = columns[0], columns[3], columns[5]
 
     def __len__(self) -> int:
         return len(self.uris)
