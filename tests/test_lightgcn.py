@@ -15,6 +15,7 @@ from llarapp.models.lightgcn import (
     propagate,
     run_lightgcn,
 )
+from llarapp.models.ranking_loss import hardest_negatives
 from llarapp.models.recommendations import seed_matrix
 from tests.conftest import FAST_GRAPH
 
@@ -83,6 +84,36 @@ def test_early_stopping_keeps_the_best_epoch(trainer):
     assert result.best_epoch == int(history["epoch"][history["val_recall@100"].idxmax()])
 
 
+@pytest.mark.parametrize("candidates, expected", [
+    ([[[0, 1, 2]]], [[2]]),  # the highest-scored of three
+    ([[[3, 1], [1, 3]]], [[3, 3]]),  # per negative slot
+    ([[[1]]], [[1]]),  # one candidate: uniform sampling, no scoring
+])
+def test_hard_negatives_are_the_best_scored_candidates(trainer, candidates, expected):
+    final = torch.zeros(trainer.num_playlists + NUM_ITEMS, 2)
+    final[0] = torch.tensor([1.0, 0.0])  # the playlist in row 0
+    split = trainer.num_playlists
+    final[split:split + 4, 0] = torch.tensor([0.1, 0.5, 0.9, 2.0])  # items 0-3 score so
+    picked = hardest_negatives(final, torch.tensor([0]), torch.tensor(candidates), split)
+    assert picked.tolist() == expected
+
+
+def test_hard_negatives_train_through_the_stage(synthetic_dataset, synthetic_split, tmp_path):
+    cfg = LightGCNConfig(**{**FAST_GRAPH, "negatives": 2, "negative_candidates": 4})
+    manifest = run_lightgcn(cfg, synthetic_dataset, synthetic_split, tmp_path / "hard")
+    assert manifest["best_val_recall"] > 0.05
+
+
+def test_init_std_draws_normal_layer0_vectors():
+    weight = LightGCNTrainer(LightGCNConfig(dim=64, init_std=0.1, device="cpu"), TRAIN,
+                             NUM_ITEMS).model.embedding.weight
+    assert weight.std().item() == pytest.approx(0.1, rel=0.2)
+    xavier = LightGCNTrainer(LightGCNConfig(dim=64, device="cpu"), TRAIN,
+                             NUM_ITEMS).model.embedding.weight
+    bound = np.sqrt(6 / (xavier.shape[0] + xavier.shape[1]))  # PyG's Xavier-uniform
+    assert xavier.abs().max().item() <= bound
+
+
 @pytest.mark.parametrize("loss, similarity", [("softmax", "dot"), ("softmax", "cosine"),
                                               ("bpr", "dot")])
 def test_stage_learns_and_is_deterministic(synthetic_dataset, synthetic_split, tmp_path, loss,
@@ -109,12 +140,20 @@ def test_stage_learns_and_is_deterministic(synthetic_dataset, synthetic_split, t
                                         ("device", "tpu"), ("loss", "hinge"),
                                         ("temperature", 0.0), ("max_minutes", -1.0),
                                         ("similarity", "l1"), ("sampling", "user"),
-                                        ("lr_schedule", "step"), ("val_every", 0)])
+                                        ("lr_schedule", "step"), ("val_every", 0),
+                                        ("negative_candidates", 0), ("init_std", -0.1)])
 def test_config_rejects_bad_values(key, value):
     from llarapp.errors import ConfigError
 
     with pytest.raises(ConfigError, match=key):
         LightGCNConfig(**{key: value})
+
+
+def test_hard_negatives_need_bpr():
+    from llarapp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="negative_candidates.*loss=bpr"):
+        LightGCNConfig(loss="softmax", negative_candidates=4)
 
 
 def test_without_validation_playlists_every_epoch_runs():

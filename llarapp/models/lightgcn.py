@@ -14,7 +14,11 @@ propagates the whole graph once, as one autograd node whose backward pass is the
 propagation of the gradient (``Â`` is symmetric), and scores the batch's edges against
 sampled warm negatives with :mod:`llarapp.models.ranking_loss` (BPR by default, or a sampled
 softmax) plus the paper's L2 on the batch's layer-0 rows, then takes one Adam step; the
-learning rate follows a cosine from ``lr`` to zero over ``epochs``. Every ``val_every``
+learning rate follows a cosine from ``lr`` to zero over ``epochs``. Two settings were
+measured and left off (README "Results"): ``negative_candidates`` > 1 makes each BPR
+negative the best-scored of that many uniform draws (dynamic hard negatives), and
+``init_std`` > 0 draws the layer-0 vectors from a normal, as the reference implementation
+does, instead of PyG's Xavier. Every ``val_every``
 epochs a :class:`Validator` scores the snapshot (held-out playlists through fold-in, see
 :mod:`llarapp.models.graph`); training stops after ``patience`` validations without a
 better score, or at ``max_minutes``, and keeps the best validated epoch.
@@ -49,6 +53,7 @@ from llarapp.models.graph import GraphVectors, fold_in_weights
 from llarapp.models.ranking_loss import (
     LOSSES,
     SIMILARITIES,
+    hardest_negatives,
     layer0_l2,
     negative_shape,
     ranking_loss,
@@ -70,9 +75,11 @@ class LightGCNConfig(StageConfig):
     temperature: float = 0.1  # softmax only
     similarity: str = "dot"  # softmax only: "dot" or "cosine"
     negatives: int = 4  # bpr: per positive edge; softmax: shared by the batch (e.g. 1024)
+    negative_candidates: int = 1  # bpr: each negative is the best-scored of this many (DNS)
     sampling: str = "playlist"  # or "edge" (see llarapp.models.edge_sampler)
     lr: float = 0.02
     lr_schedule: str = "cosine"  # cosine to zero over `epochs`, or "constant"
+    init_std: float = 0.0  # > 0: normal(0, init_std) layer-0 vectors; 0: PyG's Xavier
     reg: float = 1e-4  # L2 on the batch's layer-0 embeddings, as in the paper
     batch_size: int = 16384  # each step propagates the whole graph: fewer, larger steps
     epochs: int = 30
@@ -85,11 +92,13 @@ class LightGCNConfig(StageConfig):
     device: str = "auto"
 
     def validate(self) -> None:
-        for name in ("dim", "layers", "negatives", "batch_size", "epochs", "val_every",
-                     "patience", "k", "val_playlists"):
+        for name in ("dim", "layers", "negatives", "negative_candidates", "batch_size",
+                     "epochs", "val_every", "patience", "k", "val_playlists"):
             require(getattr(self, name) >= 1, f"{name} must be at least 1")
         require(self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}")
         require(self.temperature > 0, "temperature must be positive")
+        require(self.negative_candidates == 1 or self.loss == "bpr",
+                "negative_candidates > 1 (hard negatives) needs loss=bpr; set it to 1")
         require(self.similarity in SIMILARITIES,
                 f"similarity must be one of {', '.join(SIMILARITIES)}")
         require(self.sampling in SAMPLINGS, f"sampling must be one of {', '.join(SAMPLINGS)}")
@@ -97,6 +106,7 @@ class LightGCNConfig(StageConfig):
         require(self.lr_schedule in LR_SCHEDULES,
                 f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}")
         require(self.reg >= 0, "reg must be >= 0")
+        require(self.init_std >= 0, "init_std must be >= 0 (0: PyG's Xavier initialisation)")
         require(self.max_minutes >= 0, "max_minutes must be >= 0 (0: no time limit)")
         require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}")
 
@@ -245,6 +255,8 @@ class LightGCNTrainer:
                                               num_items).to(self.device)
         self.model = build_model(self.num_playlists + num_items, cfg.dim,
                                  cfg.layers).to(self.device)
+        if cfg.init_std:
+            torch.nn.init.normal_(self.model.embedding.weight, std=cfg.init_std)
         # fused: one pass over the parameters per step instead of one per Adam operation
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, fused=True)
         total_steps = cfg.epochs * self.sampler.steps_per_epoch(cfg.batch_size)
@@ -252,9 +264,13 @@ class LightGCNTrainer:
                           if cfg.lr_schedule == "cosine" else None)
 
     def _batches(self):
-        """(playlist rows, positive items, negative items) per step of one epoch."""
-        for playlist, positive in self.sampler.epoch(self.cfg.batch_size):
-            shape = negative_shape(self.cfg.loss, len(playlist), self.cfg.negatives)
+        """(playlist rows, positive items, negative candidates) per step of one epoch; the
+        candidates have a last axis of ``negative_candidates`` for BPR."""
+        cfg = self.cfg
+        for playlist, positive in self.sampler.epoch(cfg.batch_size):
+            shape = negative_shape(cfg.loss, len(playlist), cfg.negatives)
+            if cfg.loss == "bpr":
+                shape = (*shape, cfg.negative_candidates)
             picks = torch.randint(len(self.warm_items), shape, generator=self.generator)
             yield (t.to(self.device) for t in (playlist, positive, self.warm_items[picks]))
 
@@ -263,14 +279,17 @@ class LightGCNTrainer:
         cfg, split = self.cfg, self.num_playlists
         self.model.train()
         total, count = 0.0, 0
-        for step, (playlist, positive, negative) in enumerate(self._batches()):
+        for step, (playlist, positive, candidates) in enumerate(self._batches()):
             if max_steps is not None and step >= max_steps:
                 break
+            final = propagate(self.model, self.adjacency)
+            negative = (hardest_negatives(final, playlist, candidates, split)
+                        if cfg.loss == "bpr" else candidates)
             # One gather per matrix: each indexing op's backward zero-fills a buffer the
             # size of the whole graph, which dominates a step on a large catalogue.
             rows = torch.cat([playlist, split + positive, split + negative.flatten()])
             sizes = (len(playlist), len(positive), negative.numel())
-            out = propagate(self.model, self.adjacency)[rows]
+            out = final[rows]
             user, pos, neg = out.split(sizes)
             loss = ranking_loss(cfg.loss, user, pos, neg.reshape(*negative.shape, -1),
                                 cfg.temperature, cfg.similarity)

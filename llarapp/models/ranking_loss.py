@@ -51,6 +51,20 @@ def ranking_loss(loss: str, user: torch.Tensor, positive: torch.Tensor,
     return -F.logsigmoid(margin).mean()
 
 
+def hardest_negatives(vectors: torch.Tensor, playlist: torch.Tensor,
+                      candidates: torch.Tensor, item_offset: int) -> torch.Tensor:
+    """(B, N) BPR negatives from (B, N, M) candidate items: per slot, the one that the
+    current ``vectors`` (items from row ``item_offset``) score highest for its playlist,
+    i.e. dynamic negative sampling (Zhang et al. 2013). M = 1 is uniform sampling."""
+    if candidates.shape[-1] == 1:
+        return candidates[..., 0]
+    with torch.no_grad():
+        vectors = vectors.detach()
+        scores = torch.einsum("bd,bnmd->bnm", vectors[playlist],
+                              vectors[item_offset + candidates])
+        return candidates.gather(-1, scores.argmax(-1, keepdim=True))[..., 0]
+
+
 def layer0_l2(user: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor
               ) -> torch.Tensor:
     """½(‖x_u‖² + ‖x_i‖² + mean over negatives of ‖x_j‖²) / B on layer-0 rows."""
