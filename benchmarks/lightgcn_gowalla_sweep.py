@@ -11,7 +11,9 @@ are only reported.
     python benchmarks/lightgcn_gowalla_sweep.py --config 'base:1.0:' \
         --config 'hard4:1.31:negative_candidates=4' [--output-dir DIR]
 
-Prints a table; writes lightgcn-gowalla-sweep.json (every configuration's curve). The costs
+Prints a table; writes lightgcn-gowalla-sweep.json (every configuration's curve) and .png
+(each configuration's test Recall@20 at the epoch validation chose, the published figure
+drawn in; ``--replot`` redraws it from the JSON). The costs
 come from the CPU that the budget is for: ``--measure-cost --device cpu`` times
 ``--cost-steps`` steps of each configuration there and prints each cost relative to the
 first configuration's (the COST fields are then ignored).
@@ -29,7 +31,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lightgcn_gowalla import DATA, RESULTS, AllRanking, hold_out, read_user_items  # noqa: E402
+from lightgcn_gowalla import (  # noqa: E402
+    DATA,
+    PUBLISHED,
+    RESULTS,
+    AllRanking,
+    hold_out,
+    read_user_items,
+)
 
 K = 20
 
@@ -109,10 +118,36 @@ def measure_costs(specs: list[str], train, num_items: int, steps: int) -> None:
               flush=True)
 
 
+def plot(runs: list[dict], path: Path, machine: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axis = plt.subplots(figsize=(10, 0.45 * len(runs) + 1.5), constrained_layout=True)
+    names = [f"{', '.join(r['overrides']) or 'the defaults'}, {r['epochs']} epochs"
+             for r in runs]
+    y = np.arange(len(runs))[::-1]
+    axis.barh(y + 0.2, [r["chosen"]["test"] for r in runs], 0.4, label="test, chosen epoch")
+    axis.barh(y - 0.2, [r["chosen"]["val"] for r in runs], 0.4, label="validation, best")
+    for (name, (recall, _)), style in zip(PUBLISHED.items(), ("--", "-."), strict=True):
+        axis.axvline(recall, color="grey", ls=style, label=f"{name} {recall}")
+    axis.set_yticks(y, names, fontsize=8)
+    axis.set_xlim(0.14, 0.21)
+    axis.set_xlabel("Recall@20")
+    axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=4)
+    axis.set_title(f"LightGCN on Gowalla at the 2-core 30-minute step budget\n(run on {machine})",
+                   fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--config", action="append", required=True,
+    parser.add_argument("--replot", type=Path, metavar="JSON",
+                        help="only redraw the plot of an earlier sweep's JSON")
+    parser.add_argument("--config", action="append", default=[],
                         metavar="NAME:COST:KEY=VALUE,…",
                         help="a configuration: name, CPU cost per step relative to the "
                              "defaults, LightGCNConfig overrides")
@@ -125,6 +160,12 @@ def main() -> None:
     parser.add_argument("--cost-steps", type=int, default=60)
     parser.add_argument("--output-dir", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.replot:
+        sweep = json.loads(args.replot.read_text())
+        plot(sweep["runs"], args.replot.with_suffix(".png"), sweep["machine"])
+        return
+    if not args.config:
+        parser.error("name at least one --config (or --replot an earlier sweep)")
 
     train = read_user_items(args.data / "train.txt")
     test = read_user_items(args.data / "test.txt")
@@ -139,6 +180,7 @@ def main() -> None:
     testing = GpuRanking(AllRanking.build(train, test, shape), device)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     out = args.output_dir / "lightgcn-gowalla-sweep.json"
+    machine = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     rows = []
     for spec in args.config:
         name, cost, overrides = spec.split(":", 2)
@@ -146,9 +188,9 @@ def main() -> None:
                         args.cpu_epochs, fit_on, shape[1], validation, testing,
                         args.test_every))
         out.write_text(json.dumps({  # after every run: a cut-off sweep keeps what it did
-            "machine": (torch.cuda.get_device_name() if device.type == "cuda" else "cpu"),
-            "torch": torch.__version__, "cpu_epochs": args.cpu_epochs, "runs": rows},
-            indent=1))
+            "machine": machine, "torch": torch.__version__, "cpu_epochs": args.cpu_epochs,
+            "runs": rows}, indent=1))
+        plot(rows, out.with_suffix(".png"), machine)
     print(f"{'name':<12} {'epochs':>6} {'chosen':>6} {'val':>7} {'test':>7} {'ndcg':>7} "
           f"{'last test':>9}")
     for row in rows:
