@@ -141,12 +141,30 @@ def test_stage_learns_and_is_deterministic(synthetic_dataset, synthetic_split, t
                                         ("temperature", 0.0), ("max_minutes", -1.0),
                                         ("similarity", "l1"), ("sampling", "user"),
                                         ("lr_schedule", "step"), ("val_every", 0),
-                                        ("negative_candidates", 0), ("init_std", -0.1)])
+                                        ("negative_candidates", 0), ("init_std", -0.1),
+                                        ("ema_decay", 1.0), ("ema_decay", -0.5)])
 def test_config_rejects_bad_values(key, value):
     from llarapp.errors import ConfigError
 
     with pytest.raises(ConfigError, match=key):
         LightGCNConfig(**{key: value})
+
+
+def test_ema_keeps_and_validates_the_weight_average():
+    def fit(ema_decay):
+        trainer = LightGCNTrainer(LightGCNConfig(dim=4, layers=1, epochs=3, batch_size=2,
+                                                 ema_decay=ema_decay, device="cpu"),
+                                  TRAIN, NUM_ITEMS)
+        return trainer, trainer.fit(Validation([], []))  # every epoch is kept: the last
+
+    plain_trainer, plain = fit(0.0)
+    trainer, averaged = fit(0.9)
+    kept = averaged.state["embedding.weight"]
+    torch.testing.assert_close(kept, trainer.average.module.embedding.weight.detach())
+    assert not torch.allclose(kept, plain.state["embedding.weight"])
+    # the snapshot scores the average, not the last step's weights
+    np.testing.assert_allclose(trainer.snapshot().items, averaged.vectors.items, atol=1e-6)
+    assert plain_trainer.average is None
 
 
 def test_hard_negatives_need_bpr():

@@ -18,7 +18,8 @@ learning rate follows a cosine from ``lr`` to zero over ``epochs``. Two settings
 measured and left off (README "Results"): ``negative_candidates`` > 1 makes each BPR
 negative the best-scored of that many uniform draws (dynamic hard negatives), and
 ``init_std`` > 0 draws the layer-0 vectors from a normal, as the reference implementation
-does, instead of PyG's Xavier. Every ``val_every``
+does, instead of PyG's Xavier. ``ema_decay`` > 0 validates and keeps an exponential average
+of the weights (faster early, equal at the end of the schedule). Every ``val_every``
 epochs a :class:`Validator` scores the snapshot (held-out playlists through fold-in, see
 :mod:`llarapp.models.graph`); training stops after ``patience`` validations without a
 better score, or at ``max_minutes``, and keeps the best validated epoch.
@@ -80,6 +81,7 @@ class LightGCNConfig(StageConfig):
     lr: float = 0.02
     lr_schedule: str = "cosine"  # cosine to zero over `epochs`, or "constant"
     init_std: float = 0.0  # > 0: normal(0, init_std) layer-0 vectors; 0: PyG's Xavier
+    ema_decay: float = 0.0  # > 0: validate and keep an exponential average of the weights
     reg: float = 1e-4  # L2 on the batch's layer-0 embeddings, as in the paper
     batch_size: int = 16384  # each step propagates the whole graph: fewer, larger steps
     epochs: int = 30
@@ -107,6 +109,7 @@ class LightGCNConfig(StageConfig):
                 f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}")
         require(self.reg >= 0, "reg must be >= 0")
         require(self.init_std >= 0, "init_std must be >= 0 (0: PyG's Xavier initialisation)")
+        require(0 <= self.ema_decay < 1, "ema_decay must be in [0, 1) (0: no weight average)")
         require(self.max_minutes >= 0, "max_minutes must be >= 0 (0: no time limit)")
         require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}")
 
@@ -257,6 +260,9 @@ class LightGCNTrainer:
                                  cfg.layers).to(self.device)
         if cfg.init_std:
             torch.nn.init.normal_(self.model.embedding.weight, std=cfg.init_std)
+        self.average = (torch.optim.swa_utils.AveragedModel(
+            self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay))
+            if cfg.ema_decay else None)
         # fused: one pass over the parameters per step instead of one per Adam operation
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, fused=True)
         total_steps = cfg.epochs * self.sampler.steps_per_epoch(cfg.batch_size)
@@ -301,6 +307,8 @@ class LightGCNTrainer:
             self.optimizer.step()
             if self.scheduler is not None:
                 self.scheduler.step()
+            if self.average is not None:
+                self.average.update_parameters(self.model)
             total, count = total + loss.item() * len(playlist), count + len(playlist)
         return total / max(count, 1)
 
@@ -308,11 +316,17 @@ class LightGCNTrainer:
     def similarity(self) -> str:
         return self.cfg.similarity if self.cfg.loss == "softmax" else "dot"
 
+    @property
+    def scored_model(self) -> LightGCN:
+        """What is validated and kept: the weights, or their average (``ema_decay``)."""
+        return self.model if self.average is None else self.average.module
+
     @torch.no_grad()
     def snapshot(self) -> GraphVectors:
-        self.model.eval()
-        layers = [x.float().cpu() for x in layer_embeddings(self.model, self.adjacency)]
-        alpha = self.model.alpha.cpu()
+        model = self.scored_model
+        model.eval()
+        layers = [x.float().cpu() for x in layer_embeddings(model, self.adjacency)]
+        alpha = model.alpha.cpu()
         final = sum(a * x for a, x in zip(alpha, layers, strict=True))
         split = self.num_playlists
         return GraphVectors(
@@ -353,7 +367,7 @@ class LightGCNTrainer:
             # Without seeded validation playlists (NaN) every validation counts as the best.
             if best_state is None or math.isnan(recall) or recall > best:
                 best, best_epoch, stale = recall, epoch, 0
-                best_state, best_vectors = state_copy(self.model), vectors
+                best_state, best_vectors = state_copy(self.scored_model), vectors
             else:
                 stale += 1
                 if stale >= cfg.patience:
