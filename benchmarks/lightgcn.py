@@ -104,7 +104,8 @@ def measure(graph_path: str, variant: str, device: str, epochs: int, batch_size:
     import pandas as pd
     import torch
 
-    from llarapp.models.lightgcn import LightGCNConfig, LightGCNTrainer, build_model
+    from llarapp.models.lightgcn import LightGCNConfig, LightGCNTrainer
+    from llarapp.models.propagation import build_model
 
     data = np.load(graph_path)
     train = pd.DataFrame({"pid": data["pid"], "track_idx": data["track_idx"]})

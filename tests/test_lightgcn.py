@@ -6,15 +6,8 @@ import pytest
 import torch
 
 from llarapp.models.graph import GraphEmbeddings, fold_in
-from llarapp.models.lightgcn import (
-    LightGCNConfig,
-    LightGCNTrainer,
-    Validation,
-    build_model,
-    normalized_adjacency,
-    propagate,
-    run_lightgcn,
-)
+from llarapp.models.lightgcn import LightGCNConfig, LightGCNTrainer, Validation, run_lightgcn
+from llarapp.models.propagation import build_model, normalized_adjacency, propagate
 from llarapp.models.ranking_loss import hardest_negatives
 from llarapp.models.recommendations import seed_matrix
 from tests.conftest import FAST_GRAPH

@@ -1,12 +1,8 @@
 """The lightgcn stage: torch-geometric LightGCN on the playlist–track graph.
 
 Nodes are the training playlists (first) and every catalogue track (after them); cold
-tracks are isolated nodes. The symmetric-normalised adjacency is built once with
-``gcn_norm`` and kept as a sparse CSR tensor, so each propagation is one
-``torch.sparse.mm`` and ``LGConv`` never re-normalises (``normalize=False``). The adjacency
-is symmetric, so the backward pass reuses it (``Aᵀ = A``) instead of letting autograd
-transpose the CSR tensor on every step, which costs several times the forward pass on the
-CPU.
+tracks are isolated nodes. The propagation over the normalised adjacency, and why its
+backward pass is the forward one, is in :mod:`llarapp.models.propagation`.
 
 Training: an epoch makes as many draws as there are training edges, in batches
 (:mod:`llarapp.models.edge_sampler`: a uniform playlist, then one of its tracks). Each step
@@ -14,11 +10,11 @@ propagates the whole graph once, as one autograd node whose backward pass is the
 propagation of the gradient (``Â`` is symmetric), and scores the batch's edges against
 sampled warm negatives with :mod:`llarapp.models.ranking_loss` (BPR by default, or a sampled
 softmax) plus the paper's L2 on the batch's layer-0 rows, then takes one Adam step; the
-learning rate follows a cosine from ``lr`` to zero over ``epochs``. Two settings were
+learning rate follows a cosine from ``lr`` to zero over ``epochs``. Three settings were
 measured and left off (README "Results"): ``negative_candidates`` > 1 makes each BPR
-negative the best-scored of that many uniform draws (dynamic hard negatives), and
+negative the best-scored of that many uniform draws (dynamic hard negatives);
 ``init_std`` > 0 draws the layer-0 vectors from a normal, as the reference implementation
-does, instead of PyG's Xavier. ``ema_decay`` > 0 validates and keeps an exponential average
+does, instead of PyG's Xavier; ``ema_decay`` > 0 validates and keeps an exponential average
 of the weights (faster early, equal at the end of the schedule). Every ``val_every``
 epochs a :class:`Validator` scores the snapshot (held-out playlists through fold-in, see
 :mod:`llarapp.models.graph`); training stops after ``patience`` validations without a
@@ -30,7 +26,6 @@ from __future__ import annotations
 import math
 import os
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -38,10 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 import torch
-from torch_geometric.nn.conv import LGConv
-from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.nn.models import LightGCN
-from torch_geometric.utils import to_torch_csr_tensor
 from tqdm import tqdm
 
 from llarapp.config import StageConfig, require
@@ -51,6 +43,12 @@ from llarapp.eval.plots import save_curves
 from llarapp.manifest import write_manifest
 from llarapp.models.edge_sampler import SAMPLINGS, EdgeSampler
 from llarapp.models.graph import GraphVectors, fold_in_weights
+from llarapp.models.propagation import (
+    build_model,
+    layer_embeddings,
+    normalized_adjacency,
+    propagate,
+)
 from llarapp.models.ranking_loss import (
     LOSSES,
     SIMILARITIES,
@@ -112,89 +110,6 @@ class LightGCNConfig(StageConfig):
         require(0 <= self.ema_decay < 1, "ema_decay must be in [0, 1) (0: no weight average)")
         require(self.max_minutes >= 0, "max_minutes must be >= 0 (0: no time limit)")
         require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}")
-
-
-def normalized_adjacency(playlist_rows: np.ndarray, items: np.ndarray, num_playlists: int,
-                         num_items: int) -> torch.Tensor:
-    """D^-1/2 A D^-1/2 of the bipartite graph as a (nodes × nodes) sparse CSR tensor."""
-    rows = torch.as_tensor(playlist_rows, dtype=torch.long)
-    cols = torch.as_tensor(items, dtype=torch.long) + num_playlists
-    edge_index = torch.stack([torch.cat([rows, cols]), torch.cat([cols, rows])])
-    num_nodes = num_playlists + num_items
-    edge_index, weight = gcn_norm(edge_index, None, num_nodes, add_self_loops=False)
-    with warnings.catch_warnings():  # torch flags sparse CSR as beta; it is what we want
-        warnings.simplefilter("ignore", UserWarning)
-        return to_torch_csr_tensor(edge_index, weight, size=(num_nodes, num_nodes))
-
-
-class _SymmetricSpMM(torch.autograd.Function):
-    """``A @ X`` for a symmetric sparse ``A``: the gradient ``Aᵀ @ G`` is ``A @ G``."""
-
-    @staticmethod
-    def forward(ctx, adjacency: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        ctx.adjacency = adjacency
-        return torch.sparse.mm(adjacency, x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
-        return None, torch.sparse.mm(ctx.adjacency, grad)
-
-
-class SymmetricLGConv(LGConv):
-    """``LGConv`` on a pre-normalised symmetric sparse adjacency."""
-
-    def __init__(self) -> None:
-        super().__init__(normalize=False)
-
-    def message_and_aggregate(self, adj_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return _SymmetricSpMM.apply(adj_t, x)
-
-
-def build_model(num_nodes: int, dim: int, layers: int, symmetric: bool = True) -> LightGCN:
-    """PyG LightGCN for a pre-normalised adjacency; ``symmetric`` swaps in the cheap backward."""
-    model = LightGCN(num_nodes, dim, layers, normalize=False)
-    if symmetric:
-        model.convs = torch.nn.ModuleList(SymmetricLGConv() for _ in range(layers))
-    return model
-
-
-class _Propagation(torch.autograd.Function):
-    """``Σ_k α_k Âᵏ x`` as one autograd node. ``Â`` is symmetric, so the gradient
-    ``Σ_k α_k Âᵏ g`` is the same propagation: no per-layer graph, nothing stored, and fewer
-    full-graph temporaries than PyG's ``get_embedding`` under autograd (a Gowalla step with
-    4 negatives: 0.19 -> 0.16 s)."""
-
-    @staticmethod
-    def forward(ctx, adjacency: torch.Tensor, x: torch.Tensor, alpha: tuple[float, ...]
-                ) -> torch.Tensor:
-        ctx.adjacency, ctx.alpha = adjacency, alpha
-        return _propagate(adjacency, x, alpha)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor, None]:
-        return None, _propagate(ctx.adjacency, grad, ctx.alpha), None
-
-
-def _propagate(adjacency: torch.Tensor, x: torch.Tensor, alpha: tuple[float, ...]
-               ) -> torch.Tensor:
-    out = x * alpha[0]
-    for weight in alpha[1:]:
-        x = torch.sparse.mm(adjacency, x)
-        out.add_(x, alpha=weight)
-    return out
-
-
-def propagate(model: LightGCN, adjacency: torch.Tensor) -> torch.Tensor:
-    """The same final embeddings as PyG's ``model.get_embedding(adjacency)``."""
-    return _Propagation.apply(adjacency, model.embedding.weight, tuple(model.alpha.tolist()))
-
-
-def layer_embeddings(model: LightGCN, adjacency: torch.Tensor) -> list[torch.Tensor]:
-    """x^(0) … x^(L) for every node."""
-    layers = [model.embedding.weight]
-    for conv in model.convs:
-        layers.append(conv(layers[-1], adjacency))
-    return layers
 
 
 class Validator(Protocol):
