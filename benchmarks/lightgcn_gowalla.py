@@ -56,6 +56,31 @@ def hold_out(train: pd.DataFrame, users: int, fraction: float, seed: int
 
 
 @dataclass
+class GowallaSplit:
+    """The benchmark's data: train (with the validation edges), fit_on (without them),
+    the validation and test edges, and the (users, items) shape."""
+
+    train: pd.DataFrame
+    fit_on: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+    shape: tuple[int, int]
+
+    @classmethod
+    def load(cls, data: Path, val_users: int = 3000, val_fraction: float = 0.2
+             ) -> GowallaSplit:
+        if not (data / "train.txt").is_file():
+            raise SystemExit(f"no Gowalla split at {data}: pass --data or set "
+                             "LLARAPP_SHARED_DATA to the folder that holds gowalla/")
+        train = read_user_items(data / "train.txt")
+        test = read_user_items(data / "test.txt")
+        shape = (int(max(train["pid"].max(), test["pid"].max())) + 1,
+                 int(max(train["track_idx"].max(), test["track_idx"].max())) + 1)
+        fit_on, val = hold_out(train, val_users, val_fraction, seed=0)
+        return cls(train, fit_on, val, test, shape)
+
+
+@dataclass
 class AllRanking:
     """Recall@k and NDCG@k of the trained user vectors, ranking every item but the
     user's training items. Implements the trainer's ``Validator``."""
@@ -167,14 +192,9 @@ def main() -> None:
 
     from llarapp.models.lightgcn import LightGCNConfig
 
-    if not (args.data / "train.txt").is_file():
-        raise SystemExit(f"no Gowalla split at {args.data}: pass --data or set "
-                         "LLARAPP_SHARED_DATA to the folder that holds gowalla/")
-    train = read_user_items(args.data / "train.txt")
-    test = read_user_items(args.data / "test.txt")
-    shape = (int(max(train["pid"].max(), test["pid"].max())) + 1,
-             int(max(train["track_idx"].max(), test["track_idx"].max())) + 1)
-    fit_on, val = hold_out(train, args.val_users, args.val_fraction, seed=0)
+    split = GowallaSplit.load(args.data, args.val_users, args.val_fraction)
+    train, fit_on, val, test, shape = (split.train, split.fit_on, split.val, split.test,
+                                       split.shape)
     # the stage's defaults (configs/lightgcn.yaml) with a longer schedule; validation on a
     # 3,000-user sample is noisy, so it runs every 5 epochs and stopping waits 20 of them
     cfg = LightGCNConfig.load(None, [f"max_minutes={args.minutes}", f"epochs={args.epochs}",

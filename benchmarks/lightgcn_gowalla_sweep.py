@@ -31,16 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lightgcn_gowalla import (  # noqa: E402
-    DATA,
-    PUBLISHED,
-    RESULTS,
-    AllRanking,
-    hold_out,
-    read_user_items,
-)
-
-K = 20
+from lightgcn_gowalla import DATA, PUBLISHED, RESULTS, AllRanking, GowallaSplit, K  # noqa: E402
 
 
 class GpuRanking:
@@ -68,6 +59,12 @@ class GpuRanking:
 
     def score(self, vectors, k: int) -> float:
         return self.metrics(vectors)[0]
+
+
+def parse_config(spec: str) -> tuple[str, float, list[str]]:
+    """``NAME:COST:KEY=VALUE,…`` as (name, cost, LightGCNConfig overrides)."""
+    name, cost, overrides = spec.split(":", 2)
+    return name, float(cost), [o for o in overrides.split(",") if o]
 
 
 def run(name: str, cost: float, overrides: list[str], cpu_epochs: int, train, num_items: int,
@@ -107,8 +104,8 @@ def measure_costs(specs: list[str], train, num_items: int, steps: int) -> None:
 
     seconds = []
     for spec in specs:
-        name, _, overrides = spec.split(":", 2)
-        cfg = LightGCNConfig.load(None, ["device=cpu", *[o for o in overrides.split(",") if o]])
+        name, _, overrides = parse_config(spec)
+        cfg = LightGCNConfig.load(None, ["device=cpu", *overrides])
         trainer = LightGCNTrainer(cfg, train, num_items)
         trainer.train_epoch(max_steps=3)  # warm-up
         tick = time.perf_counter()
@@ -167,26 +164,20 @@ def main() -> None:
     if not args.config:
         parser.error("name at least one --config (or --replot an earlier sweep)")
 
-    train = read_user_items(args.data / "train.txt")
-    test = read_user_items(args.data / "test.txt")
-    shape = (int(max(train["pid"].max(), test["pid"].max())) + 1,
-             int(max(train["track_idx"].max(), test["track_idx"].max())) + 1)
-    fit_on, val = hold_out(train, 3000, 0.2, seed=0)
+    split = GowallaSplit.load(args.data)  # the benchmark's default hold-out
     if args.measure_cost:
-        measure_costs(args.config, fit_on, shape[1], args.cost_steps)
+        measure_costs(args.config, split.fit_on, split.shape[1], args.cost_steps)
         return
     device = torch.device(args.device)
-    validation = GpuRanking(AllRanking.build(fit_on, val, shape), device)
-    testing = GpuRanking(AllRanking.build(train, test, shape), device)
+    validation = GpuRanking(AllRanking.build(split.fit_on, split.val, split.shape), device)
+    testing = GpuRanking(AllRanking.build(split.train, split.test, split.shape), device)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     out = args.output_dir / "lightgcn-gowalla-sweep.json"
     machine = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     rows = []
     for spec in args.config:
-        name, cost, overrides = spec.split(":", 2)
-        rows.append(run(name, float(cost), [o for o in overrides.split(",") if o],
-                        args.cpu_epochs, fit_on, shape[1], validation, testing,
-                        args.test_every))
+        rows.append(run(*parse_config(spec), args.cpu_epochs, split.fit_on, split.shape[1],
+                        validation, testing, args.test_every))
         out.write_text(json.dumps({  # after every run: a cut-off sweep keeps what it did
             "machine": machine, "torch": torch.__version__, "cpu_epochs": args.cpu_epochs,
             "runs": rows}, indent=1))

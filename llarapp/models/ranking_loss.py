@@ -59,7 +59,6 @@ def hardest_negatives(vectors: torch.Tensor, playlist: torch.Tensor,
     if candidates.shape[-1] == 1:
         return candidates[..., 0]
     with torch.no_grad():
-        vectors = vectors.detach()
         scores = torch.einsum("bd,bnmd->bnm", vectors[playlist],
                               vectors[item_offset + candidates])
         return candidates.gather(-1, scores.argmax(-1, keepdim=True))[..., 0]
