@@ -50,15 +50,11 @@ def synthetic_edges(playlists: int, tracks: int, edges: int, seed: int = 0) -> n
 
 def device_bytes(trainer) -> dict[str, float]:
     """GiB of what a GPU must hold for one step, from the tensors' real sizes."""
-    adjacency = trainer.adjacency
-    adjacency_bytes = sum(t.numel() * t.element_size() for t in
-                          (adjacency.crow_indices(), adjacency.col_indices(),
-                           adjacency.values()))
     weight = trainer.model.embedding.weight
     node_matrix = weight.numel() * weight.element_size()
     layers, sampler = trainer.cfg.layers, trainer.sampler
     gib = 2 ** 30
-    parts = {"adjacency": adjacency_bytes / gib,
+    parts = {"adjacency": trainer.adjacency.nbytes / gib,
              "weights, gradient, Adam moments": 4 * node_matrix / gib,
              "activations (layers, sum, backward)": (2 * layers + 2) * node_matrix / gib,
              "edge lists (sampler)": sum(t.numel() * t.element_size() for t in (

@@ -7,7 +7,13 @@ import torch
 
 from llarapp.models.graph import GraphEmbeddings, fold_in
 from llarapp.models.lightgcn import LightGCNConfig, LightGCNTrainer, Validation, run_lightgcn
-from llarapp.models.propagation import build_model, normalized_adjacency, propagate
+from llarapp.models.propagation import (
+    BipartiteAdjacency,
+    build_model,
+    layer_embeddings,
+    normalized_adjacency,
+    propagate,
+)
 from llarapp.models.ranking_loss import hardest_negatives
 from llarapp.models.recommendations import seed_matrix
 from tests.conftest import FAST_GRAPH
@@ -41,10 +47,27 @@ def test_symmetric_backward_matches_autograd(forward):
     expected = plain.get_embedding(adjacency)
     (expected[rows] ** 2).sum().backward()
     out = (fast.get_embedding(adjacency) if forward == "symmetric conv"
-           else propagate(fast, adjacency))
+           else propagate(fast, BipartiteAdjacency.from_adjacency(adjacency, 3)))
     (out[rows] ** 2).sum().backward()
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(fast.embedding.weight.grad, plain.embedding.weight.grad)
+
+
+def test_bipartite_blocks_multiply_exactly_like_the_whole_adjacency():
+    # playlist 3 has no edges and tracks 2 and 5 are cold: empty rows in both blocks
+    playlists, tracks = np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 4, 3, 0])
+    adjacency = normalized_adjacency(playlists, tracks, 4, 6)
+    blocks = BipartiteAdjacency.from_adjacency(adjacency, 4)
+    assert blocks.playlists_from_tracks.shape == (4, 6)
+    assert blocks.tracks_from_playlists.shape == (6, 4)
+    assert blocks.playlists_from_tracks.col_indices().dtype == torch.int32
+    x = torch.randn(10, 3)
+    assert torch.equal(blocks.mm(x), torch.sparse.mm(adjacency, x))
+    model = build_model(10, 3, 2)
+    expected = model.get_embedding(adjacency)
+    torch.testing.assert_close(propagate(model, blocks), expected)
+    layers = layer_embeddings(model, blocks)
+    torch.testing.assert_close(sum(a * x for a, x in zip(model.alpha, layers)), expected)
 
 
 def test_fold_in_of_a_training_playlist_reproduces_its_propagated_embedding(trainer):

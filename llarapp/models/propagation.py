@@ -6,11 +6,13 @@ The adjacency ``Â = D^-1/2 A D^-1/2`` of the bipartite graph is built once with
 product (``Âᵀ = Â``) instead of autograd's transpose of the CSR tensor, which costs several
 times the forward pass on the CPU. Training propagates all layers as one autograd node
 (:func:`propagate`); :func:`layer_embeddings` gives each layer for snapshots and fold-in.
+Both multiply by ``Â`` through its two off-diagonal blocks (:class:`BipartiteAdjacency`).
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -31,6 +33,66 @@ def normalized_adjacency(playlist_rows: np.ndarray, items: np.ndarray, num_playl
     with warnings.catch_warnings():  # torch flags sparse CSR as beta; it is what we want
         warnings.simplefilter("ignore", UserWarning)
         return to_torch_csr_tensor(edge_index, weight, size=(num_nodes, num_nodes))
+
+
+@dataclass(frozen=True)
+class BipartiteAdjacency:
+    """``Â = [[0, R̂], [R̂ᵀ, 0]]`` kept as its blocks ``R̂`` (playlists × tracks) and ``R̂ᵀ``.
+
+    ``Â x`` is ``[R̂ x_tracks; R̂ᵀ x_playlists]``: the same sums in the same order as the
+    (nodes × nodes) product, but each block gathers from one side's rows only, and with
+    32-bit indices MKL needs no per-call index conversion. One product on Gowalla on 2
+    cores: 13-20 ms against 17-24 ms for the whole CSR (the VM is noisy; interleaved runs).
+    """
+
+    playlists_from_tracks: torch.Tensor  # R̂, sparse CSR
+    tracks_from_playlists: torch.Tensor  # R̂ᵀ, sparse CSR
+
+    @classmethod
+    def from_adjacency(cls, adjacency: torch.Tensor, num_playlists: int) -> BipartiteAdjacency:
+        """Split :func:`normalized_adjacency`'s CSR: playlist rows only hold track columns."""
+        crow, col, values = (adjacency.crow_indices(), adjacency.col_indices(),
+                             adjacency.values())
+        num_nodes, cut = adjacency.shape[0], int(crow[num_playlists])
+        index = torch.int32 if max(num_nodes, len(values)) < 2 ** 31 else torch.int64
+
+        def block(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor,
+                  shape: tuple[int, int]) -> torch.Tensor:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                return torch.sparse_csr_tensor(rows.to(index), cols.to(index), vals, shape)
+
+        return cls(block(crow[:num_playlists + 1], col[:cut] - num_playlists, values[:cut],
+                         (num_playlists, num_nodes - num_playlists)),
+                   block(crow[num_playlists:] - cut, col[cut:], values[cut:],
+                         (num_nodes - num_playlists, num_playlists)))
+
+    @property
+    def num_playlists(self) -> int:
+        return self.playlists_from_tracks.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for block in self.blocks
+                   for t in (block.crow_indices(), block.col_indices(), block.values()))
+
+    @property
+    def blocks(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.playlists_from_tracks, self.tracks_from_playlists
+
+    def to(self, device: torch.device | str) -> BipartiteAdjacency:
+        return BipartiteAdjacency(*(block.to(device) for block in self.blocks))
+
+    def step(self, playlists: torch.Tensor, tracks: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One product with ``Â`` on x given as its (playlist rows, track rows)."""
+        return (torch.sparse.mm(self.playlists_from_tracks, tracks),
+                torch.sparse.mm(self.tracks_from_playlists, playlists))
+
+    def mm(self, x: torch.Tensor) -> torch.Tensor:
+        """``Â @ x`` for x of (playlists + tracks) rows."""
+        split = self.num_playlists
+        return torch.cat(self.step(x[:split], x[split:]))
 
 
 class _SymmetricSpMM(torch.autograd.Function):
@@ -71,7 +133,7 @@ class _Propagation(torch.autograd.Function):
     4 negatives: 0.19 -> 0.16 s)."""
 
     @staticmethod
-    def forward(ctx, adjacency: torch.Tensor, x: torch.Tensor, alpha: tuple[float, ...]
+    def forward(ctx, adjacency: BipartiteAdjacency, x: torch.Tensor, alpha: tuple[float, ...]
                 ) -> torch.Tensor:
         ctx.adjacency, ctx.alpha = adjacency, alpha
         return _propagate(adjacency, x, alpha)
@@ -81,23 +143,26 @@ class _Propagation(torch.autograd.Function):
         return None, _propagate(ctx.adjacency, grad, ctx.alpha), None
 
 
-def _propagate(adjacency: torch.Tensor, x: torch.Tensor, alpha: tuple[float, ...]
+def _propagate(adjacency: BipartiteAdjacency, x: torch.Tensor, alpha: tuple[float, ...]
                ) -> torch.Tensor:
+    split = adjacency.num_playlists
     out = x * alpha[0]
-    for weight in alpha[1:]:
-        x = torch.sparse.mm(adjacency, x)
-        out.add_(x, alpha=weight)
+    playlists, tracks = x[:split], x[split:]
+    for weight in alpha[1:]:  # each layer stays in its two halves: no full-graph concatenation
+        playlists, tracks = adjacency.step(playlists, tracks)
+        out[:split].add_(playlists, alpha=weight)
+        out[split:].add_(tracks, alpha=weight)
     return out
 
 
-def propagate(model: LightGCN, adjacency: torch.Tensor) -> torch.Tensor:
+def propagate(model: LightGCN, adjacency: BipartiteAdjacency) -> torch.Tensor:
     """The same final embeddings as PyG's ``model.get_embedding(adjacency)``."""
     return _Propagation.apply(adjacency, model.embedding.weight, tuple(model.alpha.tolist()))
 
 
-def layer_embeddings(model: LightGCN, adjacency: torch.Tensor) -> list[torch.Tensor]:
+def layer_embeddings(model: LightGCN, adjacency: BipartiteAdjacency) -> list[torch.Tensor]:
     """x^(0) … x^(L) for every node."""
     layers = [model.embedding.weight]
-    for conv in model.convs:
-        layers.append(conv(layers[-1], adjacency))
+    for _ in model.convs:
+        layers.append(adjacency.mm(layers[-1]))
     return layers
