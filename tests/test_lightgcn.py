@@ -67,7 +67,8 @@ def test_bipartite_blocks_multiply_exactly_like_the_whole_adjacency():
     expected = model.get_embedding(adjacency)
     torch.testing.assert_close(propagate(model, blocks), expected)
     layers = layer_embeddings(model, blocks)
-    torch.testing.assert_close(sum(a * x for a, x in zip(model.alpha, layers)), expected)
+    summed = sum(a * x for a, x in zip(model.alpha, layers, strict=True))
+    torch.testing.assert_close(summed, expected)
 
 
 def test_fold_in_of_a_training_playlist_reproduces_its_propagated_embedding(trainer):
@@ -158,7 +159,8 @@ def test_stage_learns_and_is_deterministic(synthetic_dataset, synthetic_split, t
                                         ("similarity", "l1"), ("sampling", "user"),
                                         ("lr_schedule", "step"), ("val_every", 0),
                                         ("negative_candidates", 0), ("init_std", -0.1),
-                                        ("ema_decay", 1.0), ("ema_decay", -0.5)])
+                                        ("ema_decay", 1.0), ("ema_decay", -0.5),
+                                        ("lr_schedule", "cosine_minutes")])  # no max_minutes
 def test_config_rejects_bad_values(key, value):
     from llarapp.errors import ConfigError
 
@@ -231,6 +233,24 @@ def test_learning_rate_schedule_runs_over_the_configured_epochs(schedule, final_
     assert rates[0] == pytest.approx(0.01)
     assert rates == sorted(rates, reverse=True)
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(final_lr, abs=1e-12)
+
+
+class StoppedClock:
+    seconds = 0.0
+
+
+@pytest.mark.parametrize("seconds, share_of_lr", [(0.0, 1.0), (15.0, 0.5), (30.0, 0.0),
+                                                  (45.0, 0.0)])
+def test_cosine_minutes_anneals_over_the_time_budget(seconds, share_of_lr):
+    trainer = LightGCNTrainer(LightGCNConfig(dim=4, layers=1, epochs=1000, lr=0.01,
+                                             lr_schedule="cosine_minutes", max_minutes=0.5,
+                                             device="cpu"), TRAIN, NUM_ITEMS)
+    trainer.clock = StoppedClock()
+    trainer.train_epoch()  # thousands of epochs left: the step count does not move it
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
+    trainer.clock.seconds = seconds
+    trainer.scheduler.step()
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * share_of_lr, abs=1e-12)
 
 
 def test_validation_runs_every_val_every_epochs_and_after_the_last():

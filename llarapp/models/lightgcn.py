@@ -10,7 +10,8 @@ propagates the whole graph once, as one autograd node whose backward pass is the
 propagation of the gradient (``Â`` is symmetric), and scores the batch's edges against
 sampled warm negatives with :mod:`llarapp.models.ranking_loss` (BPR by default, or a sampled
 softmax) plus the paper's L2 on the batch's layer-0 rows, then takes one Adam step; the
-learning rate follows a cosine from ``lr`` to zero over ``epochs``. Three settings were
+learning rate follows a cosine from ``lr`` to zero over ``epochs`` (or, with
+``cosine_minutes``, over the ``max_minutes`` budget on the training clock). Three settings were
 measured and left off (README "Results"): ``negative_candidates`` > 1 makes each BPR
 negative the best-scored of that many uniform draws (dynamic hard negatives);
 ``init_std`` > 0 draws the layer-0 vectors from a normal, as the reference implementation
@@ -64,7 +65,25 @@ from llarapp.models.torch_utils import DEVICES, resolve_device, seed_everything,
 from llarapp.storage import atomic_dir
 
 EpochCallback = Callable[[int, float], None]
-LR_SCHEDULES = ("cosine", "constant")
+LR_SCHEDULES = ("cosine", "cosine_minutes", "constant")
+
+
+class TrainingClock:
+    """Seconds spent training and validating; a caller's ``on_epoch`` work is paused out."""
+
+    def __init__(self) -> None:
+        self._banked, self._since = 0.0, None
+
+    def start(self) -> None:
+        self._since = time.perf_counter()
+
+    def pause(self) -> None:
+        self._banked, self._since = self.seconds, None
+
+    @property
+    def seconds(self) -> float:
+        running = 0.0 if self._since is None else time.perf_counter() - self._since
+        return self._banked + running
 
 
 @dataclass
@@ -78,7 +97,7 @@ class LightGCNConfig(StageConfig):
     negative_candidates: int = 1  # bpr: each negative is the best-scored of this many (DNS)
     sampling: str = "playlist"  # or "edge" (see llarapp.models.edge_sampler)
     lr: float = 0.02
-    lr_schedule: str = "cosine"  # cosine to zero over `epochs`, or "constant"
+    lr_schedule: str = "cosine"  # to zero over `epochs`; cosine_minutes: over max_minutes
     init_std: float = 0.0  # > 0: normal(0, init_std) layer-0 vectors; 0: PyG's Xavier
     ema_decay: float = 0.0  # > 0: validate and keep an exponential average of the weights
     reg: float = 1e-4  # L2 on the batch's layer-0 embeddings, as in the paper
@@ -106,6 +125,9 @@ class LightGCNConfig(StageConfig):
         require(self.lr > 0, "lr must be positive")
         require(self.lr_schedule in LR_SCHEDULES,
                 f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}")
+        require(self.lr_schedule != "cosine_minutes" or self.max_minutes > 0,
+                "lr_schedule=cosine_minutes anneals over the time budget: set max_minutes > 0, "
+                "or use lr_schedule=cosine (over epochs)")
         require(self.reg >= 0, "reg must be >= 0")
         require(self.init_std >= 0, "init_std must be >= 0 (0: PyG's Xavier initialisation)")
         require(0 <= self.ema_decay < 1, "ema_decay must be in [0, 1) (0: no weight average)")
@@ -182,9 +204,21 @@ class LightGCNTrainer:
             if cfg.ema_decay else None)
         # fused: one pass over the parameters per step instead of one per Adam operation
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, fused=True)
-        total_steps = cfg.epochs * self.sampler.steps_per_epoch(cfg.batch_size)
-        self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, total_steps)
-                          if cfg.lr_schedule == "cosine" else None)
+        self.clock = TrainingClock()
+        self.scheduler = self._schedule()
+
+    def _schedule(self) -> torch.optim.lr_scheduler.LRScheduler | None:
+        """Stepped once per batch. ``cosine_minutes`` reads the training clock, so the decay
+        ends with the time budget however fast the machine runs that day."""
+        cfg, schedulers = self.cfg, torch.optim.lr_scheduler
+        if cfg.lr_schedule == "cosine":
+            steps = cfg.epochs * self.sampler.steps_per_epoch(cfg.batch_size)
+            return schedulers.CosineAnnealingLR(self.optimizer, steps)
+        if cfg.lr_schedule == "cosine_minutes":
+            budget = 60 * cfg.max_minutes
+            return schedulers.LambdaLR(self.optimizer, lambda _: 0.5 * (
+                1 + math.cos(math.pi * min(1.0, self.clock.seconds / budget))))
+        return None
 
     def _batches(self):
         """(playlist rows, positive items, negative candidates) per step of one epoch; the
@@ -258,30 +292,30 @@ class LightGCNTrainer:
             ) -> TrainedGraph:
         cfg = self.cfg
         history, best, best_state, best_epoch, stale = [], -math.inf, None, 0, 0
-        started, elapsed = time.perf_counter(), 0.0
+        started, clock = time.perf_counter(), self.clock
+        clock.start()
         bar = tqdm(range(1, cfg.epochs + 1), desc="lightgcn", unit="epoch")
         for epoch in bar:
             tick = time.perf_counter()
             loss = self.train_epoch()
             seconds = time.perf_counter() - tick
-            out_of_time = bool(cfg.max_minutes) and elapsed + seconds >= 60 * cfg.max_minutes
+            out_of_time = bool(cfg.max_minutes) and clock.seconds >= 60 * cfg.max_minutes
             last = epoch == cfg.epochs or out_of_time
             row = {"epoch": epoch, "loss": loss, f"val_recall@{cfg.k}": math.nan,
                    "seconds": seconds}
             history.append(row)
             if epoch % cfg.val_every and not last:
-                elapsed += seconds
-                row["elapsed"] = elapsed
+                row["elapsed"] = clock.seconds
                 continue
             vectors = self.snapshot()
             recall = row[f"val_recall@{cfg.k}"] = validation.score(vectors, cfg.k)
-            # training and validation time; on_epoch's own work (a caller's extra
-            # scoring, say) is not the trainer's and does not count against max_minutes
-            elapsed += time.perf_counter() - tick
-            row["elapsed"] = elapsed
+            row["elapsed"] = clock.seconds  # training and validation time
             bar.set_postfix(loss=f"{loss:.4f}", recall=f"{recall:.4f}")
             if on_epoch is not None:
+                # a caller's own work (extra scoring, say) does not count against max_minutes
+                clock.pause()
                 on_epoch(epoch, recall)  # may raise (e.g. optuna.TrialPruned)
+                clock.start()
             # Without seeded validation playlists (NaN) every validation counts as the best.
             if best_state is None or math.isnan(recall) or recall > best:
                 best, best_epoch, stale = recall, epoch, 0
@@ -293,6 +327,7 @@ class LightGCNTrainer:
             if out_of_time:
                 break
         bar.close()
+        clock.pause()
         self.model.load_state_dict(best_state)
         frame = pd.DataFrame(history)
         return TrainedGraph(
