@@ -1,19 +1,28 @@
 """LightGCN epoch time and peak memory: our PyG model against a plain torch.sparse.mm one.
 
 Graphs:
-  (a) real   the training graph of the default split of ../shared/data/mpd-popular
-  (b) synth  10k playlists × 50k tracks, 600k distinct edges (Zipf track popularity)
+  (a) real     the training graph of the default split of ../shared/data/mpd-popular
+  (b) synth    10k playlists × 50k tracks, 600k distinct edges (Zipf track popularity)
+  (c) gowalla  the LightGCN paper's Gowalla train.txt (../shared/data/gowalla): 30k users
+               × 41k items, 810k edges; not run unless named in --graphs
 
-Variants (same data, same BPR + L2 + Adam loop, same batch size):
-  pyg-symmetric  torch_geometric LightGCN on a pre-normalised CSR adjacency, with the
-                 symmetric backward (what the lightgcn stage trains)
+Variants (the lightgcn stage's training loop, batch and loss; only the propagation differs):
+  ours           what the stage trains: all layers as one autograd node whose backward is
+                 the same propagation, through the adjacency's two bipartite blocks
+  whole-csr      the same node over the whole (nodes × nodes) CSR adjacency
+  pyg-symmetric  torch_geometric LightGCN's get_embedding, layer by layer, with the
+                 symmetric backward per layer
   pyg-csr        the same without the symmetric backward (PyG's LGConv as shipped)
   torch-sparse   a plain hand-written LightGCN: an embedding and torch.sparse.mm layers
 
 Each variant × graph runs in a fresh process, so its peak RSS (and peak GPU memory) is
-its own. Prints a table; writes benchmarks/results/lightgcn-<device>.json.
+its own. The variants take turns for ``--rounds`` rounds and each reports its median
+epoch time: a shared VM's speed drifts by tens of percent within an hour, so one run per
+variant in sequence would compare the hours, not the code. Prints a table; writes
+benchmarks/results/lightgcn-<device>.json.
 
-    python benchmarks/lightgcn.py [--device cpu|cuda] [--epochs 1] [--graphs real synth]
+    python benchmarks/lightgcn.py [--device cpu|cuda] [--epochs 1] [--rounds 3]
+                                  [--graphs real synth] [--variants ours whole-csr …]
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 REAL = Path(os.environ.get("LLARAPP_SHARED_DATA", REPO.parent / "shared" / "data")) / "mpd-popular"
 CACHE = Path(os.environ.get("LLARAPP_BENCH_CACHE", Path(tempfile.gettempdir()) / "llarapp-bench"))
-VARIANTS = ("pyg-symmetric", "pyg-csr", "torch-sparse")
+VARIANTS = ("ours", "whole-csr", "pyg-symmetric", "pyg-csr", "torch-sparse")
 
 
 def synthetic_graph(playlists: int, tracks: int, edges: int, seed: int = 0) -> dict:
@@ -64,11 +73,24 @@ def real_graph() -> dict:
             "num_items": Dataset.load(root / "dataset").num_tracks}
 
 
+def gowalla_graph() -> dict:
+    from lightgcn_gowalla import DATA, read_user_items
+
+    train = read_user_items(DATA / "train.txt")
+    test = read_user_items(DATA / "test.txt")
+    return {"pid": train["pid"].to_numpy(), "track_idx": train["track_idx"].to_numpy(),
+            "num_items": int(max(train["track_idx"].max(), test["track_idx"].max())) + 1}
+
+
+GRAPHS = {"real": real_graph, "synth": lambda: synthetic_graph(10_000, 50_000, 600_000),
+          "gowalla": gowalla_graph}
+
+
 def prepare(name: str) -> Path:
     path = CACHE / f"graph-{name}.npz"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        graph = real_graph() if name == "real" else synthetic_graph(10_000, 50_000, 600_000)
+        graph = GRAPHS[name]()
         np.savez(path, **graph)
     return path
 
@@ -76,7 +98,6 @@ def prepare(name: str) -> Path:
 def plain_model(num_nodes: int, dim: int, layers: int):
     """LightGCN written directly with torch.sparse.mm (autograd handles the backward)."""
     import torch
-    from torch_geometric.nn.models.lightgcn import BPRLoss
 
     class PlainLightGCN(torch.nn.Module):
         def __init__(self) -> None:
@@ -93,9 +114,6 @@ def plain_model(num_nodes: int, dim: int, layers: int):
                 out = out + x * self.alpha[layer + 1]
             return out
 
-        def recommendation_loss(self, pos, neg, node_id, lambda_reg):
-            return BPRLoss(lambda_reg)(pos, neg, self.embedding.weight[node_id])
-
     return PlainLightGCN()
 
 
@@ -104,19 +122,33 @@ def measure(graph_path: str, variant: str, device: str, epochs: int, batch_size:
     import pandas as pd
     import torch
 
-    from llarapp.models.lightgcn import LightGCNConfig, LightGCNTrainer
-    from llarapp.models.propagation import build_model
+    import llarapp.models.lightgcn as stage
+    from llarapp.models import propagation
 
     data = np.load(graph_path)
     train = pd.DataFrame({"pid": data["pid"], "track_idx": data["track_idx"]})
-    cfg = LightGCNConfig(batch_size=batch_size, device=device)
-    trainer = LightGCNTrainer(cfg, train, int(data["num_items"]))
+    cfg = stage.LightGCNConfig(batch_size=batch_size, device=device)
+    trainer = stage.LightGCNTrainer(cfg, train, int(data["num_items"]))
     num_nodes = trainer.num_playlists + trainer.num_items
-    if variant != "pyg-symmetric":
-        model = (build_model(num_nodes, cfg.dim, cfg.layers, symmetric=False)
-                 if variant == "pyg-csr" else plain_model(num_nodes, cfg.dim, cfg.layers))
+    edges = trainer.sampler.edges.numpy()
+    whole = propagation.normalized_adjacency(edges[0], edges[1], trainer.num_playlists,
+                                             trainer.num_items).to(trainer.device)
+
+    class WholeAdjacency:  # the stage's node, with no playlist block: one product of Â
+        num_playlists = 0
+
+        def step(self, playlists, tracks):
+            return playlists, torch.sparse.mm(whole, tracks)
+
+    if variant == "whole-csr":
+        stage.propagate = lambda model, _: propagation.propagate(model, WholeAdjacency())
+    elif variant != "ours":
+        model = (propagation.build_model(num_nodes, cfg.dim, cfg.layers,
+                                         symmetric=variant == "pyg-symmetric")
+                 if variant.startswith("pyg") else plain_model(num_nodes, cfg.dim, cfg.layers))
         trainer.model = model.to(trainer.device)
-        trainer.optimizer = torch.optim.Adam(trainer.model.parameters(), lr=cfg.lr)
+        trainer.optimizer = torch.optim.Adam(trainer.model.parameters(), lr=cfg.lr, fused=True)
+        stage.propagate = lambda model, _: model.get_embedding(whole)
     if trainer.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     seconds, losses = [], []
@@ -130,8 +162,8 @@ def measure(graph_path: str, variant: str, device: str, epochs: int, batch_size:
         seconds.append(time.perf_counter() - started)
     return {
         "graph_playlists": trainer.num_playlists, "graph_tracks": trainer.num_items,
-        "edges": int(trainer.edges.shape[1]), "batches_per_epoch":
-            -(-int(trainer.edges.shape[1]) // batch_size),
+        "edges": int(edges.shape[1]), "batches_per_epoch":
+            trainer.sampler.steps_per_epoch(batch_size),
         "s_per_epoch": float(np.mean(seconds)), "epochs": epochs, "loss": losses[-1],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_gpu_mb": (torch.cuda.max_memory_allocated() / 2**20
@@ -153,8 +185,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="the variants take turns this many times; medians are reported")
     parser.add_argument("--batch-size", type=int, default=8192)
-    parser.add_argument("--graphs", nargs="+", default=["real", "synth"])
+    parser.add_argument("--graphs", nargs="+", default=["real", "synth"], choices=list(GRAPHS))
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--child", nargs=2, metavar=("GRAPH", "VARIANT"))
     parser.add_argument("--output", type=Path)
@@ -173,16 +207,23 @@ def main() -> None:
             print(f"skipping the real graph: {REAL} is absent")
             continue
         graph = prepare(name)
-        for variant in args.variants:
-            print(f"{name} / {variant} …", flush=True)
-            rows.append({"graph": name, "variant": variant, **run_child(graph, variant, args)})
+        runs = {variant: [] for variant in args.variants}
+        for round_ in range(1, args.rounds + 1):
+            for variant in args.variants:
+                print(f"{name} / {variant}, round {round_} …", flush=True)
+                runs[variant].append(run_child(graph, variant, args))
+        for variant, measured in runs.items():
+            rows.append({"graph": name, "variant": variant, **measured[-1],
+                         "s_per_epoch": float(np.median([m["s_per_epoch"] for m in measured])),
+                         "s_per_epoch_rounds": [m["s_per_epoch"] for m in measured],
+                         "peak_rss_mb": max(m["peak_rss_mb"] for m in measured)})
     for row in rows:
         ours = next(r for r in rows if r["graph"] == row["graph"]
-                    and r["variant"] == "pyg-symmetric")
+                    and r["variant"] == "ours")
         row["time_vs_ours"] = row["s_per_epoch"] / ours["s_per_epoch"]
 
-    table = Table(title=f"LightGCN epoch time ({args.device}, dim 64, 3 layers, "
-                        f"batch {args.batch_size})")
+    table = Table(title=f"LightGCN epoch time ({args.device}, dim 64, 3 layers, batch "
+                        f"{args.batch_size}; median of {args.rounds} interleaved rounds)")
     for column in ("graph", "edges", "variant", "s/epoch", "× ours", "peak RSS MB",
                    "peak GPU MB"):
         table.add_column(column, no_wrap=True,
@@ -198,7 +239,8 @@ def main() -> None:
     output.write_text(json.dumps({
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "python": platform.python_version()},
-        "config": {"epochs": args.epochs, "batch_size": args.batch_size, "dim": 64,
+        "config": {"epochs": args.epochs, "rounds": args.rounds,
+                   "batch_size": args.batch_size, "dim": 64,
                    "layers": 3, "device": args.device},
         "goal": "synth: <= 40 s per epoch on 2 CPU cores",
         "rows": rows}, indent=2))
