@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 BUNDLE ?=
 
-.PHONY: run serve bench-serving bench-soak monitoring-tools browser-tools test lint install clean compile notebooks-clean bench-ingest bench-lightgcn bench-gowalla bench-full-mpd bench-llara bench-backbones bench-export help
+.PHONY: run serve bench-serving bench-soak monitoring-tools browser-tools test lint install clean compile notebooks-clean bench-ingest bench-lightgcn bench-gowalla bench-full-mpd bench-llara bench-ranker-questions bench-backbones bench-export help
 
 help:
 	@echo "make run [DATA=folder|s3://bucket/prefix]   train the whole pipeline locally"
@@ -24,6 +24,7 @@ help:
 	@echo "make bench-gowalla [ARGS=--minutes 30]      LightGCN quality on the paper's Gowalla split"
 	@echo "make bench-full-mpd [ARGS=--scale 0.1]      LightGCN and text_embed cost at full MPD size"
 	@echo "make bench-llara [ARGS=--run RUN_DIR]       LLaRA ablations on a pipeline run's artifacts"
+	@echo "make bench-ranker-questions [ARGS=--run RUN_DIR]  reranker quality against its training questions (out of fold)"
 	@echo "make bench-backbones ARGS='pack|run|cpu-cost …'  LLaRA scratch vs SmolLM2-135M on the same questions"
 	@echo "make bench-export [ARGS=--run RUN_DIR]      fp32 vs QInt8 ranker: size, latency, accuracy"
 	@echo "make bench-serving [ARGS=--bundle DIR]      HTTP latency/throughput: batching, int8 vs fp32"
@@ -106,6 +107,9 @@ bench-full-mpd: $(STAMP)
 
 bench-llara: $(STAMP)
 	$(PY) benchmarks/llara_ablations.py $(ARGS)
+
+bench-ranker-questions: $(STAMP)
+	$(PY) benchmarks/ranker_questions.py $(ARGS)
 
 bench-backbones: $(STAMP) $(SMOLLM2)
 	$(PY) benchmarks/llara_backbones.py $(ARGS)
