@@ -224,3 +224,29 @@ def test_slot_context_feeds_the_playlist_product(scratch):
     with torch.no_grad():
         scores, aux = ranker(batch, hybrid=True, aux=True)
     assert scores.shape == aux.shape == (1, 4)
+
+
+class CountingEncoder:
+    """Wordpieces are the characters' code points; records every batch it is asked for."""
+
+    def __init__(self):
+        self.batches = []
+
+    def __call__(self, texts, limit=None):
+        self.batches.append(list(texts))
+        return [[ord(c) for c in text][:limit] for text in texts]
+
+
+@pytest.mark.parametrize("calls, encoded", [
+    ([[3, 1, 3]], [["yellow by coldplay", "toxic by britney spears"]]),
+    ([[0, 1], [1, 0]], [["mr brightside by the killers", "yellow by coldplay"]]),
+    ([[5], [5, 4], [4, 5, 5]], [["creep by radiohead"], ["one by u2"]]),
+])
+def test_item_tokens_encode_each_item_once_and_answer_in_order(calls, encoded):
+    from llarapp.llara.layout import ItemTokens
+
+    encoder = CountingEncoder()
+    tokens = ItemTokens(encoder, ITEM_TEXTS, max_tokens=4)
+    for items in calls:
+        assert tokens(np.array(items)) == [[ord(c) for c in ITEM_TEXTS[i][:4]] for i in items]
+    assert encoder.batches == encoded
