@@ -102,6 +102,34 @@ def test_index_top_n_is_the_scorers_top_n(scorer, queries, form, params, kind):
         assert not set(seeds) & set(got.candidates[row])
 
 
+def test_cold_group_is_searched_only_where_a_cold_track_can_reach_the_top_n(
+        scorer, queries, form, monkeypatch):
+    """Per-query mixes: slots inside the top 20 for every third query, below it for the
+    rest. The cold index answers only the first kind, and every list is still the scorer's."""
+    from llarapp.models.hybrid_index import HybridIndex
+    from llarapp.models.recommendations import top_n
+
+    n, count = 20, len(queries.graph)
+    every = [HybridParams(0.5, 2.0, 3, 10) if i % 3 == 0 else HybridParams(0.5, 2.0, 30, 100)
+             for i in range(count)]
+    index = HybridIndex(form, "flat")
+    searched = {"warm": 0, "cold": 0}
+    search = index._search
+
+    def counting(name, vectors, *args):
+        searched[name] += len(vectors)
+        return search(name, vectors, *args)
+
+    monkeypatch.setattr(index, "_search", counting)
+    got = index.top(queries.graph, queries.text, every, queries.seeds, n)
+    assert searched["cold"] == len(range(0, count, 3)) and searched["warm"] >= count
+    scores = scorer.hybrid_scores(scorer.components(queries), every, queries.seeds)
+    expected = top_n(scores, queries.seeds, n)
+    assert (got.candidates == expected).mean() >= 0.999  # but for float32 near-ties
+    cold = ~scorer.warm[np.maximum(got.candidates, 0)]
+    assert not cold[[i for i in range(count) if i % 3]].any()
+
+
 def test_cold_tracks_fill_the_list_once_the_warm_run_out(scorer, queries, form):
     """A list longer than the warm group: the cold block's scores sit exactly where the
     scorer puts them (below the warm minimum, found by the negated query's search)."""

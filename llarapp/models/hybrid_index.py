@@ -142,10 +142,10 @@ class IndexedTop:
 class HybridIndex:
     """Top n of :meth:`HybridScorer.hybrid_scores` (cold block offset and cold slots
     included) from one faiss index per group, without scoring the catalogue in numpy:
-    each group's best rows come from its index, the block offset needs the warm minimum
-    (the negated query's best, searched only where it can change the top n) and the cold
-    maximum, and the slots are placed between the
-    warm ranks as the scorer places them.
+    each group's best rows come from its index (the cold one only for queries where a cold
+    track can reach the top n), the block offset needs the warm minimum (the negated
+    query's best, searched only where it can change the top n) and the cold maximum, and
+    the slots are placed between the warm ranks as the scorer places them.
 
     ``kind``: ``flat`` (``IndexFlatIP``, exact) or ``hnsw`` (approximate: ``IndexHNSWFlat``
     in L2 over the items lifted to a common norm R with one extra coordinate √(R² − |x|²),
@@ -245,15 +245,12 @@ class HybridIndex:
         warm_q, warm_c = form.warm.queries(graph_q, text_q, lam, warm_z, text_z)
         cold_q, cold_c = form.cold.queries(graph_q, text_q, cold_lambda, cold_z, text_z)
         excluded = np.diff(exclude.indptr).max(initial=0)
-        warm_items, warm_scores = self._search("warm", warm_q, warm_c,
-                                               max(n, int(ends.max(initial=0))) + excluded,
-                                               widths)
-        cold_items, cold_scores = self._search("cold", cold_q, cold_c,
-                                               max(n, int(slots.max(initial=0))) + excluded,
-                                               widths)
-        if len(form.warm.items) and len(form.cold.items):  # every cold track below the warm
-            floor = self._warm_floor(warm_q, warm_c, warm_scores, exclude, n, widths)
-            cold_scores = cold_scores + (floor[:, None] - cold_scores[:, :1] - 1.0)
+        slot_reach = (slots > 0) & (ends - slots < n)  # a cold slot can land in the top n
+        warm_items, warm_scores = self._search(
+            "warm", warm_q, warm_c, max(n, int(ends[slot_reach].max(initial=0))) + excluded,
+            widths)
+        cold_items, cold_scores = self._cold_candidates(
+            cold_q, cold_c, warm_q, warm_c, warm_scores, slot_reach, slots, exclude, n, widths)
         out = IndexedTop(np.full((len(params), n), -1, np.int64),
                          *(np.zeros((len(params), n), np.float32) for _ in range(3)))
         for row, (start, stop) in enumerate(zip(exclude.indptr[:-1], exclude.indptr[1:],
@@ -271,6 +268,32 @@ class HybridIndex:
         out.graph[:], out.text[:] = self.parts(graph_q, text_q, out.candidates, warm_z,
                                                cold_z, text_z)
         return out
+
+    def _cold_candidates(self, cold_q: np.ndarray, cold_c: np.ndarray, warm_q: np.ndarray,
+                         warm_c: np.ndarray, warm_scores: np.ndarray, slot_reach: np.ndarray,
+                         slots: np.ndarray, exclude: sp.csr_matrix, n: int, widths: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """The cold group's best rows with their scores moved below the warm floor, for
+        the queries where a cold track can reach the top n: a slot inside it, or fewer than
+        n warm tracks left once the seeds are dropped. Elsewhere every cold track ranks
+        below n warm ones, so its search is skipped (-1, -inf): with the default slots
+        (ranks 70-99) a served top 20 never holds one."""
+        count = len(cold_q)
+        short = np.isfinite(warm_scores).sum(axis=1) - np.diff(exclude.indptr) < n
+        rows = np.flatnonzero(slot_reach | short) if len(self.form.cold.items) else []
+        if not len(rows):
+            return np.full((count, 0), -1, np.int64), np.zeros((count, 0), np.float32)
+        depth = max(n, int(slots[rows].max(initial=0))) + np.diff(exclude.indptr).max()
+        found, scores = self._search("cold", cold_q[rows], cold_c[rows], depth, widths[rows])
+        if len(self.form.warm.items):  # every cold track below the warm
+            floor = self._warm_floor(warm_q[rows], warm_c[rows], warm_scores[rows],
+                                     exclude[rows], n, widths[rows])
+            scores = scores + (floor[:, None] - scores[:, :1] - 1.0)
+        items = np.full((count, found.shape[1]), -1, np.int64)
+        items[rows] = found
+        out = np.full((count, found.shape[1]), -np.inf, scores.dtype)
+        out[rows] = scores
+        return items, out
 
     def _warm_floor(self, warm_q: np.ndarray, warm_c: np.ndarray, warm_scores: np.ndarray,
                     exclude: sp.csr_matrix, n: int, widths: np.ndarray) -> np.ndarray:
