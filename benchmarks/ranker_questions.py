@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -92,15 +93,14 @@ def write_fold_split(split: Split, questions: pd.DataFrame, output: Path) -> Spl
         pd.concat([split.heldout, questions], ignore_index=True).to_parquet(
             folder / "heldout.parquet", index=False)
         for name in ("cold_tracks", "next_track"):
-            (folder / f"{name}.parquet").write_bytes(
-                (split.folder / f"{name}.parquet").read_bytes())
+            shutil.copyfile(split.folder / f"{name}.parquet", folder / f"{name}.parquet")
         write_manifest(folder, "split", SCHEMA_VERSION, config=split.manifest["config"],
                        dataset_hash=split.manifest["dataset_hash"],
                        out_of_fold=len(questions))
     return Split.load(output)
 
 
-def fold_sources(run: Path, main, questions: pd.DataFrame, work: Path):
+def fold_sources(main, questions: pd.DataFrame, work: Path):
     """The run's Sources with the auxiliary split, LightGCN and cold mapper."""
     from llarapp.llara.examples import Sources
     from llarapp.models.cold_mapper import ColdMapper, ColdMapperConfig, run_cold_mapper
@@ -190,7 +190,7 @@ def main() -> None:
     main_sources = Sources.load(*(run / ARTIFACTS[k] for k in ARTIFACTS))
     split, num_items = main_sources.split, main_sources.num_items
     questions = out_of_fold_questions(main_sources.dataset, split, args.fold_share)
-    fold = fold_sources(run, main_sources, questions, args.work / f"fold-{args.fold_share}")
+    fold = fold_sources(main_sources, questions, args.work / f"fold-{args.fold_share}")
 
     val_heldout = split.heldout_for("val")
     lists = {"validation": retrieved_lists(main_sources, main_sources.catalogue_features,

@@ -249,8 +249,19 @@ class HybridIndex:
         warm_items, warm_scores = self._search(
             "warm", warm_q, warm_c, max(n, int(ends[slot_reach].max(initial=0))) + excluded,
             widths)
-        cold_items, cold_scores = self._cold_candidates(
-            cold_q, cold_c, warm_q, warm_c, warm_scores, slot_reach, slots, exclude, n, widths)
+        # cold tracks reach the top n only through a slot inside it, or where fewer than n
+        # warm tracks are left once the seeds are dropped; elsewhere the cold search is
+        # skipped (with the default slots at ranks 70-99, a served top 20 never holds one)
+        short = np.isfinite(warm_scores).sum(axis=1) - np.diff(exclude.indptr) < n
+        need = slot_reach | short
+        cold_items, cold_scores = self._search_rows(
+            "cold", cold_q, cold_c, need, max(n, int(slots[need].max(initial=0))) + excluded,
+            widths)
+        if len(form.warm.items) and len(form.cold.items) and need.any():
+            # every cold track below the warm
+            floor = self._warm_floor(warm_q[need], warm_c[need], warm_scores[need],
+                                     short[need], widths[need])
+            cold_scores[need] += floor[:, None] - cold_scores[need, :1] - 1.0
         out = IndexedTop(np.full((len(params), n), -1, np.int64),
                          *(np.zeros((len(params), n), np.float32) for _ in range(3)))
         for row, (start, stop) in enumerate(zip(exclude.indptr[:-1], exclude.indptr[1:],
@@ -269,42 +280,30 @@ class HybridIndex:
                                                cold_z, text_z)
         return out
 
-    def _cold_candidates(self, cold_q: np.ndarray, cold_c: np.ndarray, warm_q: np.ndarray,
-                         warm_c: np.ndarray, warm_scores: np.ndarray, slot_reach: np.ndarray,
-                         slots: np.ndarray, exclude: sp.csr_matrix, n: int, widths: np.ndarray
-                         ) -> tuple[np.ndarray, np.ndarray]:
-        """The cold group's best rows with their scores moved below the warm floor, for
-        the queries where a cold track can reach the top n: a slot inside it, or fewer than
-        n warm tracks left once the seeds are dropped. Elsewhere every cold track ranks
-        below n warm ones, so its search is skipped (-1, -inf): with the default slots
-        (ranks 70-99) a served top 20 never holds one."""
-        count = len(cold_q)
-        short = np.isfinite(warm_scores).sum(axis=1) - np.diff(exclude.indptr) < n
-        rows = np.flatnonzero(slot_reach | short) if len(self.form.cold.items) else []
-        if not len(rows):
-            return np.full((count, 0), -1, np.int64), np.zeros((count, 0), np.float32)
-        depth = max(n, int(slots[rows].max(initial=0))) + np.diff(exclude.indptr).max()
-        found, scores = self._search("cold", cold_q[rows], cold_c[rows], depth, widths[rows])
-        if len(self.form.warm.items):  # every cold track below the warm
-            floor = self._warm_floor(warm_q[rows], warm_c[rows], warm_scores[rows],
-                                     exclude[rows], n, widths[rows])
-            scores = scores + (floor[:, None] - scores[:, :1] - 1.0)
-        items = np.full((count, found.shape[1]), -1, np.int64)
+    def _search_rows(self, name: str, vectors: np.ndarray, constant: np.ndarray,
+                     rows: np.ndarray, depth: int, widths: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_search` for the queries where ``rows`` is True; the others get no rows
+        (-1, -inf)."""
+        if not rows.any():
+            return (np.full((len(vectors), 0), -1, np.int64),
+                    np.zeros((len(vectors), 0), np.float32))
+        found, scores = self._search(name, vectors[rows], constant[rows], depth, widths[rows])
+        items = np.full((len(vectors), found.shape[1]), -1, np.int64)
         items[rows] = found
-        out = np.full((count, found.shape[1]), -np.inf, scores.dtype)
+        out = np.full(items.shape, -np.inf, scores.dtype)
         out[rows] = scores
         return items, out
 
     def _warm_floor(self, warm_q: np.ndarray, warm_c: np.ndarray, warm_scores: np.ndarray,
-                    exclude: sp.csr_matrix, n: int, widths: np.ndarray) -> np.ndarray:
+                    short: np.ndarray, widths: np.ndarray) -> np.ndarray:
         """Per query, the score the cold block must sit below. The scorer uses the warm
         minimum, which costs a search for the negated query; it matters only where fewer
-        than n warm tracks are left once the seeds are dropped (else no cold track but the
-        slotted ones, whose scores are replaced, reaches the top n), so elsewhere the
-        lowest retrieved warm score gives the same top n and scores."""
+        than n warm tracks are left once the seeds are dropped (``short``; else no cold
+        track but the slotted ones, whose scores are replaced, reaches the top n), so
+        elsewhere the lowest retrieved warm score gives the same top n and scores."""
         found = np.isfinite(warm_scores)
         floor = np.where(found, warm_scores, np.inf).min(axis=1, initial=np.inf)
-        short = found.sum(axis=1) - np.diff(exclude.indptr) < n
         if short.any():
             _, lowest = self._search("warm", -warm_q[short], -warm_c[short], 1, widths[short])
             floor[short] = -lowest[:, 0]
