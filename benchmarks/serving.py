@@ -1,5 +1,7 @@
-"""Serving benchmark: the real model server over HTTP (async httpx), driven with real
-playlists from ../shared/data/mpd-popular.
+"""Serving benchmark: the real model server over HTTP, driven with real playlists from
+../shared/data/mpd-popular by a closed-loop load generator on the same cores
+(benchmarks/loadgen.py: raw keep-alive HTTP/1.1, about 0.1 ms of CPU a request;
+``--client httpx`` for the heavier client the benchmark used before).
 
 For each bundle precision (int8, fp32), batching setting (on: coalesce up to
 --max-batch within --max-wait-ms; off: one playlist per engine call) and worker count
@@ -23,7 +25,6 @@ table and the plot also hold an earlier run's points (dashed), labelled with its
 from __future__ import annotations
 
 import argparse
-import asyncio
 import itertools
 import json
 import os
@@ -42,6 +43,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from ceilings import ceilings, load_engine, shares  # noqa: E402
+from loadgen import CLIENTS, drive, request_bodies  # noqa: E402
 
 from llarapp.data.slices import read_slice  # noqa: E402
 from llarapp.serving.bundle import Bundle  # noqa: E402
@@ -50,7 +52,6 @@ from llarapp.serving.launch import ServerProcess  # noqa: E402
 from llarapp.storage import list_uris  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
-PREDICT = "/v1/models/llarapp:predict"
 
 
 def real_playlists(folder: Path, history: int, limit: int) -> list[dict]:
@@ -104,30 +105,6 @@ def profile(before: dict[str, float], after: dict[str, float], requests: int) ->
     return out
 
 
-async def drive(url: str, instances: list[dict], concurrency: int, seconds: float
-                ) -> tuple[list[float], int, float]:
-    latencies, errors, next_index = [], 0, 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-        deadline = time.perf_counter() + seconds
-
-        async def worker():
-            nonlocal errors, next_index
-            while time.perf_counter() < deadline:
-                body = {"instances": [instances[next_index % len(instances)]]}
-                next_index += 1
-                start = time.perf_counter()
-                answer = await client.post(PREDICT, json=body)
-                if answer.status_code == 200:
-                    latencies.append(time.perf_counter() - start)
-                else:
-                    errors += 1
-
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return latencies, errors, time.perf_counter() - start
-
-
 def with_workers(pid: int) -> list[psutil.Process]:
     process = psutil.Process(pid)
     return [process, *process.children(recursive=True)]
@@ -143,17 +120,20 @@ def resident_gib(pid: int) -> float:
     return sum(p.memory_info().rss for p in with_workers(pid)) / 2 ** 30
 
 
-def measure(server: ServerProcess, instances, concurrency: int, seconds: float) -> dict:
+def measure(server: ServerProcess, instances: list[dict], concurrency: int, seconds: float,
+            client: str = "raw") -> dict:
     """Latency and throughput at ``concurrency``; the CPU milliseconds per request of the
     server and of this load generator, which share the machine's cores."""
-    asyncio.run(drive(server.url, instances, concurrency, min(2.0, seconds)))  # warm-up
+    bodies = request_bodies(instances)
+    drive(server.url, bodies, concurrency, min(2.0, seconds), client)  # warm-up
     before, server_cpu, client_cpu = (scrape(server.url), cpu_seconds(server.process.pid),
                                       time.process_time())
-    latencies, errors, elapsed = asyncio.run(drive(server.url, instances, concurrency, seconds))
+    latencies, errors, elapsed = drive(server.url, bodies, concurrency, seconds, client)
     server_cpu = cpu_seconds(server.process.pid) - server_cpu
     client_cpu = time.process_time() - client_cpu
     ms, count = np.array(latencies) * 1000, max(len(latencies), 1)
-    return {"concurrency": concurrency, "requests": len(latencies), "errors": errors,
+    return {"concurrency": concurrency, "client": client, "requests": len(latencies),
+            "errors": errors,
             "throughput_rps": len(latencies) / elapsed,
             "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
             "p99_ms": float(np.percentile(ms, 99)),
@@ -201,6 +181,8 @@ def main() -> None:
     parser.add_argument("--max-wait-ms", type=float, default=2.0)
     parser.add_argument("--compare", type=Path, default=None,
                         help="an earlier run's JSON to show beside this one")
+    parser.add_argument("--client", choices=sorted(CLIENTS), default="raw",
+                        help="the load generator (benchmarks/loadgen.py)")
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
 
@@ -222,7 +204,7 @@ def main() -> None:
                            *batching[mode]) as server:
             for concurrency in args.concurrency:
                 row = {"precision": precision, "batching": mode, "workers": workers,
-                       **measure(server, instances, concurrency, args.seconds)}
+                       **measure(server, instances, concurrency, args.seconds, args.client)}
                 rows.append(row)
                 print(f"{precision:>4} batching {mode:>3} workers {workers} c={concurrency:<3} "
                       f"p50 {row['p50_ms']:7.1f}  p99 {row['p99_ms']:7.1f} ms  "

@@ -39,8 +39,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from loadgen import PREDICT  # noqa: E402
 from serving import (  # noqa: E402
-    PREDICT,
     RESULTS,
     add_server_arguments,
     real_playlists,
