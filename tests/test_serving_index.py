@@ -1,8 +1,10 @@
 """A bundle that ships the HNSW retrieval index: it serves the ranking exact scoring gives,
-and a changed index file is refused."""
+it is mapped from the bundle's files rather than copied, and a changed index file is
+refused."""
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -48,6 +50,27 @@ def test_indexed_serving_matches_exact_scoring(bundle, tmp_path):
         want = [r.track_uri for r in b.recommendations]
         same, total = same + len(set(got) & set(want)), total + len(want)
     assert same / total >= 0.99
+
+
+def test_served_vectors_and_index_are_mapped_from_the_bundle_not_copied(bundle):
+    """Worker processes share the catalogue's pages only if each maps the files."""
+    from llarapp.models.hybrid_index import HybridIndex
+    from llarapp.serving.index import search_widths
+
+    engine = Engine(bundle)
+    mapped = {Path(line.split()[-1]).resolve() for line in
+              Path("/proc/self/maps").read_text().splitlines() if len(line.split()) >= 6}
+    folder = bundle.folder.resolve()
+    for name in ("vectors/item_graph.npy", "vectors/item_text.npy", *B.INDEX_FILES):
+        assert folder / name in mapped, f"{name} is not mapped"
+    for array in (engine.item_graph, engine.scorer.item_text, engine.index.form.item_text):
+        assert not array.flags.writeable
+    unmapped = Engine(bundle)
+    unmapped.index = HybridIndex.load(bundle.path(B.INDEX_FOLDER), engine.index.form, "hnsw",
+                                      search_widths(bundle.index))
+    warm = bundle.catalogue.loc[bundle.catalogue["warm"], "track_uri"].tolist()
+    requests = [Request("night drive", warm[i:i + 3], k=20) for i in range(0, 60, 6)]
+    assert engine.recommend(requests) == unmapped.recommend(requests)
 
 
 def test_a_changed_index_file_is_refused(bundle, tmp_path):

@@ -176,18 +176,21 @@ class HybridIndex:
 
     @classmethod
     def load(cls, folder: Path, form: HybridForm, kind: str,
-             ef_search: int | Mapping[str, int] = EF_SEARCH, rebuild: tuple[str, ...] = ()
-             ) -> HybridIndex:
-        """From :meth:`save`'s files; the groups in ``rebuild`` are built anew instead."""
+             ef_search: int | Mapping[str, int] = EF_SEARCH, rebuild: tuple[str, ...] = (),
+             mapped: bool = False) -> HybridIndex:
+        """From :meth:`save`'s files; the groups in ``rebuild`` are built anew instead.
+        ``mapped``: the stored vectors stay in the files, mapped read-only, so processes
+        serving the same files share them (never for indexes that will be saved over)."""
         import faiss
 
+        flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mapped else 0
         indexes = {}
         for name in GROUPS:
             group = getattr(form, name)
             if name in rebuild:
                 indexes[name] = group_index(form, group, kind)
                 continue
-            indexes[name] = faiss.read_index(str(folder / f"{name}.faiss"))
+            indexes[name] = faiss.read_index(str(folder / f"{name}.faiss"), flags)
             if indexes[name].ntotal != len(group.items):
                 raise ArtifactError(f"{folder / name}.faiss holds {indexes[name].ntotal} "
                                     f"tracks but the catalogue has {len(group.items)} {name} "

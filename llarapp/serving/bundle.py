@@ -138,7 +138,9 @@ class Bundle:
         return self.folder / name
 
     def array(self, name: str) -> np.ndarray:
-        return np.load(self.folder / name)
+        """The .npy file mapped read-only: worker processes share its pages (the page
+        cache) instead of each holding a copy, and a bundle is never written in place."""
+        return np.load(self.folder / name, mmap_mode="r")
 
     def weights(self, name: str) -> dict[str, np.ndarray]:
         return dict(np.load(self.folder / name))

@@ -93,7 +93,7 @@ def load_index(bundle: B.Bundle, item_graph: np.ndarray, item_text: np.ndarray,
     try:
         return HybridIndex.load(bundle.path(B.INDEX_FOLDER), form_of(item_graph, item_text,
                                                                      degree),
-                                settings["kind"], search_widths(settings))
+                                settings["kind"], search_widths(settings), mapped=True)
     except ArtifactError as exc:
         raise BundleError(f"{bundle.folder}: {exc}") from None
 
