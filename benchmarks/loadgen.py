@@ -1,8 +1,9 @@
 """A closed-loop HTTP load generator light enough to share 2 cores with the server it tests.
 
 ``drive(url, bodies, concurrency, seconds)`` keeps ``concurrency`` requests in flight for
-``seconds`` and returns each successful request's latency, the error count and the
-elapsed time. Bodies are JSON-encoded once, up front, and cycled.
+``seconds`` (or until ``limit`` requests were sent) and returns each successful request's
+latency, the error count and the elapsed time. Bodies are JSON-encoded once, up front, and
+cycled.
 
 - ``raw`` (the default): one keep-alive HTTP/1.1 connection per in-flight request on
   asyncio streams; each request is pre-encoded bytes, and a response is read by its
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
@@ -55,10 +57,11 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
     return status, headers.get("connection", "").lower() != "close"
 
 
-async def drive_raw(url: str, bodies: Sequence[bytes], concurrency: int, seconds: float
-                    ) -> Outcome:
+async def drive_raw(url: str, bodies: Sequence[bytes], concurrency: int, seconds: float,
+                    limit: int | None = None) -> Outcome:
     parts = urlsplit(url)
     requests = raw_requests(url, bodies)
+    stop = math.inf if limit is None else limit
     latencies: list[float] = []
     errors, next_index = 0, 0
     deadline = time.perf_counter() + seconds
@@ -66,7 +69,7 @@ async def drive_raw(url: str, bodies: Sequence[bytes], concurrency: int, seconds
     async def worker() -> None:
         nonlocal errors, next_index
         connection = None
-        while time.perf_counter() < deadline:
+        while time.perf_counter() < deadline and next_index < stop:
             request = requests[next_index % len(requests)]
             next_index += 1
             start = time.perf_counter()
@@ -96,12 +99,13 @@ async def drive_raw(url: str, bodies: Sequence[bytes], concurrency: int, seconds
     return latencies, errors, time.perf_counter() - start
 
 
-async def drive_httpx(url: str, bodies: Sequence[bytes], concurrency: int, seconds: float
-                      ) -> Outcome:
+async def drive_httpx(url: str, bodies: Sequence[bytes], concurrency: int, seconds: float,
+                      limit: int | None = None) -> Outcome:
     import httpx
 
     latencies: list[float] = []
     errors, next_index = 0, 0
+    stop = math.inf if limit is None else limit
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     headers = {"Content-Type": "application/json"}
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
@@ -109,7 +113,7 @@ async def drive_httpx(url: str, bodies: Sequence[bytes], concurrency: int, secon
 
         async def worker() -> None:
             nonlocal errors, next_index
-            while time.perf_counter() < deadline:
+            while time.perf_counter() < deadline and next_index < stop:
                 body = bodies[next_index % len(bodies)]
                 next_index += 1
                 start = time.perf_counter()
@@ -128,7 +132,7 @@ CLIENTS = {"raw": drive_raw, "httpx": drive_httpx}
 
 
 def drive(url: str, bodies: Sequence[bytes], concurrency: int, seconds: float,
-          client: str = "raw") -> Outcome:
+          client: str = "raw", limit: int | None = None) -> Outcome:
     if client not in CLIENTS:
         raise ValueError(f"unknown load client {client!r}; choose one of {sorted(CLIENTS)}")
-    return asyncio.run(CLIENTS[client](url, bodies, concurrency, seconds))
+    return asyncio.run(CLIENTS[client](url, bodies, concurrency, seconds, limit))

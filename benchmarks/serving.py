@@ -5,9 +5,12 @@
 
 For each bundle precision (int8, fp32), batching setting (on: coalesce up to
 --max-batch within --max-wait-ms; off: one playlist per engine call) and worker count
-(--workers 1 2: server processes sharing the cores) it starts ``python -m llarapp.serving``
-and, at each concurrency, keeps that many requests in
-flight for --seconds: p50/p95/p99 latency and throughput. Each request is one playlist:
+(--workers 1 2: server processes sharing the cores) it starts ``python -m llarapp.serving``,
+sends every request --warmup-passes times (a server that has seen this traffic, its
+title and item-token caches full; the first pass over 2,000 mpd-popular playlists costs
+about a fifth of the throughput), then, at each concurrency, keeps that many requests in
+flight for --seconds: p50/p95/p99 latency and throughput, and the server's memory (RSS,
+and PSS, which counts the pages its workers share once). Each request is one playlist:
 its first --history tracks as seeds, its title, k=10; the ranker reranks the bundle's
 K candidates. The server's own llarapp_stage_seconds and llarapp_batch_size histograms
 give the profile (where a request's time goes) per point. Each point also gets its share
@@ -116,8 +119,30 @@ def cpu_seconds(pid: int) -> float:
 
 
 def resident_gib(pid: int) -> float:
-    """Resident memory of a process and its children, GiB."""
+    """Resident memory of a process and its children, GiB (pages they share, such as the
+    bundle's mapped vectors and index, counted once per process)."""
     return sum(p.memory_info().rss for p in with_workers(pid)) / 2 ** 30
+
+
+def proportional_gib(pid: int) -> float:
+    """The memory a pod holds for a process and its children, GiB: each shared page once
+    (the sum of their proportional set sizes)."""
+    return sum(p.memory_full_info().pss for p in with_workers(pid)) / 2 ** 30
+
+
+def anonymous_gib(pid: int) -> float:
+    """Resident memory that is not a mapped file, GiB: what a leak grows (mapped bundle
+    files are paged in as requests touch them and can always be dropped)."""
+    return sum(info.rss - info.shared for info in
+               (p.memory_info() for p in with_workers(pid))) / 2 ** 30
+
+
+def warm_up(server: ServerProcess, instances: list[dict], passes: int, client: str = "raw"
+            ) -> None:
+    """Send every request ``passes`` times (concurrency 16), so the points measure a server
+    that has seen this traffic: its caches (title vectors, item tokens) are full."""
+    bodies = request_bodies(instances)
+    drive(server.url, bodies, 16, 3600, client, limit=passes * len(bodies))
 
 
 def measure(server: ServerProcess, instances: list[dict], concurrency: int, seconds: float,
@@ -140,6 +165,7 @@ def measure(server: ServerProcess, instances: list[dict], concurrency: int, seco
             "server_cpu_ms_per_request": 1000 * server_cpu / count,
             "client_cpu_ms_per_request": 1000 * client_cpu / count,
             "server_rss_gib": resident_gib(server.process.pid),
+            "server_pss_gib": proportional_gib(server.process.pid),
             **profile(before, scrape(server.url), len(latencies))}
 
 
@@ -181,6 +207,8 @@ def main() -> None:
     parser.add_argument("--max-wait-ms", type=float, default=2.0)
     parser.add_argument("--compare", type=Path, default=None,
                         help="an earlier run's JSON to show beside this one")
+    parser.add_argument("--warmup-passes", type=int, default=2,
+                        help="times every request is sent before the first point")
     parser.add_argument("--client", choices=sorted(CLIENTS), default="raw",
                         help="the load generator (benchmarks/loadgen.py)")
     parser.add_argument("--tag", default="")
@@ -202,6 +230,7 @@ def main() -> None:
                                                       args.workers):
         with ServerProcess(bundle.folder, "--precision", precision, "--workers", str(workers),
                            *batching[mode]) as server:
+            warm_up(server, instances, args.warmup_passes, args.client)
             for concurrency in args.concurrency:
                 row = {"precision": precision, "batching": mode, "workers": workers,
                        **measure(server, instances, concurrency, args.seconds, args.client)}
@@ -221,7 +250,8 @@ def main() -> None:
     meta = {"bundle": bundle.version, "tracks": len(bundle.catalogue),
             "num_candidates": bundle.manifest["ranker"]["num_candidates"],
             "history": args.history, "known_seed_share": known_share,
-            "seconds_per_point": args.seconds, "max_batch": args.max_batch,
+            "seconds_per_point": args.seconds, "warmup_passes": args.warmup_passes,
+            "client": args.client, "max_batch": args.max_batch,
             "max_wait_ms": args.max_wait_ms, "machine": platform.processor() or platform.machine(),
             "cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
             "ceilings": limits}

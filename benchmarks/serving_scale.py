@@ -9,9 +9,11 @@
    the template's own.
 2. Build the HNSW retrieval index as export does (timed), searched as wide as the
    template's calibration asks; hash every file into the manifest.
-3. Serve it (``python -m llarapp.serving``, one worker) and drive it with real mpd-popular
-   playlists: p50/p99 and throughput at each --concurrency, the server's resident memory
-   (RSS, after the load and after the load test) and the bundle's size on disk.
+3. Serve it (``python -m llarapp.serving``, --workers processes) and drive it with real
+   mpd-popular playlists, after --warmup-passes over them: p50/p99 and throughput at each
+   --concurrency, the server's resident memory (RSS after the load and after the load
+   test; PSS after it, which counts once the mapped vectors and index its workers share)
+   and the bundle's size on disk.
 
     python benchmarks/serving_scale.py --template .bench/llara-bundle [--tracks 2262292]
 
@@ -39,7 +41,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from serving import measure, real_playlists, resident_gib  # noqa: E402
+from serving import (  # noqa: E402
+    measure,
+    proportional_gib,
+    real_playlists,
+    resident_gib,
+    warm_up,
+)
 
 from llarapp.serving import bundle as B  # noqa: E402
 from llarapp.serving.bundle_manifest import write_bundle_manifest  # noqa: E402
@@ -113,6 +121,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--reuse", action="store_true", help="serve --out as it is")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--warmup-passes", type=int, default=2,
+                        help="times every request is sent before the first point")
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
 
@@ -122,23 +133,26 @@ def main() -> None:
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file()) / 2 ** 30
     instances = real_playlists(args.data, 50, 2000)
     rows = []
-    server = ServerProcess(args.out, "--max_batch_size", "32", "--max_wait_ms", "2").start()
+    server = ServerProcess(args.out, "--max_batch_size", "32", "--max_wait_ms", "2",
+                           "--workers", str(args.workers)).start()
     try:
         started = time.perf_counter()
         server.wait_ready(timeout=1800)  # hashing and loading ~10 GB takes minutes
         load_seconds = time.perf_counter() - started
         loaded = resident_gib(server.process.pid)
+        warm_up(server, instances, args.warmup_passes)
         for concurrency in args.concurrency:
             rows.append(measure(server, instances, concurrency, args.seconds))
             print(f"c={concurrency:<3} p50 {rows[-1]['p50_ms']:7.1f}  p99 "
                   f"{rows[-1]['p99_ms']:7.1f} ms  {rows[-1]['throughput_rps']:6.1f} req/s",
                   flush=True)
-        after = resident_gib(server.process.pid)
+        after, shared_once = resident_gib(server.process.pid), proportional_gib(server.process.pid)
     finally:
         server.stop()
     summary = {**made, "bundle_gib": size,
                "server_ready_s": load_seconds,
-               "rss_loaded_gib": loaded, "rss_after_gib": after,
+               "workers": args.workers, "warmup_passes": args.warmup_passes,
+               "rss_loaded_gib": loaded, "rss_after_gib": after, "pss_after_gib": shared_once,
                "machine": platform.processor() or platform.machine(),
                "cpus": len(os.sched_getaffinity(0)),
                "memory_gib": psutil.virtual_memory().total / 2 ** 30}

@@ -33,7 +33,8 @@ SERVERS = {
 }
 
 
-async def scripted_run(client: str, response: bytes, closes: bool, concurrency: int):
+async def scripted_run(client: str, response: bytes, closes: bool, concurrency: int,
+                       limit: int | None = None):
     received: list[bytes] = []
 
     async def handle(reader, writer):
@@ -55,7 +56,8 @@ async def scripted_run(client: str, response: bytes, closes: bool, concurrency: 
     port = server.sockets[0].getsockname()[1]
     bodies = request_bodies([{"playlist_name": f"p{i}"} for i in range(3)])
     async with server:
-        outcome = await CLIENTS[client](f"http://127.0.0.1:{port}", bodies, concurrency, 0.3)
+        outcome = await CLIENTS[client](f"http://127.0.0.1:{port}", bodies, concurrency, 0.3,
+                                        limit)
     return outcome, received, bodies
 
 
@@ -78,6 +80,14 @@ def test_httpx_client_counts_the_same_way():
     (latencies, errors, _), received, _ = asyncio.run(
         scripted_run("httpx", length_framed(429), False, concurrency=2))
     assert latencies == [] and errors == len(received) > 0
+
+
+@pytest.mark.parametrize("client", sorted(CLIENTS))
+def test_a_limit_sends_exactly_that_many_requests(client):
+    (latencies, errors, _), received, bodies = asyncio.run(
+        scripted_run(client, length_framed(200), False, concurrency=3, limit=7))
+    assert len(received) == len(latencies) == 7 and errors == 0
+    assert received.count(bodies[0]) == 3  # cycled in order: 0 1 2 0 1 2 0
 
 
 def test_unknown_client_names_the_choices():

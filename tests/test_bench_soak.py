@@ -32,7 +32,7 @@ def records(statuses: list[tuple[str, object]]) -> pd.DataFrame:
                           "t": i / 10} for i, (kind, status) in enumerate(statuses)])
 
 
-MEMORY = pd.DataFrame({"t": [0, 1, 2, 3], "rss_gib": [1.0, 1.2, 1.21, 1.22]})
+MEMORY = pd.DataFrame({"t": [0, 1, 2, 3], "anonymous_gib": [1.0, 1.2, 1.21, 1.22]})
 
 
 @pytest.mark.parametrize("statuses, memory, failed", [
@@ -41,8 +41,8 @@ MEMORY = pd.DataFrame({"t": [0, 1, 2, 3], "rss_gib": [1.0, 1.2, 1.21, 1.22]})
     ([("seeded", 200), ("invalid:bad_field", 200)] * 10, MEMORY, {"every_invalid_4xx"}),
     ([("seeded", 200), ("invalid:not_json", "transport:ReadError")] * 10, MEMORY,
      {"every_invalid_4xx"}),
-    ([("seeded", 200)] * 20, MEMORY.assign(rss_gib=[1.0, 1.2, 1.3, 1.4]),
-     {"rss_growth_at_most_5pct"}),
+    ([("seeded", 200)] * 20, MEMORY.assign(anonymous_gib=[1.0, 1.2, 1.3, 1.4]),
+     {"memory_growth_at_most_5pct"}),
 ])
 def test_the_acceptance_fails_on_each_breach(statuses, memory, failed):
     summary, windows = summarise(records(statuses), memory, warmup=0.1, window=5)
