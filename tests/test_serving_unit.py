@@ -364,6 +364,21 @@ def test_predictor_image_has_no_torch(bundle):
     assert Path(REPO / "kserve/__init__.py").exists() is False  # never shadows `kserve`
 
 
+@pytest.mark.parametrize("values, postings", [
+    ([0, 5, 9, 10, 11], [0, 3, 9, 10]),  # both ends, a gap, past the end
+    ([7, 7, 2, 1], [1, 7]),  # unsorted values, repeats
+    ([4], []),  # a word no item has
+    ([], [2, 4]),
+    (np.random.default_rng(0).integers(0, 1000, 300),
+     np.unique(np.random.default_rng(1).integers(0, 1000, 400))),
+])
+def test_membership_by_binary_search_is_isin(values, postings):
+    from llarapp.serving.reasons import in_sorted
+
+    values, postings = np.asarray(values, np.int64), np.asarray(postings, np.int32)
+    assert in_sorted(values, postings).tolist() == np.isin(values, postings).tolist()
+
+
 def test_title_word_reasons_match_the_regex_definition(bundle):
     """The inverted indexes give the reason a regex per item would: the first title word
     that is a tag of the track, else a whole word of its name or artist."""
