@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llarapp.cpus import available_cpus
 from llarapp.recommend.batch import Scored, load_bundle, score_with
 from llarapp.recommend.config import RecommendConfig
 from llarapp.recommend.playlists import InputPlaylist
@@ -76,7 +77,7 @@ def _score_run(cfg: RecommendConfig, bundle_uri: str, playlists: list[InputPlayl
 def score_in_processes(cfg: RecommendConfig, bundle_uri: str,
                        playlists: list[InputPlaylist]) -> Scored:
     runs = shard_ranges(len(playlists), cfg.processes, cfg.batch_size)
-    threads = max(len(os.sched_getaffinity(0)) // len(runs), 1)
+    threads = max(available_cpus() // len(runs), 1)
     context = mp.get_context("spawn")
     start = context.Barrier(len(runs))
     with thread_env(threads), ProcessPoolExecutor(len(runs), mp_context=context,

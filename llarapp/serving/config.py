@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from llarapp.config import StageConfig, require
+from llarapp.cpus import available_cpus
 from llarapp.errors import BundleError, ConfigError
 from llarapp.serving.batching import BatchingConfig
 from llarapp.serving.bundle import MANIFEST, RANKER
@@ -113,8 +114,9 @@ class ServeConfig(StageConfig):
 
     @property
     def worker_threads(self) -> int:
-        """Threads per worker, so that workers × threads = the CPUs available."""
-        return self.threads or max(1, len(os.sched_getaffinity(0)) // self.workers)
+        """Threads per worker, so that workers × threads = the CPUs available (the cgroup
+        quota counts: a pod limited to 2 CPUs gets 2, whatever the node has)."""
+        return self.threads or max(1, available_cpus() // self.workers)
 
     def bundle_location(self) -> str:
         """``model_dir``, else ``$STORAGE_URI``, else KServe's /mnt/models."""

@@ -6,11 +6,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from llarapp.cpus import available_cpus
 from llarapp.errors import ConfigError
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
@@ -44,7 +44,7 @@ def session(path: str | Path, providers: Sequence[str] = ("cpu",), threads: int 
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+    options.intra_op_num_threads = threads or available_cpus()
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     # idle threads sleep instead of spinning: a spinning pool starves the server's event
