@@ -83,12 +83,15 @@ def test_production_has_the_canary_split_storage_and_service_account():
 
 
 def test_production_pods_hold_a_full_mpd_catalogue():
-    """Sized from benchmarks/serving_scale.py: 11.3 GiB resident, a 9.4 GiB bundle."""
+    """Sized from benchmarks/serving_scale.py --workers 2: 13.5 GiB PSS, a 9.4 GiB bundle."""
     from kubernetes.utils import parse_quantity
 
-    resources = container(isvc_of(build(KUSTOMIZE["production"])))["resources"]
+    serving = container(isvc_of(build(KUSTOMIZE["production"])))
+    resources = serving["resources"]
     requests, limits = resources["requests"], resources["limits"]
-    assert parse_quantity(requests["memory"]) >= 12 * 2 ** 30
+    args = serving["args"]
+    assert args[args.index("--workers") + 1] == "2"
+    assert parse_quantity(requests["memory"]) >= 13.5 * 2 ** 30
     assert parse_quantity(limits["memory"]) > parse_quantity(requests["memory"])
     assert parse_quantity(requests["ephemeral-storage"]) >= 10 * 2 ** 30
     assert parse_quantity(requests["cpu"]) == parse_quantity(limits["cpu"]) == 2
@@ -155,7 +158,7 @@ def test_the_static_service_matches_what_deploy_renders():
     static = isvc_of(build(KUSTOMIZE["production"]))
     release = {"model_name": "llarapp", "version": "1", "model_version": "v",
                "storage_uri": "s3://llarapp/bundles/v"}
-    rendered = inference_service(DeployConfig(target="canary"), release)
+    rendered = inference_service(DeployConfig(target="canary", workers=2), release)
     for key in ("name", "image", "args", "ports", "readinessProbe", "livenessProbe",
                 "lifecycle", "securityContext", "volumeMounts"):
         assert container(static)[key] == container(rendered)[key], key

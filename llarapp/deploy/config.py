@@ -26,6 +26,7 @@ class DeployConfig(TrackedConfig):
     service_account: str = "llarapp-s3"  # carries the serving.kserve.io/s3-* annotations
     cpu: str = "1"
     memory: str = "2Gi"
+    workers: int = 1  # server processes per pod (--workers); one per CPU served best on 2
     min_replicas: int = 1
     max_replicas: int = 3
     gpu: bool = False  # one MI100 through amd.com/gpu, ROCm execution provider
@@ -44,6 +45,7 @@ class DeployConfig(TrackedConfig):
         require(not (self.target == "canary" and self.deployment_mode == "RawDeployment"),
                 "RawDeployment ignores canaryTrafficPercent; use deployment_mode=Serverless "
                 "for a canary, or target=staging")
+        require(1 <= self.workers <= 64, f"workers must be in 1..64, got {self.workers}")
         require(1 <= self.min_replicas <= self.max_replicas,
                 "need 1 <= min_replicas <= max_replicas")
         require("=" in self.gpu_node_label, "gpu_node_label must look like key=value")
