@@ -23,7 +23,7 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
 PREDICT = "/v1/models/llarapp:predict"
@@ -57,75 +57,91 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
     return status, headers.get("connection", "").lower() != "close"
 
 
-async def drive_raw(url: str, bodies: Sequence[bytes], concurrency: int, seconds: float,
-                    limit: int | None = None) -> Outcome:
-    parts = urlsplit(url)
-    requests = raw_requests(url, bodies)
+TRANSPORT_ERRORS = (ConnectionError, asyncio.IncompleteReadError, OSError)
+
+
+async def closed_loop(senders: Sequence[Callable[[int], Awaitable[int]]], seconds: float,
+                      limit: int | None) -> Outcome:
+    """One worker per sender, each sending request ``i`` (a shared counter) and awaiting
+    its status before the next; a transport error counts as an error."""
     stop = math.inf if limit is None else limit
     latencies: list[float] = []
     errors, next_index = 0, 0
     deadline = time.perf_counter() + seconds
 
-    async def worker() -> None:
+    async def worker(send: Callable[[int], Awaitable[int]]) -> None:
         nonlocal errors, next_index
-        connection = None
         while time.perf_counter() < deadline and next_index < stop:
-            request = requests[next_index % len(requests)]
-            next_index += 1
+            index, next_index = next_index, next_index + 1
             start = time.perf_counter()
             try:
-                if connection is None:
-                    connection = await asyncio.open_connection(parts.hostname, parts.port)
-                reader, writer = connection
-                writer.write(request)
-                status, keep_alive = await read_response(reader)
-            except (ConnectionError, asyncio.IncompleteReadError, OSError):
+                status = await send(index)
+            except TRANSPORT_ERRORS:
                 errors += 1
-                connection = None
                 await asyncio.sleep(0.01)  # a server that is down is not spun on
                 continue
             if status == 200:
                 latencies.append(time.perf_counter() - start)
             else:
                 errors += 1
-            if not keep_alive:
-                writer.close()
-                connection = None
-        if connection is not None:
-            connection[1].close()
 
     start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(send) for send in senders))
     return latencies, errors, time.perf_counter() - start
+
+
+class RawConnection:
+    """One keep-alive connection, (re)opened on demand, sending pre-encoded requests."""
+
+    def __init__(self, url: str, requests: Sequence[bytes]):
+        parts = urlsplit(url)
+        self.host, self.port, self.requests = parts.hostname, parts.port, requests
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def send(self, index: int) -> int:
+        try:
+            if self.streams is None:
+                self.streams = await asyncio.open_connection(self.host, self.port)
+            reader, writer = self.streams
+            writer.write(self.requests[index % len(self.requests)])
+            status, keep_alive = await read_response(reader)
+        except TRANSPORT_ERRORS:
+            self.streams = None
+            raise
+        if not keep_alive:
+            self.close()
+        return status
+
+    def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+            self.streams = None
+
+
+async def drive_raw(url: str, bodies: Sequence[bytes], concurrency: int, seconds: float,
+                    limit: int | None = None) -> Outcome:
+    requests = raw_requests(url, bodies)
+    connections = [RawConnection(url, requests) for _ in range(concurrency)]
+    try:
+        return await closed_loop([c.send for c in connections], seconds, limit)
+    finally:
+        for connection in connections:
+            connection.close()
 
 
 async def drive_httpx(url: str, bodies: Sequence[bytes], concurrency: int, seconds: float,
                       limit: int | None = None) -> Outcome:
     import httpx
 
-    latencies: list[float] = []
-    errors, next_index = 0, 0
-    stop = math.inf if limit is None else limit
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     headers = {"Content-Type": "application/json"}
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-        deadline = time.perf_counter() + seconds
+        async def send(index: int) -> int:
+            answer = await client.post(PREDICT, content=bodies[index % len(bodies)],
+                                       headers=headers)
+            return answer.status_code
 
-        async def worker() -> None:
-            nonlocal errors, next_index
-            while time.perf_counter() < deadline and next_index < stop:
-                body = bodies[next_index % len(bodies)]
-                next_index += 1
-                start = time.perf_counter()
-                answer = await client.post(PREDICT, content=body, headers=headers)
-                if answer.status_code == 200:
-                    latencies.append(time.perf_counter() - start)
-                else:
-                    errors += 1
-
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return latencies, errors, time.perf_counter() - start
+        return await closed_loop([send] * concurrency, seconds, limit)
 
 
 CLIENTS = {"raw": drive_raw, "httpx": drive_httpx}

@@ -137,19 +137,18 @@ def anonymous_gib(pid: int) -> float:
                (p.memory_info() for p in with_workers(pid))) / 2 ** 30
 
 
-def warm_up(server: ServerProcess, instances: list[dict], passes: int, client: str = "raw"
+def warm_up(server: ServerProcess, bodies: list[bytes], passes: int, client: str = "raw"
             ) -> None:
     """Send every request ``passes`` times (concurrency 16), so the points measure a server
     that has seen this traffic: its caches (title vectors, item tokens) are full."""
-    bodies = request_bodies(instances)
     drive(server.url, bodies, 16, 3600, client, limit=passes * len(bodies))
 
 
-def measure(server: ServerProcess, instances: list[dict], concurrency: int, seconds: float,
+def measure(server: ServerProcess, bodies: list[bytes], concurrency: int, seconds: float,
             client: str = "raw") -> dict:
-    """Latency and throughput at ``concurrency``; the CPU milliseconds per request of the
-    server and of this load generator, which share the machine's cores."""
-    bodies = request_bodies(instances)
+    """Latency and throughput at ``concurrency`` over the request ``bodies``
+    (loadgen.request_bodies); the CPU milliseconds per request of the server and of this
+    load generator, which share the machine's cores."""
     drive(server.url, bodies, concurrency, min(2.0, seconds), client)  # warm-up
     before, server_cpu, client_cpu = (scrape(server.url), cpu_seconds(server.process.pid),
                                       time.process_time())
@@ -216,6 +215,7 @@ def main() -> None:
 
     bundle = Bundle.load(args.bundle or latest_local_bundle(REPO / "runs"), verify=False)
     instances = real_playlists(args.data, args.history, args.playlists)
+    bodies = request_bodies(instances)
     known = set(bundle.catalogue["track_uri"])
     seeds = [u for i in instances for u in i["track_uris"]]
     known_share = sum(u in known for u in seeds) / len(seeds)
@@ -230,10 +230,10 @@ def main() -> None:
                                                       args.workers):
         with ServerProcess(bundle.folder, "--precision", precision, "--workers", str(workers),
                            *batching[mode]) as server:
-            warm_up(server, instances, args.warmup_passes, args.client)
+            warm_up(server, bodies, args.warmup_passes, args.client)
             for concurrency in args.concurrency:
                 row = {"precision": precision, "batching": mode, "workers": workers,
-                       **measure(server, instances, concurrency, args.seconds, args.client)}
+                       **measure(server, bodies, concurrency, args.seconds, args.client)}
                 rows.append(row)
                 print(f"{precision:>4} batching {mode:>3} workers {workers} c={concurrency:<3} "
                       f"p50 {row['p50_ms']:7.1f}  p99 {row['p99_ms']:7.1f} ms  "

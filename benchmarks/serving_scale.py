@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from loadgen import request_bodies  # noqa: E402
 from serving import (  # noqa: E402
     measure,
     proportional_gib,
@@ -131,7 +132,7 @@ def main() -> None:
         grow_bundle(args.template, args.out, args.tracks)
     made = json.loads((args.out / B.MANIFEST).read_text())["synthetic"]
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file()) / 2 ** 30
-    instances = real_playlists(args.data, 50, 2000)
+    bodies = request_bodies(real_playlists(args.data, 50, 2000))
     rows = []
     server = ServerProcess(args.out, "--max_batch_size", "32", "--max_wait_ms", "2",
                            "--workers", str(args.workers)).start()
@@ -140,9 +141,9 @@ def main() -> None:
         server.wait_ready(timeout=1800)  # hashing and loading ~10 GB takes minutes
         load_seconds = time.perf_counter() - started
         loaded = resident_gib(server.process.pid)
-        warm_up(server, instances, args.warmup_passes)
+        warm_up(server, bodies, args.warmup_passes)
         for concurrency in args.concurrency:
-            rows.append(measure(server, instances, concurrency, args.seconds))
+            rows.append(measure(server, bodies, concurrency, args.seconds))
             print(f"c={concurrency:<3} p50 {rows[-1]['p50_ms']:7.1f}  p99 "
                   f"{rows[-1]['p99_ms']:7.1f} ms  {rows[-1]['throughput_rps']:6.1f} req/s",
                   flush=True)

@@ -15,20 +15,19 @@ def write(root, files: dict[str, str]) -> None:
         (root / name).write_text(text)
 
 
-@pytest.mark.parametrize("files, quota", [
-    ({"cpu.max": "200000 100000\n"}, 2.0),  # v2, limits.cpu: 2
-    ({"cpu.max": "150000 100000\n"}, 1.5),
-    ({"cpu.max": "max 100000\n"}, None),  # v2, no limit
-    ({"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 0.5),  # v1
-    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
-    ({}, None),  # no cgroup files at all
-    ({"cpu.max": "garbage\n"}, None),
+@pytest.mark.parametrize("files, quota, cpus", [  # cpus: before the cap by the cores
+    ({"cpu.max": "200000 100000\n"}, 2.0, 2),  # v2, limits.cpu: 2
+    ({"cpu.max": "150000 100000\n"}, 1.5, 2),  # a fraction rounds up
+    ({"cpu.max": "max 100000\n"}, None, None),  # v2, no limit
+    ({"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 0.5, 1),  # v1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None, None),
+    ({}, None, None),  # no cgroup files at all
+    ({"cpu.max": "garbage\n"}, None, None),
 ])
-def test_the_quota_is_read_from_either_cgroup_version(tmp_path, files, quota):
+def test_the_quota_is_read_from_either_cgroup_version(tmp_path, files, quota, cpus):
     write(tmp_path, files)
     assert quota_cpus(tmp_path) == quota
-    expected = CORES if quota is None else max(1, min(CORES, -(-quota // 1)))
-    assert available_cpus(tmp_path) == expected
+    assert available_cpus(tmp_path) == (CORES if cpus is None else min(CORES, cpus))
 
 
 def test_a_quota_below_the_cores_caps_the_serving_threads(tmp_path, monkeypatch):

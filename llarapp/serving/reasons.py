@@ -43,8 +43,10 @@ def inverted_index(words_per_item: Sequence[Sequence[str]]) -> dict[str, np.ndar
 
 def in_sorted(values: np.ndarray, postings: np.ndarray) -> np.ndarray:
     """``np.isin(values, postings)`` for ascending ``postings``, by binary search."""
+    if not len(postings):
+        return np.zeros(len(values), bool)
     at = np.minimum(np.searchsorted(postings, values), len(postings) - 1)
-    return postings[at] == values if len(postings) else np.zeros(len(values), bool)
+    return postings[at] == values
 
 
 class Explainer:
