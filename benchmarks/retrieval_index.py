@@ -1,10 +1,12 @@
-"""Retrieval benchmark: the hybrid top K from faiss indexes (llarapp.models.hybrid_index,
-exact flat and approximate HNSW) against scoring the whole catalogue in numpy (the served
-path today), on a real bundle.
+"""Retrieval benchmark: the hybrid top K from faiss indexes (llarapp.models.hybrid_index:
+exact flat, approximate HNSW and IVF) against scoring the whole catalogue in numpy, on a
+real bundle.
 
-Queries are real playlists (first --history tracks as seeds, the title) encoded by the
-bundle's own engine. For batch sizes 1 and 32 it times both paths per playlist (median
-of --repeats passes), each index's build time and its top-K recall against numpy.
+Queries are real playlists (first --history tracks as seeds, the title; --history 0 for
+title-only queries) encoded by the bundle's own engine. For batch sizes 1 and 32 it times
+every path per playlist (median of --repeats passes), each index's build time and its
+top-K recall against numpy. Each kind is built here at its default width (more widths with
+--widths KIND=W ...); ``bundle`` is the bundle's own index at its calibrated widths.
 
     python benchmarks/retrieval_index.py --bundle runs/pipeline-root/<run>/export/bundle
 
@@ -31,18 +33,15 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from serving import add_playlist_arguments, real_playlists  # noqa: E402
 
+from llarapp.models.group_index import DEFAULT_WIDTH, INDEX_KINDS  # noqa: E402
 from llarapp.models.hybrid import params_for  # noqa: E402
-from llarapp.models.hybrid_index import (  # noqa: E402
-    EF_SEARCH,
-    INDEX_KINDS,
-    HybridForm,
-    HybridIndex,
-)
+from llarapp.models.hybrid_index import HybridForm, HybridIndex  # noqa: E402
 from llarapp.models.recommendations import top_n  # noqa: E402
 from llarapp.serving.bundle import Bundle  # noqa: E402
 from llarapp.serving.engine import Engine, Request  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
+FORMATS = ("", "", ".2f", ".4f", ".1f")  # path, batch, ms, recall, build s
 
 
 def numpy_top(engine: Engine, queries, params, n: int) -> np.ndarray:
@@ -65,8 +64,8 @@ def main() -> None:
     parser.add_argument("--bundle", type=Path, required=True)
     add_playlist_arguments(parser, 256)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--ef-search", type=int, nargs="*", default=[],
-                        help=f"more HNSW search widths to measure (default {EF_SEARCH})")
+    parser.add_argument("--widths", nargs="*", default=[], metavar="KIND=WIDTH",
+                        help=f"more search widths to measure (defaults {DEFAULT_WIDTH})")
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
     engine = Engine(Bundle.load(args.bundle))
@@ -76,20 +75,25 @@ def main() -> None:
         started = time.perf_counter()
         indexes[kind] = HybridIndex(form, kind)
         build_seconds[kind] = time.perf_counter() - started
-    for ef in args.ef_search:  # the same HNSW graphs, searched wider or narrower
-        indexes[f"hnsw ef={ef}"] = HybridIndex(form, "hnsw", ef, indexes["hnsw"].indexes)
-        build_seconds[f"hnsw ef={ef}"] = build_seconds["hnsw"]
+    for pair in args.widths:  # the same indexes, searched wider or narrower
+        kind, width = pair.split("=")
+        indexes[f"{kind} width={width}"] = indexes[kind].at_width(int(width))
+        build_seconds[f"{kind} width={width}"] = build_seconds[kind]
+    if engine.index is not None:
+        indexes["bundle"] = engine.index
+        build_seconds["bundle"] = 0.0
     requests = [Request(p["playlist_name"], p["track_uris"], k=10)
                 for p in real_playlists(args.data, args.history, args.playlists)]
     seeds = [engine.seeds(r) for r in requests]
     _, queries = engine._queries(seeds, engine._encode(requests, seeds))
-    params = params_for(engine.hybrid_params, ["seeded" if s.history else "title_only"
-                                               for s in seeds])
+    kinds = ["seeded" if s.history else "title_only" for s in seeds]
+    params = params_for(engine.hybrid_params, kinds)
     n = engine.num_candidates
     exact = numpy_top(engine, queries, params, n)
     recall = {}
     for kind, index in indexes.items():
-        found = index.top(queries.graph, queries.text, params, queries.seeds, n).candidates
+        found = index.top(queries.graph, queries.text, params, queries.seeds, n,
+                          kinds).candidates
         recall[kind] = float(np.mean([len(set(a) & set(b)) / n
                                       for a, b in zip(found, exact, strict=True)]))
     rows = []
@@ -99,12 +103,12 @@ def main() -> None:
         def subset(part, q=queries):
             return type(q)(q.graph[part], q.text[part], sp.csr_matrix(q.seeds[part]))
 
-        picked = [(subset(part), params[part]) for part in parts]
-        paths = {"numpy": lambda q, p: numpy_top(engine, q, p, n)} | {
-            kind: (lambda q, p, index=index: index.top(q.graph, q.text, p, q.seeds, n))
+        picked = [(subset(part), params[part], kinds[part]) for part in parts]
+        paths = {"numpy": lambda q, p, k: numpy_top(engine, q, p, n)} | {
+            kind: (lambda q, p, k, index=index: index.top(q.graph, q.text, p, q.seeds, n, k))
             for kind, index in indexes.items()}
         for path, run in paths.items():
-            seconds = timed(lambda run=run, picked=picked: [run(q, p) for q, p in picked],
+            seconds = timed(lambda run=run, picked=picked: [run(*query) for query in picked],
                             args.repeats)
             rows.append({"path": path, "batch": batch,
                          "ms_per_playlist": 1000 * seconds / (len(parts) * batch),
@@ -113,10 +117,13 @@ def main() -> None:
     table = pd.DataFrame(rows)
     machine = {"platform": platform.platform(), "cpus": os.cpu_count()}
     text = (f"# Retrieval: top {n} of {form.item_graph.shape[0]:,} tracks\n\n"
-            f"{table.to_markdown(index=False, floatfmt='.2f')}\n\n"
-            f"numpy scores the whole catalogue; flat and hnsw are "
-            f"llarapp.models.hybrid_index (faiss, ef_search {EF_SEARCH}). Recall: of the numpy "
-            f"top {n}, over {len(requests)} playlists. Machine: {machine}.\n")
+            f"{table.to_markdown(index=False, floatfmt=FORMATS)}\n\n"
+            f"numpy scores the whole catalogue; flat, hnsw and ivf are "
+            f"llarapp.models.hybrid_index (faiss; widths {DEFAULT_WIDTH}); bundle is the "
+            f"bundle's index ({engine.index.kind if engine.index else 'none'}, widths "
+            f"{engine.index.search_width if engine.index else '-'}). Recall: of the numpy "
+            f"top {n}, over {len(requests)} playlists with {args.history} seeds. "
+            f"Machine: {machine}.\n")
     print(text)
     stem = "retrieval-index" + (f"-{args.tag}" if args.tag else "")
     RESULTS.mkdir(parents=True, exist_ok=True)

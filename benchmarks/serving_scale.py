@@ -52,7 +52,7 @@ from serving import (  # noqa: E402
 
 from llarapp.serving import bundle as B  # noqa: E402
 from llarapp.serving.bundle_manifest import write_bundle_manifest  # noqa: E402
-from llarapp.serving.index import build_index  # noqa: E402
+from llarapp.serving.index import build_index, search_widths  # noqa: E402
 from llarapp.serving.launch import ServerProcess  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
@@ -100,9 +100,10 @@ def grow_bundle(template: Path, out: Path, tracks: int, seed: int = 0) -> None:
     settings = build_index(out, 0)
     index_seconds = time.perf_counter() - started
     manifest = json.loads((out / B.MANIFEST).read_text())
-    calibrated = (manifest["retrieval"].get("index") or {}).get("ef_search")
-    if calibrated:  # no held-out playlists here: search as wide as the template's calibration
-        settings["ef_search"] = calibrated
+    template_index = manifest["retrieval"].get("index") or {}
+    if template_index.get("kind") == settings["kind"]:
+        # no held-out playlists here: search as wide as the template's calibration
+        settings["search_width"] = search_widths(template_index)
     manifest["model_version"] = f"{manifest['model_version']}+synthetic{tracks}"
     manifest["retrieval"]["index"] = settings
     manifest["counts"] = {**manifest.get("counts", {}), "tracks": tracks}

@@ -76,7 +76,7 @@ def test_faiss_flat_index_returns_each_groups_exact_top_k(scorer, queries, form)
     HybridParams(1.0, 0.5, 5, 5),  # the block opens the list
     HybridParams(0.0, 1.0, 4, 100),
 ])
-@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
 def test_index_top_n_is_the_scorers_top_n(scorer, queries, form, params, kind):
     """Same candidates (the approximate index: recall >= 0.99), hybrid scores and
     standardised parts as scoring the catalogue."""
@@ -88,7 +88,11 @@ def test_index_top_n_is_the_scorers_top_n(scorer, queries, form, params, kind):
     parts = scorer.components(queries)
     scores = scorer.hybrid_scores(parts, every, queries.seeds)
     expected = top_n(scores, queries.seeds, n)
-    got = HybridIndex(form, kind).top(queries.graph, queries.text, every, queries.seeds, n)
+    # IVF: 48 probes cover this small catalogue's 43 warm cells, so what is tested is its
+    # projected text block and the rescoring (cell pruning is calibrated at export)
+    width = 48 if kind == "ivf" else None
+    got = HybridIndex(form, kind, width).top(queries.graph, queries.text, every, queries.seeds,
+                                             n)
     agree = np.mean([len(set(a) & set(b)) / n for a, b in zip(got.candidates, expected,
                                                               strict=True)])
     assert agree >= 0.99
@@ -156,10 +160,10 @@ def test_calibration_picks_the_narrowest_width_reaching_the_target(scorer, queri
 
     kinds = ["seeded" if k else "title_only" for k in np.diff(queries.seeds.indptr)]
     every = [HybridParams(0.5, 2.0, 3, 10)] * len(kinds)
-    index = HybridIndex(form, "hnsw")
+    index = HybridIndex(form, "ivf")
     found = calibrate_widths(index, scorer, queries, every, kinds, 20, target)
-    widths, recall = found["ef_search"], found["calibration"]["recall"]
-    assert set(widths) == set(kinds) and index.ef_search == widths
+    widths, recall = found["search_width"], found["calibration"]["recall"]
+    assert set(widths) == set(kinds) and index.search_width == widths
     for kind, width in widths.items():
         if expected == "narrowest":
             assert width == WIDTHS[0]
@@ -172,27 +176,63 @@ def test_calibration_picks_the_narrowest_width_reaching_the_target(scorer, queri
 def test_unknown_index_kind_names_the_valid_ones(form):
     from llarapp.models.hybrid_index import HybridIndex
 
-    with pytest.raises(ValueError, match="flat, hnsw"):
-        HybridIndex(form, "ivf")
+    with pytest.raises(ValueError, match="flat, hnsw, ivf"):
+        HybridIndex(form, "pq")
 
 
-def test_hnsw_finds_the_best_inner_products_whatever_the_item_norms():
-    """Items whose norms differ a lot: a plain L2 graph would return the nearest items,
-    not the best inner products; the lifted one returns the best."""
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_approximate_kinds_find_the_best_inner_products_whatever_the_item_norms(
+        kind, monkeypatch):
+    """Items whose norms differ a lot: a plain L2 search would return the nearest items,
+    not the best inner products; the lifted one returns the best. The text block is wider
+    than IVF's principal axes, so IVF also searches a projected text block and relies on
+    exact rescoring of its candidates."""
+    from llarapp.models import group_index
     from llarapp.models.hybrid_index import HybridIndex
 
+    monkeypatch.setattr(group_index, "TEXT_COMPONENTS", 12)
     rng = np.random.default_rng(0)
     graph = rng.normal(size=(4000, 4)) * rng.lognormal(sigma=1.0, size=(4000, 1))
-    text = rng.normal(size=(4000, 4))
+    text = rng.normal(size=(4000, 24)) * np.geomspace(1.0, 0.05, 24)  # decaying variance
     warm = np.ones(4000, bool)
     warm[:50] = False
     form = HybridForm.build(graph.astype(np.float32), text.astype(np.float32), warm)
-    index = HybridIndex(form, "hnsw")
-    queries = rng.normal(size=(30, 8)).astype(np.float32)
+    index = HybridIndex(form, kind, 64)
+    queries = rng.normal(size=(30, 28)).astype(np.float32)
     items, scores = index._search("warm", queries, np.zeros(30), 20)
     exact = queries @ form.rows(form.warm.items).T
     best = form.warm.items[np.argsort(-exact, axis=1)[:, :20]]
     recall = np.mean([len(set(a) & set(b)) / 20 for a, b in zip(items, best, strict=True)])
-    assert recall >= 0.95  # 0.98 measured; unlifted, 0.0
+    assert recall >= 0.95  # hnsw 0.98 measured; unlifted, 0.0
     own = np.take_along_axis(exact, np.searchsorted(form.warm.items, items), axis=1)
     np.testing.assert_allclose(scores, own, rtol=1e-5)  # exact scores of what it found
+
+
+def test_ivf_space_keeps_the_graph_block_and_projects_the_text_block(monkeypatch):
+    """The identity behind IVF's search: q·[v, x] = [q_g, Pᵀq_t]·[v, Pᵀ(x − μ)] + q_t·μ
+    + q_tᵀ(I − PPᵀ)(x − μ); with every axis kept the residual vanishes."""
+    from llarapp.models import group_index
+    from llarapp.models.group_index import SearchSpace
+
+    rng = np.random.default_rng(1)
+    graph = rng.normal(size=(500, 3)).astype(np.float32)
+    text = (rng.normal(size=(500, 10)) + 2.0).astype(np.float32)
+    form = HybridForm.build(graph, text, np.ones(500, bool))
+    queries = rng.normal(size=(7, 13))
+    exact = queries @ form.rows(np.arange(500)).T
+    for components in (10, 4):
+        monkeypatch.setattr(group_index, "TEXT_COMPONENTS", components)
+        space = SearchSpace.fit("ivf", text)
+        searched = space.queries(queries, 3)
+        assert searched.shape == (7, 3 + components + 1) and not searched[:, -1].any()
+        np.testing.assert_array_equal(searched[:, :3], queries[:, :3].astype(np.float32))
+        rows = space.rows(form, np.arange(500))
+        mean = text.mean(axis=0)
+        axes = searched[:, 3:-1]
+        residual = (queries[:, 3:] @ (text - mean).T) - axes @ rows[:, 3:].T
+        np.testing.assert_allclose(searched[:, :-1] @ rows.T + (queries[:, 3:] @ mean)[:, None]
+                                   + residual, exact, rtol=1e-4, atol=1e-3)
+        if components == 10:
+            np.testing.assert_allclose(residual, 0.0, atol=1e-3)
+        else:
+            assert np.abs(residual).max() > 1e-2

@@ -36,14 +36,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from llarapp.errors import ArtifactError
+from llarapp.models.group_index import ADD_CHUNK, DEFAULT_WIDTH, SearchSpace, check_kind, widths_for
 
 if TYPE_CHECKING:
     from llarapp.models.hybrid import HybridParams
 
 STD_FLOOR = 1e-6  # as llarapp.models.hybrid.standardise
-ADD_CHUNK = 65_536  # tracks per index.add: bounds the temporary [v, x] rows
-INDEX_KINDS = ("flat", "hnsw")
-HNSW_NEIGHBOURS, EF_CONSTRUCTION, EF_SEARCH = 32, 80, 256
 GROUPS = ("warm", "cold")
 ZScore = tuple[np.ndarray, np.ndarray]  # (a, b) per query: z = a·score + b
 
@@ -71,7 +69,7 @@ class Moments:
     def zscore(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(a, b) per query (B,): z-scores of ``queries @ vectors.T`` are a·score + b."""
         queries = np.asarray(queries, np.float64)
-        variance = np.einsum("bd,de,be->b", queries, self.covariance, queries)
+        variance = ((queries @ self.covariance) * queries).sum(axis=1)  # BLAS, not einsum
         scale = 1.0 / np.maximum(np.sqrt(np.maximum(variance, 0.0)), STD_FLOOR)
         return scale, -scale * (queries @ self.mean)
 
@@ -110,6 +108,8 @@ class HybridForm:
     def build(cls, item_graph: np.ndarray, item_text: np.ndarray, warm: np.ndarray
               ) -> HybridForm:
         warm = np.asarray(warm, bool)
+        # plain views of mapped files: np.memmap's __getitem__ costs ~30 µs a gather
+        item_graph, item_text = np.asarray(item_graph), np.asarray(item_text)
 
         def group(mask: np.ndarray) -> GroupForm:
             items = np.flatnonzero(mask)
@@ -147,25 +147,29 @@ class HybridIndex:
     query's best, searched only where it can change the top n) and the cold maximum, and
     the slots are placed between the warm ranks as the scorer places them.
 
-    ``kind``: ``flat`` (``IndexFlatIP``, exact) or ``hnsw`` (approximate: ``IndexHNSWFlat``
-    in L2 over the items lifted to a common norm R with one extra coordinate √(R² − |x|²),
-    so the nearest neighbour of [q, 0] is the item with the best q·x; searched directly
-    with inner products, HNSW's top-20 recall stayed near 0.98 on mpd-popular). Returned
-    scores are recomputed exactly either way."""
+    ``kind``: ``flat`` (exact), ``hnsw`` or ``ivf`` (approximate), as
+    :mod:`llarapp.models.group_index` lays them out. Returned scores are exact either way."""
 
     def __init__(self, form: HybridForm, kind: str = "flat",
-                 ef_search: int | Mapping[str, int] = EF_SEARCH, indexes: dict | None = None):
-        """Builds one faiss index per group, or takes ``indexes`` (from :meth:`load`)."""
-        if kind not in INDEX_KINDS:
-            raise ValueError(f"index kind must be one of {', '.join(INDEX_KINDS)}, got {kind!r}")
+                 search_width: int | Mapping[str, int] | None = None,
+                 indexes: dict | None = None, space: SearchSpace | None = None):
+        """Builds one faiss index per group, or takes ``indexes`` and their ``space``
+        (from :meth:`load`)."""
+        check_kind(kind)
         self.form, self.kind = form, kind
+        self.space = space if space is not None else SearchSpace.fit(kind, form.item_text)
         self.is_warm = np.zeros(len(form.warm.items) + len(form.cold.items), bool)
         self.is_warm[form.warm.items] = True
         self.indexes = indexes if indexes is not None else {
-            name: group_index(form, getattr(form, name), kind) for name in GROUPS}
-        # HNSW's search width: one, or one per query kind (``seeded``, ``title_only``) as
-        # export calibrates it; applied per search, so indexes can be shared at other widths
-        self.ef_search = ef_search
+            name: self.space.build(form, getattr(form, name)) for name in GROUPS}
+        # the search width (efSearch, nprobe): one, or one per query kind (``seeded``,
+        # ``title_only``) as export calibrates it; applied per search, so indexes can be
+        # shared at other widths
+        self.search_width = DEFAULT_WIDTH[kind] if search_width is None else search_width
+
+    def at_width(self, search_width: int | Mapping[str, int]) -> HybridIndex:
+        """The same indexes, searched at another width."""
+        return HybridIndex(self.form, self.kind, search_width, self.indexes, self.space)
 
     def save(self, folder: Path) -> None:
         import faiss
@@ -173,37 +177,34 @@ class HybridIndex:
         folder.mkdir(parents=True, exist_ok=True)
         for name, index in self.indexes.items():
             faiss.write_index(index, str(folder / f"{name}.faiss"))
+        self.space.save(folder)
 
     @classmethod
     def load(cls, folder: Path, form: HybridForm, kind: str,
-             ef_search: int | Mapping[str, int] = EF_SEARCH, rebuild: tuple[str, ...] = (),
-             mapped: bool = False) -> HybridIndex:
+             search_width: int | Mapping[str, int] | None = None,
+             rebuild: tuple[str, ...] = (), mapped: bool = False) -> HybridIndex:
         """From :meth:`save`'s files; the groups in ``rebuild`` are built anew instead.
         ``mapped``: the stored vectors stay in the files, mapped read-only, so processes
         serving the same files share them (never for indexes that will be saved over)."""
         import faiss
 
         flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mapped else 0
-        indexes = {}
+        space, indexes = SearchSpace.load(kind, folder), {}
         for name in GROUPS:
             group = getattr(form, name)
             if name in rebuild:
-                indexes[name] = group_index(form, group, kind)
+                indexes[name] = space.build(form, group)
                 continue
             indexes[name] = faiss.read_index(str(folder / f"{name}.faiss"), flags)
             if indexes[name].ntotal != len(group.items):
                 raise ArtifactError(f"{folder / name}.faiss holds {indexes[name].ntotal} "
                                     f"tracks but the catalogue has {len(group.items)} {name} "
                                     "ones; re-export the bundle")
-        return cls(form, kind, ef_search, indexes)
+        return cls(form, kind, search_width, indexes, space)
 
     def widths(self, kinds: Sequence[str] | None, count: int) -> np.ndarray:
-        """HNSW's search width per query: its kind's, or the widest when kinds are unknown."""
-        if not isinstance(self.ef_search, Mapping):
-            return np.full(count, self.ef_search, np.int64)
-        if kinds is None:
-            return np.full(count, max(self.ef_search.values()), np.int64)
-        return np.array([self.ef_search.get(k, EF_SEARCH) for k in kinds], np.int64)
+        """The search width per query: its kind's, or the widest when kinds are unknown."""
+        return widths_for(self.search_width, self.kind, kinds, count)
 
     def _search(self, name: str, vectors: np.ndarray, constant: np.ndarray, depth: int,
                 widths: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -215,20 +216,13 @@ class HybridIndex:
         if not depth:
             return (np.full((len(vectors), 0), -1, np.int64),
                     np.zeros((len(vectors), 0), np.float32))
-        if self.kind == "flat":
-            scores, rows = self.indexes[name].search(vectors, depth)
-        else:
-            lifted = np.hstack([vectors, np.zeros((len(vectors), 1), np.float32)])
-            import faiss
-
-            rows = np.empty((len(vectors), depth), np.int64)
-            for width in np.unique(widths):
-                part = widths == width
-                rows[part] = self.indexes[name].search(
-                    lifted[part], depth, params=faiss.SearchParametersHNSW(efSearch=int(width)))[1]
+        split = self.form.item_graph.shape[1]
+        rows, scores = self.space.search(self.indexes[name], self.space.queries(vectors, split),
+                                         depth, widths)
+        if scores is None:  # candidates: rescored exactly, the best ``depth`` kept
             scores = self.form.inner(vectors, group.items[np.maximum(rows, 0)])
             scores = np.where(rows >= 0, scores, -np.inf)
-            order = np.argsort(-scores, axis=1, kind="stable")
+            order = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
             scores, rows = (np.take_along_axis(a, order, axis=1) for a in (scores, rows))
         items = np.where(rows >= 0, group.items[np.maximum(rows, 0)], -1)
         return items, np.where(rows >= 0, scores + constant[:, None], -np.inf)
@@ -270,8 +264,8 @@ class HybridIndex:
         for row, (start, stop) in enumerate(zip(exclude.indptr[:-1], exclude.indptr[1:],
                                                 strict=True)):
             seeds = exclude.indices[start:stop]
-            keep_warm = (warm_items[row] >= 0) & ~np.isin(warm_items[row], seeds)
-            keep_cold = (cold_items[row] >= 0) & ~np.isin(cold_items[row], seeds)
+            keep_warm = (warm_items[row] >= 0) & ~_among(warm_items[row], seeds)
+            keep_cold = (cold_items[row] >= 0) & ~_among(cold_items[row], seeds)
             items = np.r_[warm_items[row][keep_warm], cold_items[row][keep_cold]]
             scores = np.r_[warm_scores[row][keep_warm], cold_scores[row][keep_cold]]
             if slots[row]:
@@ -327,28 +321,11 @@ class HybridIndex:
                 np.where(valid, text, 0).astype(np.float32))
 
 
-def group_index(form: HybridForm, group: GroupForm, kind: str):
-    """One group's faiss index: flat inner products, or HNSW in L2 over the lifted rows."""
-    import faiss
-
-    width = form.item_graph.shape[1] + form.item_text.shape[1]
-    if kind == "flat":
-        index = faiss.IndexFlatIP(width)
-    else:  # L2 over [x, √(R² − |x|²)]: its nearest neighbour is the best q·x
-        index = faiss.IndexHNSWFlat(width + 1, HNSW_NEIGHBOURS)
-        index.hnsw.efConstruction = EF_CONSTRUCTION
-    radius = 0.0
-    if kind == "hnsw":
-        radius = max((float(np.linalg.norm(form.rows(group.items[i:i + ADD_CHUNK]),
-                                           axis=1).max())
-                      for i in range(0, len(group.items), ADD_CHUNK)), default=0.0)
-    for start in range(0, len(group.items), ADD_CHUNK):  # bounded temporary rows
-        rows = form.rows(group.items[start:start + ADD_CHUNK])
-        if kind == "hnsw":
-            lift = np.sqrt(np.maximum(radius ** 2 - np.square(rows).sum(axis=1), 0.0))
-            rows = np.hstack([rows, lift[:, None]]).astype(np.float32)
-        index.add(rows)
-    return index
+def _among(items: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """``np.isin`` for the short arrays of one list (a broadcast beats its sort there)."""
+    if items.size * seeds.size > 1 << 16:
+        return np.isin(items, seeds)
+    return (items[:, None] == seeds[None, :]).any(axis=1)
 
 
 def _place_slots(scores: np.ndarray, warm_count: int, slots: int, end: int) -> None:

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from llarapp.errors import BundleError
+from llarapp.models.group_index import index_files
 from llarapp.serving.bundle_manifest import MANIFEST, parse_manifest
 from llarapp.storage import cache_folder, download_dir, parse_uri
 
@@ -51,8 +52,7 @@ REQUIRED = (TEXT_ENCODER, CATALOGUE, TEXT_TOKENIZER, "vectors/item_graph.npy",
             "weights/fold_in_weights.npy", "weights/item_degree.npy",
             "weights/item_mapper.npz", "weights/title_mapper.npz",
             "weights/title_index.npy", "weights/title_targets.npy")
-INDEX_FOLDER = "index"  # the HNSW retrieval index, when retrieval.index says so
-INDEX_FILES = (f"{INDEX_FOLDER}/warm.faiss", f"{INDEX_FOLDER}/cold.faiss")
+INDEX_FOLDER = "index"  # the retrieval index, when retrieval.index says so
 PYFUNC_ARTIFACT = "bundle"  # the bundle's key in a pyfunc model's artifacts
 _CHUNK = 1 << 22
 
@@ -120,7 +120,7 @@ class Bundle:
         if kind not in RANKER_FILES:
             raise BundleError(f"{self.folder}: ranker.kind {kind!r} is not one of "
                               f"{', '.join(RANKER_FILES)}; re-run `llarapp export`")
-        for name in (*REQUIRED, *RANKER_FILES[kind], *(INDEX_FILES if self.index else ())):
+        for name in (*REQUIRED, *RANKER_FILES[kind], *self.index_files):
             if name not in files:
                 raise BundleError(f"{self.folder}: the manifest does not record {name}; the "
                                   "bundle is incomplete. Re-run `llarapp export`")
@@ -155,6 +155,11 @@ class Bundle:
     def index(self) -> dict[str, Any] | None:
         """The retrieval index's settings, or None when the catalogue is scored exactly."""
         return self.manifest.get("retrieval", {}).get("index")
+
+    @property
+    def index_files(self) -> tuple[str, ...]:
+        """The files the retrieval index needs, as the manifest names them."""
+        return index_files(self.index["kind"], INDEX_FOLDER) if self.index else ()
 
     @property
     def ranker_kind(self) -> str:
