@@ -4,9 +4,11 @@
    for every MatMul/Gemm with a weight matrix, plus attention's 4·T²·d per layer (QKᵀ and
    the weighted sum; T tokens, d the embedding width, a layer per two weight-free MatMuls).
    T is measured: the prompt length of real playlists, as the engine packs them.
-2. Retrieval bytes per request: with an HNSW index, faiss counts the distance computations
-   (``hnsw_stats.ndis``), each reading one item row; without one, the whole catalogue's
-   float32 graph and text vectors are read.
+2. Retrieval bytes per request: faiss counts the distance computations, each reading one
+   of the index's rows: ``hnsw_stats.ndis`` float32 graph and text rows for HNSW;
+   ``indexIVF_stats.ndis`` projected rows for IVF, plus its coarse quantizer's centroids
+   (the warm group's, once per search). Without an index the whole catalogue's float32
+   graph and text vectors are read.
 3. The machine: an int8 GEMM of the ranker's shapes through onnxruntime (dynamic
    quantisation, as the ranker is exported) at the worker's thread count, and the memory
    read bandwidth of numpy summing a 512 MiB array.
@@ -123,17 +125,23 @@ def measured_requests(engine, instances: list[dict], profile_folder: Path | None
             return run(outputs, feeds, *rest)
 
         engine.ranker.session = type("Counting", (), {"run": staticmethod(counting)})()
-    stats = faiss.cvar.hnsw_stats
-    stats.reset()
+    hnsw, ivf = faiss.cvar.hnsw_stats, faiss.cvar.indexIVF_stats
+    hnsw.reset()
+    ivf.reset()
     for instance in instances:
         engine.recommend([Request(instance["playlist_name"], instance["track_uris"], k=10)])
     if ranker is not None:
         engine.ranker.session = ranker
     row_bytes = 4 * (engine.item_graph.shape[1] + engine.scorer.item_text.shape[1])
-    scanned = (stats.ndis / len(instances) if engine.index is not None
-               else len(engine.uris))
+    if engine.index is None:
+        read = len(engine.uris) * row_bytes
+    elif engine.index.kind == "ivf":
+        warm = engine.index.indexes["warm"]
+        read = 4 * warm.d * (ivf.ndis + ivf.nq * warm.nlist) / len(instances)
+    else:
+        read = hnsw.ndis * row_bytes / len(instances)
     return {"tokens_per_request": float(np.mean(tokens)) if tokens else 0.0,
-            "retrieval_bytes_per_request": float(scanned * row_bytes)}
+            "retrieval_bytes_per_request": float(read)}
 
 
 def load_engine(bundle_folder: Path, threads: int):

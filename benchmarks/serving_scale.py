@@ -7,7 +7,7 @@
    vectors coincide, which would flatter HNSW), with a fresh synthetic URI and the source's
    degree (the warm share stays the real one). The ranker, text encoder and tokenizers are
    the template's own.
-2. Build the HNSW retrieval index as export does (timed), searched as wide as the
+2. Build the retrieval index as export does (timed), searched as wide as the
    template's calibration asks; hash every file into the manifest.
 3. Serve it (``python -m llarapp.serving``, --workers processes) and drive it with real
    mpd-popular playlists, after --warmup-passes over them: p50/p99 and throughput at each

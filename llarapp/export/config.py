@@ -32,8 +32,8 @@ class ExportConfig(TrackedConfig):
     latency_repeats: int = 5
     threads: int = 0  # ORT intra-op threads; 0: every available CPU
     providers: list[str] = field(default_factory=lambda: ["cpu"])
-    # Catalogues of at least this many tracks ship an HNSW retrieval index (serving then
-    # searches it; llarapp.models.hybrid_index); smaller ones are scored exactly in numpy
+    # Catalogues of at least this many tracks ship an IVF retrieval index (serving then
+    # searches it; llarapp.models.group_index); smaller ones are scored exactly in numpy
     index_min_tracks: int = 50_000
     drift_reference_size: int = 2000  # validation playlists the drift reference is fit on
     model_version: str = ""  # empty: <ranker kind>-<UTC time>-<hash of the bundle files>

@@ -7,8 +7,8 @@ what is searched is exactly what the engine would score. Its search width (IVF's
 ``nprobe``) is then calibrated per query kind: on held-out (validation) playlists, the
 smallest of :data:`WIDTHS` whose top-n recall against exact scoring reaches
 :data:`RECALL_TARGET` (title-only queries, far from any seed, need a much wider search
-than seeded ones). Bundles exported before IVF carry an HNSW index and ``ef_search``; they
-still load and serve as they did.
+than seeded ones). Bundles exported before IVF carry an HNSW index and ``ef_search``;
+they still load and serve as they did.
 """
 
 from __future__ import annotations
