@@ -157,7 +157,7 @@ def trained_llara(llara_sources, tmp_path_factory):
     return root / "llara"
 
 
-# index_min_tracks 0: the tests' bundle ships the HNSW retrieval index, so every serving
+# index_min_tracks 0: the tests' bundle ships the IVF retrieval index, so every serving
 # test runs the indexed path (tests/test_serving_index.py compares it with exact scoring)
 TINY_EXPORT = {"eval_prompts": 24, "latency_batches": [1, 4], "latency_repeats": 2,
                "text_parity_texts": 200, "calibration_prompts": 8, "seed": 0,

@@ -62,3 +62,30 @@ def test_a_grown_bundle_verifies_indexes_every_track_and_serves(bundle, tmp_path
     response = engine.recommend([Request("synthetic", seeds, k=5)])[0]
     assert len(response.recommendations) == 5
     assert not {r.track_uri for r in response.recommendations} & set(seeds)
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw", None])
+def test_retrieval_reads_are_counted_for_every_index_kind(bundle, kind):
+    """The retrieval ceiling divides by these bytes: each index kind must count its own
+    reads (IVF once read HNSW's counter and gave zero), and exact scoring reads the whole
+    catalogue."""
+    from ceilings import measured_requests
+
+    from llarapp.models.hybrid_index import HybridIndex
+
+    engine = Engine(bundle)
+    if kind is None:
+        engine.index = None
+    elif kind != engine.index.kind:
+        engine.index = HybridIndex(engine.index.form, kind)
+    warm = bundle.catalogue.loc[bundle.catalogue["warm"], "track_uri"].tolist()
+    instances = [{"playlist_name": "rainy day", "track_uris": warm[i:i + 4]}
+                 for i in range(0, 40, 8)]
+    read = measured_requests(engine, instances)["retrieval_bytes_per_request"]
+    row_bytes = 4 * (engine.item_graph.shape[1] + engine.scorer.item_text.shape[1])
+    if kind is None:
+        assert read == len(engine.uris) * row_bytes
+    else:
+        assert 0 < read
+        if kind == "ivf":  # whole projected rows: a multiple of one row of the index
+            assert read * len(instances) % (4 * engine.index.indexes["warm"].d) == 0
