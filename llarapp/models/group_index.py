@@ -29,7 +29,6 @@ exactly from the item vectors, so a miss can drop a track but never misorder one
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -41,6 +40,7 @@ if TYPE_CHECKING:
     from llarapp.models.hybrid_index import GroupForm, HybridForm
 
 INDEX_KINDS = ("flat", "hnsw", "ivf")
+GROUPS = ("warm", "cold")  # one index each, saved as <group>.faiss
 DEFAULT_WIDTH = {"flat": 0, "hnsw": 256, "ivf": 32}  # efSearch, nprobe
 HNSW_NEIGHBOURS, EF_CONSTRUCTION = 32, 80
 TEXT_COMPONENTS = 192  # 89% of mpd-popular's text variance
@@ -54,7 +54,7 @@ SEED = 0
 
 def index_files(kind: str, folder: str) -> tuple[str, ...]:
     """The files :meth:`SearchSpace.save` and the groups' indexes write under ``folder``."""
-    groups = (f"{folder}/warm.faiss", f"{folder}/cold.faiss")
+    groups = tuple(f"{folder}/{name}.faiss" for name in GROUPS)
     return (*groups, f"{folder}/{PCA_FILE}") if kind == "ivf" else groups
 
 
@@ -177,12 +177,3 @@ class SearchSpace:
             rows[part] = index.search(queries[part], depth, params=params)[1]
         return rows, None
 
-
-def widths_for(search_width: int | Mapping[str, int], kind: str, kinds, count: int
-               ) -> np.ndarray:
-    """The search width per query: its query kind's, or the widest when kinds are unknown."""
-    if not isinstance(search_width, Mapping):
-        return np.full(count, search_width, np.int64)
-    if kinds is None:
-        return np.full(count, max(search_width.values()), np.int64)
-    return np.array([search_width.get(k, DEFAULT_WIDTH[kind]) for k in kinds], np.int64)

@@ -36,13 +36,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from llarapp.errors import ArtifactError
-from llarapp.models.group_index import ADD_CHUNK, DEFAULT_WIDTH, SearchSpace, check_kind, widths_for
+from llarapp.models.group_index import ADD_CHUNK, DEFAULT_WIDTH, GROUPS, SearchSpace, check_kind
 
 if TYPE_CHECKING:
     from llarapp.models.hybrid import HybridParams
 
 STD_FLOOR = 1e-6  # as llarapp.models.hybrid.standardise
-GROUPS = ("warm", "cold")
 ZScore = tuple[np.ndarray, np.ndarray]  # (a, b) per query: z = a·score + b
 
 
@@ -156,7 +155,7 @@ class HybridIndex:
         """Builds one faiss index per group, or takes ``indexes`` and their ``space``
         (from :meth:`load`)."""
         check_kind(kind)
-        self.form, self.kind = form, kind
+        self.form = form
         self.space = space if space is not None else SearchSpace.fit(kind, form.item_text)
         self.is_warm = np.zeros(len(form.warm.items) + len(form.cold.items), bool)
         self.is_warm[form.warm.items] = True
@@ -166,6 +165,10 @@ class HybridIndex:
         # ``title_only``) as export calibrates it; applied per search, so indexes can be
         # shared at other widths
         self.search_width = DEFAULT_WIDTH[kind] if search_width is None else search_width
+
+    @property
+    def kind(self) -> str:
+        return self.space.kind
 
     def at_width(self, search_width: int | Mapping[str, int]) -> HybridIndex:
         """The same indexes, searched at another width."""
@@ -204,7 +207,12 @@ class HybridIndex:
 
     def widths(self, kinds: Sequence[str] | None, count: int) -> np.ndarray:
         """The search width per query: its kind's, or the widest when kinds are unknown."""
-        return widths_for(self.search_width, self.kind, kinds, count)
+        if not isinstance(self.search_width, Mapping):
+            return np.full(count, self.search_width, np.int64)
+        if kinds is None:
+            return np.full(count, max(self.search_width.values()), np.int64)
+        return np.array([self.search_width.get(k, DEFAULT_WIDTH[self.kind]) for k in kinds],
+                        np.int64)
 
     def _search(self, name: str, vectors: np.ndarray, constant: np.ndarray, depth: int,
                 widths: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
