@@ -207,6 +207,7 @@ def ranker_profile(engine, threads: int, instances: list[dict], batch: int
 
 
 def main() -> None:
+    from machine import describe, headline
     from serving import add_playlist_arguments, real_playlists
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -220,7 +221,9 @@ def main() -> None:
     limits = ceilings(engine, args.threads, instances)
     profiles = {batch: ranker_profile(engine, args.threads, instances, batch)
                 for batch in (1, 32)}
-    lines = [f"# Ceilings of {args.bundle} on {args.threads} threads\n", "| measure | value |",
+    machine = describe()
+    lines = [f"# Ceilings of {args.bundle} on {args.threads} threads\n",
+             f"Machine: {headline(machine)}.\n", "| measure | value |",
              "| --- | --- |", *(f"| {k} | {v:,.3f} |" for k, v in limits.items()), "",
              "## Ranker time by operator (ms per request)\n", "| operator | batch 1 | batch 32 |",
              "| --- | --- | --- |"]
@@ -232,7 +235,8 @@ def main() -> None:
     stem = RESULTS / ("ceilings" + (f"-{args.tag}" if args.tag else ""))
     stem.with_suffix(".md").write_text(text)
     stem.with_suffix(".json").write_text(json.dumps(
-        {"bundle": str(args.bundle), "ceilings": limits, "ranker_ms_by_op": profiles}, indent=2))
+        {"bundle": str(args.bundle), "machine": machine, "ceilings": limits,
+         "ranker_ms_by_op": profiles}, indent=2))
 
 
 if __name__ == "__main__":

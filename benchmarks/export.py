@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import sys
 import tempfile
@@ -29,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from llara_ablations import ARTIFACTS, latest_run  # noqa: E402
+from machine import describe  # noqa: E402
 
 from llarapp.config import parse_overrides  # noqa: E402
 from llarapp.export.config import ExportConfig  # noqa: E402
@@ -114,8 +114,7 @@ def main() -> None:
         markdown + "\n## ORT MatMul, fp32 vs dynamic QInt8 (batch 8 × ~240 tokens)\n\n"
         + gemm.to_markdown(index=False, floatfmt=".3f") + "\n")
     (RESULTS / f"{stem}.json").write_text(json.dumps({
-        "command": " ".join(sys.argv), "machine": platform.processor() or platform.machine(),
-        "cpus": len(__import__("os").sched_getaffinity(0)), "run": str(run),
+        "command": " ".join(sys.argv), "machine": describe(), "run": str(run),
         "llara": str(args.llara), "seconds": seconds, "config": cfg.to_dict(),
         "chosen": result["chosen"], "why": result["why"], "summary": result["summary"],
         "variants": result["variants"], "text_encoder": result["text_encoder"],

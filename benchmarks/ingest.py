@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import describe
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = Path(os.environ.get("LLARAPP_SHARED_DATA", REPO.parent / "shared" / "data")) / "mpd-popular"
@@ -110,8 +111,7 @@ def main() -> None:
               f"{r['playlists_per_s']:11.0f} {r['track_entries_per_s']:10.0f} "
               f"{r['largest_slice_mb']:8.1f} {r['peak_rss_main_mb']:8.0f} "
               f"{r['peak_rss_worker_mb']:10.0f}")
-    machine = {"cpus": os.cpu_count(), "platform": platform.platform(),
-               "python": platform.python_version(), "processor": platform.processor()}
+    machine = describe()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({"machine": machine, "goal_playlists_per_s": 5000,
                                        "results": rows}, indent=2))

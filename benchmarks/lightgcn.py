@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -39,6 +38,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import describe
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = Path(os.environ.get("LLARAPP_SHARED_DATA", REPO.parent / "shared" / "data")) / "mpd-popular"
@@ -237,8 +237,7 @@ def main() -> None:
     output = args.output or REPO / "benchmarks" / "results" / f"lightgcn-{args.device}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps({
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "python": platform.python_version()},
+        "machine": describe(),
         "config": {"epochs": args.epochs, "rounds": args.rounds,
                    "batch_size": args.batch_size, "dim": 64,
                    "layers": 3, "device": args.device},

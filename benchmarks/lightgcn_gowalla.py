@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from machine import describe
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("LLARAPP_SHARED_DATA", REPO.parent / "shared" / "data")) / "gowalla"
@@ -234,8 +234,7 @@ def main() -> None:
     plot(frame, chosen, out / f"{stem}.png",
          f"LightGCN on Gowalla, {cfg.loss} loss: test metrics against training time")
     (out / f"{stem}.json").write_text(json.dumps({
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "processor": platform.processor(), "python": platform.python_version()},
+        "machine": describe(),
         "protocol": "all-ranking, training items excluded; early stopping on held-out "
                     f"train edges ({args.val_users} users x {args.val_fraction})",
         "config": cfg.to_dict(), "published": PUBLISHED,

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
+from machine import describe
 
 from llarapp.config import parse_overrides
 from llarapp.eval.plots import save_grid
@@ -125,7 +125,7 @@ def main() -> None:
               "LLaRA ablations vs LightGCN and hybrid (same candidates)", bars=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps({
         "run": str(run), "steps": args.steps, "config": base.to_dict(),
-        "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(),
+        "machine": {**describe(), "torch_threads": torch.get_num_threads(),
                     "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
         "rows": frame.to_dict(orient="records"),
         "protocol_b": rerank.to_dict(orient="records")}, indent=2, default=str))

@@ -28,7 +28,6 @@ import argparse
 import gzip
 import json
 import pickle
-import platform
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from machine import describe
 
 from llarapp.config import parse_overrides
 from llarapp.eval.plots import save_grid
@@ -209,7 +209,7 @@ def run_variant(name: str, base: dict, pack: Pack, device: torch.device, tokeniz
 
 
 def machine(device: torch.device) -> dict:
-    return {"platform": platform.platform(), "cpus": torch.get_num_threads(),
+    return {**describe(), "torch_threads": torch.get_num_threads(),
             "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -37,6 +36,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from llara_ablations import ARTIFACTS, latest_run  # noqa: E402
+from machine import describe  # noqa: E402
 
 from llarapp.data.dataset import Dataset, Split  # noqa: E402
 from llarapp.data.split import SCHEMA_VERSION, SplitConfig, assign_categories  # noqa: E402
@@ -237,7 +237,7 @@ def main() -> None:
     stem.with_suffix(".md").write_text(report)
     plot(curve, fold_rows, retrieval[ndcg], stem.with_suffix(".png"))
     stem.with_suffix(".json").write_text(json.dumps({
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": describe(),
         "run": str(run), "fold_share": args.fold_share, "candidates": K,
         "retrieval": retrieval, "graph_first_share": graph_first,
         "learning_curve": curve, "out_of_fold": fold_rows,

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 from pathlib import Path
 
 import pandas as pd
+from machine import describe
 
 from llarapp.recommend.batch import load_bundle, score_playlists
 from llarapp.recommend.config import RecommendConfig
@@ -68,7 +67,7 @@ def main() -> None:
     (RESULTS / f"{stem}.json").write_text(json.dumps({
         "bundle": args.bundle, "model_version": bundle.version, "ranker": bundle.ranker_kind,
         "input": args.input, "k": RecommendConfig.k,
-        "machine": {"platform": platform.platform(), "cpus": len(os.sched_getaffinity(0))},
+        "machine": describe(),
         "rows": rows}, indent=2))
 
 

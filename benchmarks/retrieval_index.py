@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -31,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from machine import describe  # noqa: E402
 from serving import add_playlist_arguments, real_playlists  # noqa: E402
 
 from llarapp.models.group_index import DEFAULT_WIDTH, INDEX_KINDS  # noqa: E402
@@ -115,7 +114,7 @@ def main() -> None:
                          "recall": recall.get(path, 1.0),
                          "build_s": build_seconds.get(path, 0.0)})
     table = pd.DataFrame(rows)
-    machine = {"platform": platform.platform(), "cpus": os.cpu_count()}
+    machine = describe()
     text = (f"# Retrieval: top {n} of {form.item_graph.shape[0]:,} tracks\n\n"
             f"{table.to_markdown(index=False, floatfmt=FORMATS)}\n\n"
             f"numpy scores the whole catalogue; flat, hnsw and ivf are "

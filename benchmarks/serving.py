@@ -31,7 +31,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -47,6 +46,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from ceilings import ceilings, load_engine, shares  # noqa: E402
 from loadgen import CLIENTS, drive, request_bodies  # noqa: E402
+from machine import describe  # noqa: E402
 
 from llarapp.data.slices import read_slice  # noqa: E402
 from llarapp.serving.bundle import Bundle  # noqa: E402
@@ -252,8 +252,7 @@ def main() -> None:
             "history": args.history, "known_seed_share": known_share,
             "seconds_per_point": args.seconds, "warmup_passes": args.warmup_passes,
             "client": args.client, "max_batch": args.max_batch,
-            "max_wait_ms": args.max_wait_ms, "machine": platform.processor() or platform.machine(),
-            "cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+            "max_wait_ms": args.max_wait_ms, "machine": describe(),
             "ceilings": limits}
     earlier = json.loads(args.compare.read_text()) if args.compare else None
     stem.with_suffix(".json").write_text(json.dumps(

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import sys
 import time
@@ -42,6 +40,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from loadgen import request_bodies  # noqa: E402
+from machine import describe  # noqa: E402
 from serving import (  # noqa: E402
     measure,
     proportional_gib,
@@ -155,8 +154,7 @@ def main() -> None:
                "server_ready_s": load_seconds,
                "workers": args.workers, "warmup_passes": args.warmup_passes,
                "rss_loaded_gib": loaded, "rss_after_gib": after, "pss_after_gib": shared_once,
-               "machine": platform.processor() or platform.machine(),
-               "cpus": len(os.sched_getaffinity(0)),
+               "machine": describe(),
                "memory_gib": psutil.virtual_memory().total / 2 ** 30}
     table = pd.DataFrame(rows)
     text = (f"# Serving a {made['tracks']:,}-track synthetic catalogue\n\n"

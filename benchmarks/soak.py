@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import random
 import sys
 import time
@@ -41,6 +39,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from loadgen import PREDICT  # noqa: E402
+from machine import describe  # noqa: E402
 from serving import (  # noqa: E402
     RESULTS,
     add_server_arguments,
@@ -222,8 +221,7 @@ def main() -> None:
     summary, windows = summarise(records, samples, args.warmup, args.window)
     meta = {"bundle": bundle.version, "tracks": len(bundle.catalogue),
             "concurrency": args.concurrency, "workers": args.workers, "mix": MIX,
-            "history": args.history, "machine": platform.processor() or platform.machine(),
-            "cpus": len(os.sched_getaffinity(0)), "python": platform.python_version()}
+            "history": args.history, "machine": describe()}
     stem = RESULTS / f"soak{'-' + args.tag if args.tag else ''}"
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(
