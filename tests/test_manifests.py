@@ -97,6 +97,19 @@ def test_production_pods_hold_a_full_mpd_catalogue():
     assert parse_quantity(requests["cpu"]) == parse_quantity(limits["cpu"]) == 2
 
 
+def test_production_prefers_vnni_nodes_without_requiring_them():
+    """The int8 ranker's speed depends on VNNI (README, "Which CPU"); a cluster without
+    node-feature-discovery's labels must still schedule the pods."""
+    affinity = isvc_of(build(KUSTOMIZE["production"]))["spec"]["predictor"]["affinity"]
+    node = affinity["nodeAffinity"]
+    assert "requiredDuringSchedulingIgnoredDuringExecution" not in node
+    keys = {expression["key"]
+            for term in node["preferredDuringSchedulingIgnoredDuringExecution"]
+            for expression in term["preference"]["matchExpressions"]}
+    assert keys == {"feature.node.kubernetes.io/cpu-cpuid.AVX512VNNI",
+                    "feature.node.kubernetes.io/cpu-cpuid.AVXVNNI"}
+
+
 def test_the_gpu_component_adds_the_mi100():
     isvc = isvc_of(build(KUSTOMIZE["production-gpu"]))
     predictor = isvc["spec"]["predictor"]
