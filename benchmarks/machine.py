@@ -18,22 +18,21 @@ INT8_ISAS = (("amx_int8", "AMX-INT8"), ("avx512_vnni", "AVX-512 VNNI"),
              ("avx_vnni", "AVX-VNNI"), ("avx2", "AVX2 without VNNI"))
 
 
-def cpu_model(cpuinfo: str) -> str:
-    """The first ``model name`` of a /proc/cpuinfo text, or ''."""
+def cpuinfo_field(cpuinfo: str, key: str) -> str:
+    """The first processor's ``key`` in a /proc/cpuinfo text, or ''."""
     for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name":
+        name, _, value = line.partition(":")
+        if name.strip() == key:
             return value.strip()
     return ""
 
 
+def cpu_model(cpuinfo: str) -> str:
+    return cpuinfo_field(cpuinfo, "model name")
+
+
 def cpu_flags(cpuinfo: str) -> set[str]:
-    """The first processor's ``flags`` of a /proc/cpuinfo text."""
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return set(value.split())
-    return set()
+    return set(cpuinfo_field(cpuinfo, "flags").split())
 
 
 def int8_isa(flags: set[str]) -> str:
