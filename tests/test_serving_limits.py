@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import threading
 import time
@@ -127,6 +128,13 @@ def test_readiness_waits_for_the_model_but_liveness_does_not(bundle, tmp_path):
         server.stop()
 
 
+def requests_in_flight(server: ServerProcess) -> int:
+    """``llarapp_requests_in_flight`` on /metrics (summed over the workers)."""
+    text = httpx.get(server.url + "/metrics", timeout=5).text
+    found = re.search(r"^llarapp_requests_in_flight(?:\{[^}]*\})? (\S+)$", text, re.M)
+    return int(float(found.group(1))) if found else 0
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_sigterm_finishes_requests_in_flight_and_refuses_new_ones(bundle, workers):
     # each request waits 1 s in the batcher for company: in flight through the SIGTERM
@@ -142,7 +150,14 @@ def test_sigterm_finishes_requests_in_flight_and_refuses_new_ones(bundle, worker
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
     for thread in threads:
         thread.start()
-    time.sleep(0.6)  # all three accepted and waiting in the batcher, not in a backlog
+    held: list[int] = []
+
+    def all_three_accepted() -> bool:  # by the model, not waiting in a listen backlog
+        held.append(requests_in_flight(server))
+        return held[-1] + len(answers) == 3
+
+    server.wait_until(all_three_accepted, 30, "holding the three requests")
+    assert held[-1] >= 1  # so the SIGTERM below meets requests in flight
     server.process.send_signal(signal.SIGTERM)
     time.sleep(0.2)  # the listeners close; the three are still in flight
     with pytest.raises(httpx.TransportError):

@@ -30,6 +30,9 @@ INVALID_REQUESTS = Counter("llarapp_invalid_requests", "Requests refused with a 
                            ["protocol"])
 REFUSED = Counter("llarapp_refused_requests", "Requests refused by a server limit "
                   "(body_size, cost, queue_full, deadline)", ["reason"])
+IN_FLIGHT = Gauge("llarapp_requests_in_flight", "Predict requests past validation and not yet "
+                  "answered (waiting in the batcher or running), summed over the workers",
+                  multiprocess_mode="livesum")
 PREDICT_ERRORS = Counter("llarapp_predict_errors", "Predictions that failed with a 5xx")
 MODEL = Gauge("llarapp_model_info", "The loaded bundle (1, described by the labels)",
               ["model_name", "model_version", "precision", "tracks"], multiprocess_mode="max")

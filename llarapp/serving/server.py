@@ -127,8 +127,9 @@ class LlaraModel(Model):
             metrics.INVALID_REQUESTS.labels(protocol).inc()
             raise InvalidInput(str(exc)) from None
         try:
-            async with asyncio.timeout(cfg.deadline_ms / 1000):
-                responses = await self.batcher.submit_all([i.to_request() for i in instances])
+            with metrics.IN_FLIGHT.track_inprogress():
+                async with asyncio.timeout(cfg.deadline_ms / 1000):
+                    responses = await self.batcher.submit_all([i.to_request() for i in instances])
         except Overloaded:
             metrics.REFUSED.labels("queue_full").inc()
             raise
