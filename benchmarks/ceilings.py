@@ -1,9 +1,9 @@
 """The machine's ceilings for one bundle: how fast could this hardware serve it at best?
 
-1. Ranker work per request: the ranker's fp32 ONNX graph gives 2·K·N operations per token
-   for every MatMul/Gemm with a weight matrix, plus attention's 4·T²·d per layer (QKᵀ and
-   the weighted sum; T tokens, d the embedding width, a layer per two weight-free MatMuls).
-   T is measured: the prompt length of real playlists, as the engine packs them.
+1. Ranker work per request: 2 operations per multiply-add of every MatMul and Gemm in the
+   ranker's fp32 ONNX graph, at the shapes a run on each real playlist's prompt gives (as
+   the engine packs them, one playlist a call), so a layer that runs on a few rows counts
+   only those.
 2. Retrieval bytes per request: faiss counts the distance computations, each reading one
    of the index's rows: ``hnsw_stats.ndis`` float32 graph and text rows for HNSW;
    ``indexIVF_stats.ndis`` projected rows for IVF, plus its coarse quantizer's centroids
@@ -44,27 +44,34 @@ RESULTS = REPO / "benchmarks" / "results"
 BANDWIDTH_BYTES = 512 << 20
 
 
-def ranker_work(model_path: Path) -> dict[str, float]:
-    """Operations per token in the weight MatMuls, the width d and the layer count."""
+def ranker_ops(model_path: Path, feeds: list[dict[str, np.ndarray]]) -> float:
+    """Mean operations per prompt in the graph's MatMul and Gemm nodes (2 per multiply-add),
+    from the shapes that running the fp32 graph on ``feeds`` gives: exact for any graph,
+    whichever rows each layer runs on."""
     import onnx
+    import onnxruntime as ort
 
     model = onnx.load(str(model_path))
     weights = {i.name: tuple(i.dims) for i in model.graph.initializer}
-    per_token, free = 0, 0
-    for node in model.graph.node:
-        if node.op_type not in ("MatMul", "Gemm"):
-            continue
-        shapes = [weights[i] for i in node.input[:2] if i in weights]
-        if shapes and len(shapes[0]) == 2:
-            per_token += 2 * shapes[0][0] * shapes[0][1]
-        elif not shapes:
-            free += 1
-    embedding = max((s for s in weights.values() if len(s) == 2), key=lambda s: s[0] * s[1])
-    return {"ops_per_token": per_token, "width": int(embedding[1]), "layers": free // 2}
-
-
-def ranker_ops(work: dict[str, float], tokens: float) -> float:
-    return tokens * work["ops_per_token"] + work["layers"] * 4 * tokens ** 2 * work["width"]
+    products = [node for node in model.graph.node if node.op_type in ("MatMul", "Gemm")]
+    shown = list(dict.fromkeys(name for node in products for name in node.input[:1]
+                               + node.output[:1] if name not in weights))
+    declared = {output.name for output in model.graph.output}
+    model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name)
+                              for name in shown if name not in declared)
+    session = ort.InferenceSession(model.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    inputs, total = {i.name for i in session.get_inputs()}, 0
+    for feed in feeds:
+        ran = session.run(shown, {name: feed[name] for name in inputs})
+        shapes = {**weights, **{name: value.shape for name, value in zip(shown, ran,
+                                                                         strict=True)}}
+        for node in products:
+            left = shapes[node.input[0]]
+            transposed = any(a.name == "transA" and a.i for a in node.attribute)
+            inner = left[-2] if transposed else left[-1]
+            total += 2 * int(np.prod(shapes[node.output[0]])) * int(inner)
+    return total / sum(len(feed["input_ids"]) for feed in feeds)
 
 
 def int8_gemm_rate(threads: int, rows: int = 2048, inner: int = 256, cols: int = 512,
@@ -108,20 +115,21 @@ def read_bandwidth(repeats: int = 5) -> float:
     return repeats * array.nbytes / (time.perf_counter() - started)
 
 
-def measured_requests(engine, instances: list[dict], profile_folder: Path | None = None
-                      ) -> dict[str, float]:
-    """Prompt tokens and retrieval bytes per request, one playlist at a time."""
+def measured_requests(engine, instances: list[dict]
+                      ) -> tuple[dict[str, float], list[dict[str, np.ndarray]]]:
+    """Prompt tokens and retrieval bytes per request, one playlist at a time, and the
+    ranker's inputs for each."""
     import faiss
 
     from llarapp.serving.engine import Request
 
-    tokens: list[int] = []
+    prompts: list[dict[str, np.ndarray]] = []
     ranker = getattr(engine.ranker, "session", None)
     if ranker is not None:
         run = ranker.run
 
         def counting(outputs, feeds, *rest):
-            tokens.append(feeds["input_ids"].shape[1] * feeds["input_ids"].shape[0])
+            prompts.append(feeds)
             return run(outputs, feeds, *rest)
 
         engine.ranker.session = type("Counting", (), {"run": staticmethod(counting)})()
@@ -140,8 +148,9 @@ def measured_requests(engine, instances: list[dict], profile_folder: Path | None
         read = 4 * warm.d * (ivf.ndis + ivf.nq * warm.nlist) / len(instances)
     else:
         read = hnsw.ndis * row_bytes / len(instances)
+    tokens = [feeds["input_ids"].size for feeds in prompts]
     return {"tokens_per_request": float(np.mean(tokens)) if tokens else 0.0,
-            "retrieval_bytes_per_request": float(read)}
+            "retrieval_bytes_per_request": float(read)}, prompts
 
 
 def load_engine(bundle_folder: Path, threads: int):
@@ -157,9 +166,9 @@ def ceilings(engine, threads: int, instances: list[dict]) -> dict[str, float]:
     from llarapp.serving.bundle import RANKER
 
     bundle = engine.bundle
-    out = measured_requests(engine, instances)
-    work = ranker_work(bundle.path(RANKER["fp32"])) if bundle.ranker_kind == "llara" else None
-    out["ranker_gop_per_request"] = (ranker_ops(work, out["tokens_per_request"]) / 1e9
+    out, prompts = measured_requests(engine, instances)
+    work = bundle.ranker_kind == "llara"
+    out["ranker_gop_per_request"] = (ranker_ops(bundle.path(RANKER["fp32"]), prompts) / 1e9
                                      if work else 0.0)
     out["int8_gemm_gops"] = int8_gemm_rate(threads) / 1e9
     out["read_gb_per_s"] = read_bandwidth() / 1e9

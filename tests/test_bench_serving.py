@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from ceilings import ranker_ops, ranker_work, shares  # noqa: E402
+from ceilings import ranker_ops, shares  # noqa: E402
 from serving_scale import grow_bundle  # noqa: E402
 
 from llarapp.serving.bundle import Bundle  # noqa: E402
@@ -17,8 +17,7 @@ from llarapp.serving.engine import Engine, Request  # noqa: E402
 
 
 def attention_like_model(path: Path, width: int = 8, hidden: int = 16) -> None:
-    """x·W1·W2 (weights), then one attention's two weight-free MatMuls; a (vocab, width)
-    embedding table is the widest initializer."""
+    """x·W1·W2 (weights), then one attention's two weight-free MatMuls."""
     rng = np.random.default_rng(0)
     weights = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
                for name, shape in (("w1", (width, hidden)), ("w2", (hidden, width)),
@@ -31,14 +30,18 @@ def attention_like_model(path: Path, width: int = 8, hidden: int = 16) -> None:
     graph = helper.make_graph(nodes, "toy", [helper.make_tensor_value_info(
         "x", TensorProto.FLOAT, ["t", width])], [helper.make_tensor_value_info(
             "y", TensorProto.FLOAT, ["t", width])], weights)
-    path.write_bytes(helper.make_model(graph).SerializeToString())
+    model = helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 17)])
+    path.write_bytes(model.SerializeToString())
 
 
-def test_ranker_work_counts_weight_matmuls_per_token_and_attention_per_layer(tmp_path):
+@pytest.mark.parametrize("tokens", [[10], [10, 4]])
+def test_ranker_ops_count_each_matmul_at_the_shapes_a_run_gives(tmp_path, tokens):
     attention_like_model(tmp_path / "toy.onnx")
-    work = ranker_work(tmp_path / "toy.onnx")
-    assert work == {"ops_per_token": 2 * (8 * 16 + 16 * 8), "width": 8, "layers": 1}
-    assert ranker_ops(work, 10) == 10 * 512 + 4 * 10 ** 2 * 8
+    feeds = [{"input_ids": np.zeros((1, t), np.int64), "x": np.ones((t, 8), np.float32)}
+             for t in tokens]
+    # per prompt of t tokens: x·W1 and h·W2 (2·t·8·16 each), q·kᵀ (2·t·t·8), a·q (2·t·8·t)
+    expected = np.mean([4 * t * 8 * 16 + 4 * t * t * 8 for t in tokens])
+    assert ranker_ops(tmp_path / "toy.onnx", feeds) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("throughput, expected", [(0.0, 0.0), (50.0, 0.5), (200.0, 2.0)])

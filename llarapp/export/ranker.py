@@ -9,7 +9,9 @@ Inputs (B: batch, T: prompt length, G: graph dim, K: candidates; B and T are dyn
 * ``candidate_features`` (B, K, F) float32: :mod:`llarapp.rerank.features` (ignored by a
   ranker trained without them).
 
-Output ``scores`` (B, K): the label logits, as :meth:`LlaraRanker.forward` in hybrid mode.
+Output ``scores`` (B, K): the label logits, as :meth:`LlaraRanker.forward` in hybrid mode,
+with the last decoder layer run only at the K+1 read-out positions
+(:mod:`llarapp.llara.readout`).
 Slots are recognised inside the graph by their token ids, so callers pass no mask.
 """
 
@@ -25,6 +27,7 @@ import torch
 from torch import nn
 
 from llarapp.llara.model import LlaraRanker
+from llarapp.llara.readout import hidden_at
 
 INPUTS = ("input_ids", "attention_mask", "slot_vectors", "playlist_vector", "label_positions",
           "answer_index", "candidate_features")
@@ -53,9 +56,12 @@ class ExportableRanker(nn.Module):
         is_slot = (input_ids.unsqueeze(-1) == self.slot_ids).any(dim=-1, keepdim=True)
         projected = ranker.project(slot_vectors, playlist_vector.unsqueeze(1))
         embeds = torch.where(is_slot, projected, ranker.backbone.embed(input_ids))
-        hidden = ranker.backbone.body(inputs_embeds=embeds,
-                                      attention_mask=attention_mask).last_hidden_state
-        scores = ranker.read_scores(hidden, answer_index, label_positions)[0]
+        # the last layer runs only where scores are read: the K labels, then the answer
+        read = torch.cat([label_positions, answer_index.unsqueeze(1)], dim=1)
+        hidden = hidden_at(ranker.backbone.body, embeds, attention_mask, read)
+        k = label_positions.shape[1]
+        labels = torch.arange(k, device=read.device).unsqueeze(0).expand_as(label_positions)
+        scores = ranker.read_scores(hidden, torch.full_like(answer_index, k), labels)[0]
         return scores + ranker.residual(candidate_features)
 
 
