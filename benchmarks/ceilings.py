@@ -18,7 +18,10 @@
 A throughput's share of a ceiling is (requests/s × work per request) / rate; 100% would
 mean the hardware does nothing else.
 
-    python benchmarks/ceilings.py --bundle BUNDLE [--threads 2]
+5. With ``--against OTHER``: this bundle's int8 ranker against another's on the same
+   prompts, alternating (an A/B of an export change at equal weights).
+
+    python benchmarks/ceilings.py --bundle BUNDLE [--threads 2] [--against OTHER]
 
 Writes benchmarks/results/ceilings[-TAG].json and .md; benchmarks/serving.py prints the
 same ceilings beside its measured points.
@@ -115,31 +118,63 @@ def read_bandwidth(repeats: int = 5) -> float:
     return repeats * array.nbytes / (time.perf_counter() - started)
 
 
+def ranker_feeds(engine, instances: list[dict], batch: int) -> list[dict[str, np.ndarray]]:
+    """The ranker's inputs as the engine builds them, ``batch`` playlists a call (its
+    session is wrapped to record them, then put back)."""
+    from llarapp.serving.engine import Request
+
+    feeds: list[dict[str, np.ndarray]] = []
+    ranker = getattr(engine.ranker, "session", None)
+    if ranker is not None:
+        def recording(outputs, inputs, *rest):
+            feeds.append(inputs)
+            return ranker.run(outputs, inputs, *rest)
+
+        engine.ranker.session = type("Recording", (), {"run": staticmethod(recording)})()
+    try:
+        requests = [Request(i["playlist_name"], i["track_uris"], k=10) for i in instances]
+        for start in range(0, len(requests), batch):
+            engine.recommend(requests[start:start + batch])
+    finally:
+        if ranker is not None:
+            engine.ranker.session = ranker
+    return feeds
+
+
+def ranker_against(engine, other: Path, instances: list[dict], threads: int,
+                   repeats: int = 8) -> dict[str, dict[str, float]]:
+    """Median int8 ranker milliseconds per request, this bundle's against ``other``'s, on
+    the same prompts, at batch 1 and 32; the two alternate, each first in every other
+    round, so a change in the machine's speed (common on a shared VM) meets both."""
+    from llarapp.serving.bundle import RANKER
+    from llarapp.serving.runtime import session
+
+    sessions = {"this": engine.ranker.session,
+                "other": session(other / RANKER["int8"], threads=threads)}
+    out: dict[str, dict[str, float]] = {}
+    for batch in (1, 32):
+        feeds = ranker_feeds(engine, instances, batch)
+        spent: dict[str, list[float]] = {name: [] for name in sessions}
+        for repeat in range(repeats):  # ABBA: neither goes first every time
+            for name, ranker in list(sessions.items())[::1 if repeat % 2 else -1]:
+                started = time.perf_counter()
+                for inputs in feeds:
+                    ranker.run(None, inputs)
+                spent[name].append((time.perf_counter() - started) * 1000 / len(instances))
+        out[f"batch_{batch}"] = {name: float(np.median(ms)) for name, ms in spent.items()}
+    return out
+
+
 def measured_requests(engine, instances: list[dict]
                       ) -> tuple[dict[str, float], list[dict[str, np.ndarray]]]:
     """Prompt tokens and retrieval bytes per request, one playlist at a time, and the
     ranker's inputs for each."""
     import faiss
 
-    from llarapp.serving.engine import Request
-
-    prompts: list[dict[str, np.ndarray]] = []
-    ranker = getattr(engine.ranker, "session", None)
-    if ranker is not None:
-        run = ranker.run
-
-        def counting(outputs, feeds, *rest):
-            prompts.append(feeds)
-            return run(outputs, feeds, *rest)
-
-        engine.ranker.session = type("Counting", (), {"run": staticmethod(counting)})()
     hnsw, ivf = faiss.cvar.hnsw_stats, faiss.cvar.indexIVF_stats
     hnsw.reset()
     ivf.reset()
-    for instance in instances:
-        engine.recommend([Request(instance["playlist_name"], instance["track_uris"], k=10)])
-    if ranker is not None:
-        engine.ranker.session = ranker
+    prompts = ranker_feeds(engine, instances, batch=1)
     row_bytes = 4 * (engine.item_graph.shape[1] + engine.scorer.item_text.shape[1])
     if engine.index is None:
         read = len(engine.uris) * row_bytes
@@ -193,7 +228,6 @@ def ranker_profile(engine, threads: int, instances: list[dict], batch: int
     import onnxruntime as ort
 
     from llarapp.serving.bundle import RANKER
-    from llarapp.serving.engine import Request
 
     bundle, serving_session = engine.bundle, engine.ranker.session
     with tempfile.TemporaryDirectory() as folder:
@@ -201,17 +235,18 @@ def ranker_profile(engine, threads: int, instances: list[dict], batch: int
         options.intra_op_num_threads = threads
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(folder) / "ranker")
-        engine.ranker.session = ort.InferenceSession(str(bundle.path(RANKER["int8"])), options,
-                                                     providers=["CPUExecutionProvider"])
-        requests = [Request(i["playlist_name"], i["track_uris"], k=10) for i in instances]
-        for start in range(0, len(requests), batch):
-            engine.recommend(requests[start:start + batch])
-        events = json.loads(Path(engine.ranker.session.end_profiling()).read_text())
-    engine.ranker.session = serving_session
+        profiling = ort.InferenceSession(str(bundle.path(RANKER["int8"])), options,
+                                         providers=["CPUExecutionProvider"])
+        engine.ranker.session = profiling
+        try:
+            ranker_feeds(engine, instances, batch)
+        finally:
+            engine.ranker.session = serving_session
+        events = json.loads(Path(profiling.end_profiling()).read_text())
     spent: Counter[str] = Counter()
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            spent[event["args"]["op_name"]] += event["dur"] / 1000 / len(requests)
+            spent[event["args"]["op_name"]] += event["dur"] / 1000 / len(instances)
     return dict(spent.most_common())
 
 
@@ -224,6 +259,8 @@ def main() -> None:
     add_playlist_arguments(parser, 64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tag", default="")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="another bundle whose int8 ranker to time on the same prompts")
     args = parser.parse_args()
     instances = real_playlists(args.data, args.history, args.playlists)
     engine = load_engine(args.bundle, args.threads)
@@ -239,13 +276,23 @@ def main() -> None:
     for op in profiles[1]:
         lines.append(f"| {op} | {profiles[1][op]:.3f} | {profiles[32].get(op, 0.0):.3f} |")
     lines.append(f"| total | {sum(profiles[1].values()):.3f} | {sum(profiles[32].values()):.3f} |")
+    against = (ranker_against(engine, args.against, instances, args.threads)
+               if args.against else {})
+    if against:
+        lines += ["", f"## Int8 ranker ms per request, interleaved: this bundle against "
+                  f"{args.against}\n", "| batch | this | other | this / other |",
+                  "| --- | --- | --- | --- |"]
+        lines += [f"| {batch.split('_')[1]} | {ms['this']:.3f} | {ms['other']:.3f} | "
+                  f"{ms['this'] / ms['other']:.3f} |" for batch, ms in against.items()]
     text = "\n".join(lines) + "\n"
     print(text)
     stem = RESULTS / ("ceilings" + (f"-{args.tag}" if args.tag else ""))
     stem.with_suffix(".md").write_text(text)
     stem.with_suffix(".json").write_text(json.dumps(
         {"bundle": str(args.bundle), "machine": machine, "ceilings": limits,
-         "ranker_ms_by_op": profiles}, indent=2))
+         "ranker_ms_by_op": profiles,
+         "against": {"bundle": str(args.against), "ranker_ms": against} if against else None},
+        indent=2))
 
 
 if __name__ == "__main__":

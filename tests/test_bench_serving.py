@@ -84,7 +84,7 @@ def test_retrieval_reads_are_counted_for_every_index_kind(bundle, kind):
     warm = bundle.catalogue.loc[bundle.catalogue["warm"], "track_uri"].tolist()
     instances = [{"playlist_name": "rainy day", "track_uris": warm[i:i + 4]}
                  for i in range(0, 40, 8)]
-    read = measured_requests(engine, instances)["retrieval_bytes_per_request"]
+    read = measured_requests(engine, instances)[0]["retrieval_bytes_per_request"]
     row_bytes = 4 * (engine.item_graph.shape[1] + engine.scorer.item_text.shape[1])
     if kind is None:
         assert read == len(engine.uris) * row_bytes
@@ -92,3 +92,16 @@ def test_retrieval_reads_are_counted_for_every_index_kind(bundle, kind):
         assert 0 < read
         if kind == "ivf":  # whole projected rows: a multiple of one row of the index
             assert read * len(instances) % (4 * engine.index.indexes["warm"].d) == 0
+
+
+def test_ranker_feeds_records_each_call_and_puts_the_session_back(bundle):
+    from ceilings import ranker_feeds
+
+    engine = Engine(bundle)
+    serving_session = engine.ranker.session
+    warm = bundle.catalogue.loc[bundle.catalogue["warm"], "track_uri"].tolist()
+    instances = [{"playlist_name": f"mix {i}", "track_uris": warm[i:i + 3]} for i in range(5)]
+    feeds = ranker_feeds(engine, instances, batch=2)
+    assert [len(f["input_ids"]) for f in feeds] == [2, 2, 1]
+    assert engine.ranker.session is serving_session
+    assert serving_session.run(None, feeds[0])[0].shape[0] == 2  # a feed the ranker takes
