@@ -196,6 +196,7 @@ def test_metrics(server, bundle):
     assert samples['llarapp_unknown_tracks_total{with_metadata="false"}'] >= 1
     assert samples['llarapp_invalid_requests_total{protocol="v1"}'] >= 1
     assert samples["llarapp_batch_size_count"] >= 1
+    assert samples["llarapp_requests_in_flight"] == 0  # every answered request has left
     info = next(k for k in samples if k.startswith("llarapp_model_info"))
     assert f'model_version="{bundle.version}"' in info and 'precision="int8"' in info
     assert any(k.startswith("request_predict_seconds_count") for k in samples)  # KServe's
