@@ -202,13 +202,13 @@ def ceilings(engine, threads: int, instances: list[dict]) -> dict[str, float]:
 
     bundle = engine.bundle
     out, prompts = measured_requests(engine, instances)
-    work = bundle.ranker_kind == "llara"
+    llara = bundle.ranker_kind == "llara"
     out["ranker_gop_per_request"] = (ranker_ops(bundle.path(RANKER["fp32"]), prompts) / 1e9
-                                     if work else 0.0)
+                                     if llara else 0.0)
     out["int8_gemm_gops"] = int8_gemm_rate(threads) / 1e9
     out["read_gb_per_s"] = read_bandwidth() / 1e9
     out["ranker_ceiling_rps"] = (out["int8_gemm_gops"] / out["ranker_gop_per_request"]
-                                 if work else float("inf"))
+                                 if llara else float("inf"))
     out["retrieval_ceiling_rps"] = out["read_gb_per_s"] * 1e9 / out[
         "retrieval_bytes_per_request"]
     out["threads"] = threads

@@ -60,8 +60,7 @@ class ExportableRanker(nn.Module):
         read = torch.cat([label_positions, answer_index.unsqueeze(1)], dim=1)
         hidden = hidden_at(ranker.backbone.body, embeds, attention_mask, read)
         k = label_positions.shape[1]
-        labels = torch.arange(k, device=read.device).unsqueeze(0).expand_as(label_positions)
-        scores = ranker.read_scores(hidden, torch.full_like(answer_index, k), labels)[0]
+        scores = ranker.label_logits(hidden[:, k], hidden[:, :k])
         return scores + ranker.residual(candidate_features)
 
 

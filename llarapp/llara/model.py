@@ -36,6 +36,7 @@ from torch import nn
 
 from llarapp.llara.backbone import Backbone
 from llarapp.llara.prompts import Batch
+from llarapp.llara.readout import take
 from llarapp.rerank.features import FEATURES
 
 
@@ -170,15 +171,19 @@ class LlaraRanker(nn.Module):
     def read_scores(self, hidden: torch.Tensor, answer_index: torch.Tensor,
                     label_positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(label logits (B, K), hidden states at the K label positions (B, K, d))."""
-        k, width = label_positions.shape[1], hidden.shape[-1]
-        labels = torch.tensor(self.backbone.ids.labels[:k], device=hidden.device)
+        per_label = take(hidden, label_positions)
+        answer = take(hidden, answer_index.unsqueeze(1)).squeeze(1)
+        return self.label_logits(answer, per_label), per_label
+
+    def label_logits(self, answer: torch.Tensor, per_label: torch.Tensor) -> torch.Tensor:
+        """(B, K) logits of the K label tokens from the answer state (B, d), through the
+        label pointer over the label states (B, K, d)."""
+        labels = torch.tensor(self.backbone.ids.labels[:per_label.shape[1]],
+                              device=answer.device)
         head = self.backbone.model.get_output_embeddings()
         label_rows = head.weight[labels]
-        # gather, not fancy indexing: it keeps the batch axis dynamic in the ONNX trace
-        per_label = hidden.gather(1, label_positions.unsqueeze(-1).expand(-1, -1, width))
-        answer = hidden.gather(1, answer_index.view(-1, 1, 1).expand(-1, 1, width)).squeeze(1)
         if self.pointer is not None:
             answer = self.pointer(answer, per_label, label_rows)
         # Only the K label rows of the LM head: the same logits as head(answer)[:, labels].
         bias = head.bias[labels] if getattr(head, "bias", None) is not None else None
-        return nn.functional.linear(answer, label_rows, bias).float(), per_label
+        return nn.functional.linear(answer, label_rows, bias).float()
