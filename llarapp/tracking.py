@@ -46,7 +46,14 @@ def start_tracking(experiment: str, tracking_uri: str | None = None) -> tuple[An
     uri = tracking_uri or default_tracking_uri()
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    user_choice = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
+    # MLflow 3 also exports the URI to the environment, which would make one stage's
+    # explicit URI every later stage's default in this process; keep the user's own.
+    if user_choice is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = user_choice
     return mlflow, _experiment_id(mlflow, experiment, uri), uri
 
 
