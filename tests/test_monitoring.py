@@ -107,16 +107,22 @@ def stable_server(bundle):
         yield live
 
 
-def traffic(url: str, n: int, concurrency: int = 4) -> list[int]:
+def traffic(urls: list[str], n: int, concurrency: int = 4) -> list[int]:
+    """n requests to each server, sent in rounds that hit every server at once, so a load
+    spike on the host (another CI job, a GC pause) lands on all of them alike."""
     async def main():
-        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        clients = [httpx.AsyncClient(base_url=url, timeout=60) for url in urls]
+        try:
             statuses = []
             for start in range(0, n, concurrency):
                 answers = await asyncio.gather(*(client.post(PREDICT, json={"instances": [
                     {"playlist_name": f"rollout {i}", "k": 5}]})
-                    for i in range(start, start + concurrency)))
+                    for client in clients for i in range(start, start + concurrency)))
                 statuses += [a.status_code for a in answers]
             return statuses
+        finally:
+            for client in clients:
+                await client.aclose()
 
     return asyncio.run(main())
 
@@ -131,12 +137,11 @@ def canary_verdict(tmp_path, bundle, stable_server, canary_bundle, *canary_flags
     folder, canary_version = canary_bundle
     with ServerProcess(folder, *canary_flags) as canary, \
             prometheus(scraped({"stable-0": stable_server, "canary-0": canary})) as prom:
-        for server in (stable_server, canary):  # the series exist before the counted traffic
-            traffic(server.url, 4)
+        servers = [stable_server.url, canary.url]
+        traffic(servers, 4)  # the series exist before the counted traffic
         wait_for(lambda: len(query(prom.url, "llarapp_model_info")) == 2, 30, "scraped")
         time.sleep(2)
-        traffic(stable_server.url, 40)
-        traffic(canary.url, 40)
+        traffic(servers, 40)
         signals = PrometheusSignals(prom.url, "llarapp", window=WINDOW)
         wait_for(lambda: signals.collect([canary_version])[canary_version].requests >= 30, 30,
                  "seeing the canary's traffic")
