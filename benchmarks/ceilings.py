@@ -48,15 +48,17 @@ BANDWIDTH_BYTES = 512 << 20
 
 
 def ranker_ops(model_path: Path, feeds: list[dict[str, np.ndarray]]) -> float:
-    """Mean operations per prompt in the graph's MatMul and Gemm nodes (2 per multiply-add),
-    from the shapes that running the fp32 graph on ``feeds`` gives: exact for any graph,
-    whichever rows each layer runs on."""
+    """Mean operations per prompt in the graph's MatMul and Gemm nodes (2 per multiply-add)
+    and in its fused attention (``GroupQueryAttention``: the scores and the weighted sum of
+    values, counted in full as the unfused MatMuls were), from the shapes that running the
+    fp32 graph on ``feeds`` gives: exact for any graph, whichever rows each layer runs on."""
     import onnx
     import onnxruntime as ort
 
     model = onnx.load(str(model_path))
     weights = {i.name: tuple(i.dims) for i in model.graph.initializer}
-    products = [node for node in model.graph.node if node.op_type in ("MatMul", "Gemm")]
+    products = [node for node in model.graph.node
+                if node.op_type in ("MatMul", "Gemm", "GroupQueryAttention")]
     shown = list(dict.fromkeys(name for node in products for name in node.input[:1]
                                + node.output[:1] if name not in weights))
     declared = {output.name for output in model.graph.output}
@@ -71,6 +73,9 @@ def ranker_ops(model_path: Path, feeds: list[dict[str, np.ndarray]]) -> float:
                                                                          strict=True)}}
         for node in products:
             left = shapes[node.input[0]]
+            if node.op_type == "GroupQueryAttention":  # query (B, T, heads·dim)
+                total += 2 * 2 * int(np.prod(left)) * int(left[1])
+                continue
             transposed = any(a.name == "transA" and a.i for a in node.attribute)
             inner = left[-2] if transposed else left[-1]
             total += 2 * int(np.prod(shapes[node.output[0]])) * int(inner)
@@ -119,25 +124,30 @@ def read_bandwidth(repeats: int = 5) -> float:
 
 
 def ranker_feeds(engine, instances: list[dict], batch: int) -> list[dict[str, np.ndarray]]:
-    """The ranker's inputs as the engine builds them, ``batch`` playlists a call (its
-    session is wrapped to record them, then put back)."""
+    """The ranker's inputs as the engine builds them, ``batch`` playlists a call, all of
+    them, before the session's graph drops those it does not read (its session is wrapped
+    to record them, then put back)."""
     from llarapp.serving.engine import Request
+    from llarapp.serving.runtime import declared_feeds
 
     feeds: list[dict[str, np.ndarray]] = []
     ranker = getattr(engine.ranker, "session", None)
     if ranker is not None:
+        declared, serving_feeds = declared_feeds(ranker), engine.ranker.feeds
+
         def recording(outputs, inputs, *rest):
             feeds.append(inputs)
-            return ranker.run(outputs, inputs, *rest)
+            return ranker.run(outputs, declared(inputs), *rest)
 
         engine.ranker.session = type("Recording", (), {"run": staticmethod(recording)})()
+        engine.ranker.feeds = lambda inputs: inputs
     try:
         requests = [Request(i["playlist_name"], i["track_uris"], k=10) for i in instances]
         for start in range(0, len(requests), batch):
             engine.recommend(requests[start:start + batch])
     finally:
         if ranker is not None:
-            engine.ranker.session = ranker
+            engine.ranker.session, engine.ranker.feeds = ranker, serving_feeds
     return feeds
 
 
@@ -147,18 +157,21 @@ def ranker_against(engine, other: Path, instances: list[dict], threads: int,
     the same prompts, at batch 1 and 32; the two alternate, each first in every other
     round, so a change in the machine's speed (common on a shared VM) meets both."""
     from llarapp.serving.bundle import RANKER
-    from llarapp.serving.runtime import session
+    from llarapp.serving.runtime import declared_feeds, session
 
     sessions = {"this": engine.ranker.session,
                 "other": session(other / RANKER["int8"], threads=threads)}
     out: dict[str, dict[str, float]] = {}
     for batch in (1, 32):
         feeds = ranker_feeds(engine, instances, batch)
+        # each graph gets the inputs it reads (a fused one reads no attention mask)
+        feeds_of = {name: [declared_feeds(ranker)(inputs) for inputs in feeds]
+                    for name, ranker in sessions.items()}
         spent: dict[str, list[float]] = {name: [] for name in sessions}
         for repeat in range(repeats):  # ABBA: neither goes first every time
             for name, ranker in list(sessions.items())[::1 if repeat % 2 else -1]:
                 started = time.perf_counter()
-                for inputs in feeds:
+                for inputs in feeds_of[name]:
                     ranker.run(None, inputs)
                 spent[name].append((time.perf_counter() - started) * 1000 / len(instances))
         out[f"batch_{batch}"] = {name: float(np.median(ms)) for name, ms in spent.items()}

@@ -44,6 +44,29 @@ def test_ranker_ops_count_each_matmul_at_the_shapes_a_run_gives(tmp_path, tokens
     assert ranker_ops(tmp_path / "toy.onnx", feeds) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("batch, tokens", [(1, 6), (3, 10)])
+def test_ranker_ops_count_fused_attention_as_its_two_products(tmp_path, batch, tokens):
+    width, heads = 16, 2  # onnxruntime takes heads of a multiple of 8 wide
+    dims = ["b", "t", width]
+    node = helper.make_node("GroupQueryAttention", ["q", "k", "v", "", "", "seqlens", "total"],
+                            ["y", "present_k", "present_v"], domain="com.microsoft",
+                            num_heads=heads, kv_num_heads=heads)
+    graph = helper.make_graph(
+        [node], "toy", [helper.make_tensor_value_info(n, TensorProto.FLOAT, dims) for n in "qkv"]
+        + [helper.make_tensor_value_info("seqlens", TensorProto.INT32, ["b"]),
+           helper.make_tensor_value_info("total", TensorProto.INT32, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)])
+    model = helper.make_model(graph, ir_version=10, opset_imports=[
+        helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    (tmp_path / "gqa.onnx").write_bytes(model.SerializeToString())
+    x = np.ones((batch, tokens, width), np.float32)
+    feeds = [{"input_ids": np.zeros((batch, tokens), np.int64), "q": x, "k": x, "v": x,
+              "seqlens": np.full(batch, tokens - 1, np.int32),
+              "total": np.array(tokens, np.int32)}]
+    # q·kᵀ and the weights·v, each 2·heads·t·t·(width / heads) per prompt
+    assert ranker_ops(tmp_path / "gqa.onnx", feeds) == pytest.approx(4 * tokens * tokens * width)
+
+
 @pytest.mark.parametrize("throughput, expected", [(0.0, 0.0), (50.0, 0.5), (200.0, 2.0)])
 def test_ceiling_shares(throughput, expected):
     limits = {"ranker_ceiling_rps": 100.0, "retrieval_ceiling_rps": 400.0}
@@ -101,7 +124,10 @@ def test_ranker_feeds_records_each_call_and_puts_the_session_back(bundle):
     serving_session = engine.ranker.session
     warm = bundle.catalogue.loc[bundle.catalogue["warm"], "track_uri"].tolist()
     instances = [{"playlist_name": f"mix {i}", "track_uris": warm[i:i + 3]} for i in range(5)]
+    serving_feeds = engine.ranker.feeds
     feeds = ranker_feeds(engine, instances, batch=2)
     assert [len(f["input_ids"]) for f in feeds] == [2, 2, 1]
-    assert engine.ranker.session is serving_session
-    assert serving_session.run(None, feeds[0])[0].shape[0] == 2  # a feed the ranker takes
+    # every input the prompts pack, whether or not this graph reads it (another may)
+    assert set(feeds[0]) == set(bundle.manifest["ranker"]["inputs"])
+    assert engine.ranker.session is serving_session and engine.ranker.feeds is serving_feeds
+    assert serving_session.run(None, serving_feeds(feeds[0]))[0].shape[0] == 2

@@ -16,7 +16,7 @@ from llarapp.export.report import choose_variant
 from llarapp.llara.checkpoint import LlaraArtifact
 from llarapp.llara.examples import ExampleFactory
 from llarapp.llara.stage import make_collator
-from llarapp.serving.runtime import resolve_providers, session
+from llarapp.serving.runtime import first_output, resolve_providers, session
 from tests.conftest import shared_data
 
 
@@ -37,10 +37,12 @@ def test_ort_fp32_matches_torch(bundle, trained_llara, llara_sources, count):
         reference = ranker(collator(examples), True).numpy()
     feeds = collator.builder.pack(examples, llara_sources.item_vectors,
                                   ranker.backbone.tokenizer.pad_token_id).onnx_inputs()
-    exported = session(bundle.path("ranker.onnx")).run(None, feeds)[0]
+    exported = first_output(session(bundle.path("ranker.onnx")))(feeds)
     assert np.abs(exported - reference).max() <= 1e-4
-    assert np.abs(torch_scores(ExportableRanker(ranker), feeds) - reference).max() <= 1e-4
-    int8 = session(bundle.path("ranker.int8.onnx")).run(None, feeds)[0]
+    for fused in (False, True):
+        exportable = ExportableRanker(ranker, fused)
+        assert np.abs(torch_scores(exportable, feeds) - reference).max() <= 1e-4
+    int8 = first_output(session(bundle.path("ranker.int8.onnx")))(feeds)
     assert int8.shape == reference.shape and np.isfinite(int8).all()
 
 
@@ -129,3 +131,29 @@ def test_unavailable_provider_says_what_is_installed():
     with pytest.raises(ConfigError, match="CPUExecutionProvider"):
         resolve_providers(["migraphx"])
     assert resolve_providers(["cpu"]) == ["CPUExecutionProvider"]
+
+
+@pytest.mark.slow
+def test_a_fused_attention_bundle_has_one_operator_per_layer_and_serves(
+        trained_llara, llara_sources, text_embeddings, tmp_path):
+    import onnx
+
+    from llarapp.export.stage import run_export
+    from llarapp.serving.bundle import Bundle
+    from llarapp.serving.engine import Engine, Request
+    from tests.conftest import TINY_EXPORT
+
+    model = LlaraArtifact.load(trained_llara)
+    run_export(ExportConfig(**{**TINY_EXPORT, "attention": "fused", "variants": ["dynamic"],
+                               "quantization": "dynamic"}),
+               model, llara_sources, text_embeddings, tmp_path / "bundle")
+    fused = Bundle.load(tmp_path / "bundle")
+    assert fused.manifest["ranker"]["parity_max_abs_diff"] <= 1e-4
+    layers = model.ranker().backbone.body.config.num_hidden_layers
+    for precision in ("ranker.onnx", "ranker.int8.onnx"):
+        graph = onnx.load(str(fused.path(precision))).graph
+        assert [n.op_type for n in graph.node].count("GroupQueryAttention") == layers - 1
+        assert "attention_mask" not in {i.name for i in graph.input}  # causal alone
+    warm = fused.catalogue.loc[fused.catalogue["warm"], "track_uri"].tolist()
+    (answer,) = Engine(fused).recommend([Request("road trip", warm[:4], k=5)])
+    assert len(answer.recommendations) == 5

@@ -9,12 +9,16 @@ from llarapp.export.quantize import VARIANTS
 from llarapp.serving.runtime import PROVIDERS
 
 CHOOSE = "auto"
+ATTENTION = ("fused", "eager", "sdpa")
 
 
 @dataclass
 class ExportConfig(TrackedConfig):
     opset: int = 17
-    # eager: matmul + additive mask; sdpa exports NaN guards over every (B, H, T, T) score
+    # eager: matmul + additive mask. fused: onnxruntime's GroupQueryAttention per layer,
+    # rotary included (Llama family, llarapp.llara.fused_attention): 0.88-0.94x the int8
+    # ranker's time alone on the CPU, but served end to end no gain was resolved (README,
+    # "Attention as one operator"). sdpa exports NaN guards over every (B, H, T, T) score
     # tensor, slower for fp32 and int8 alike on the CPU
     attention: str = "eager"
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
@@ -41,7 +45,7 @@ class ExportConfig(TrackedConfig):
 
     def validate(self) -> None:
         require(self.opset >= 17, "opset must be 17 or higher")
-        require(self.attention in ("eager", "sdpa"), "attention must be eager or sdpa")
+        require(self.attention in ATTENTION, f"attention must be one of {', '.join(ATTENTION)}")
         require(bool(self.variants) and set(self.variants) <= set(VARIANTS),
                 f"variants must be a non-empty subset of {', '.join(VARIANTS)}")
         require(self.quantization == CHOOSE or self.quantization in self.variants,

@@ -52,11 +52,12 @@ class Exporter:
         self.cfg, self.sources, self.work = cfg, sources, work
         trained = model.config
         ranker = model.ranker()
-        ranker.backbone.model.set_attn_implementation(cfg.attention)
+        fused = cfg.attention == "fused"
+        ranker.backbone.model.set_attn_implementation("eager" if fused else cfg.attention)
         self.backbone = ranker.backbone
         self.builder = make_collator(ranker.backbone, sources, trained).builder
         self.pad_id = int(ranker.backbone.tokenizer.pad_token_id)
-        self.exportable = ExportableRanker(ranker)
+        self.exportable = ExportableRanker(ranker, fused)
         self.threads = cfg.threads or None
         self.prompts = {split: PromptSet.pack(
             self.builder, protocol_a(sources, cfg, trained.num_candidates, trained.history_len,

@@ -11,7 +11,8 @@ Inputs (B: batch, T: prompt length, G: graph dim, K: candidates; B and T are dyn
 
 Output ``scores`` (B, K): the label logits, as :meth:`LlaraRanker.forward` in hybrid mode,
 with the last decoder layer run only at the K+1 read-out positions
-(:mod:`llarapp.llara.readout`).
+(:mod:`llarapp.llara.readout`) and, with ``fused``, the others' attention as one
+onnxruntime operator each (:mod:`llarapp.llara.fused_attention`).
 Slots are recognised inside the graph by their token ids, so callers pass no mask.
 """
 
@@ -41,9 +42,10 @@ DYNAMIC_AXES = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "b
 class ExportableRanker(nn.Module):
     """Hybrid-mode :class:`LlaraRanker` with LoRA merged, taking plain tensors."""
 
-    def __init__(self, ranker: LlaraRanker):
+    def __init__(self, ranker: LlaraRanker, fused: bool = False):
         super().__init__()
         self.ranker = ranker.merge_adapter().eval()
+        self.fused = fused
         self.register_buffer("slot_ids", torch.tensor(ranker.backbone.ids.slots),
                              persistent=False)
         self.eval()  # export restores this module's mode onto the ranker
@@ -58,7 +60,7 @@ class ExportableRanker(nn.Module):
         embeds = torch.where(is_slot, projected, ranker.backbone.embed(input_ids))
         # the last layer runs only where scores are read: the K labels, then the answer
         read = torch.cat([label_positions, answer_index.unsqueeze(1)], dim=1)
-        hidden = hidden_at(ranker.backbone.body, embeds, attention_mask, read)
+        hidden = hidden_at(ranker.backbone.body, embeds, attention_mask, read, self.fused)
         k = label_positions.shape[1]
         scores = ranker.label_logits(hidden[:, k], hidden[:, :k])
         return scores + ranker.residual(candidate_features)

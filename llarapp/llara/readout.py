@@ -14,7 +14,8 @@ read-out positions. So, for the Llama family (Llama, SmolLM2, Mistral, Qwen2):
 
 This is exact (the same arithmetic on the rows that are kept) and saves about 80% of the
 last layer: 17% of the scratch backbone's four. Other architectures run the whole body
-and gather the rows.
+and gather the rows. With ``fused``, layers 0..L-2 take their attention from
+:mod:`llarapp.llara.fused_attention` (one onnxruntime operator per layer, causal only).
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from llarapp.llara.fused_attention import causal_self_attention, rotary_tables
+
 LLAMA_FAMILY = ("llama", "mistral", "qwen2")
+FIXED_ROPE = ("default", "linear", "llama3")  # tables that do not depend on the length
 
 
 def take(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -39,26 +43,46 @@ def reads_rows_only(body: nn.Module) -> bool:
             and hasattr(body, "rotary_emb"))
 
 
+def fuses_attention(body: nn.Module) -> bool:
+    """Whether :func:`hidden_at` can run this body's attention as the fused operator."""
+    config = body.config
+    rope = (getattr(config, "rope_parameters", None) or {}).get("rope_type", "default")
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return (reads_rows_only(body) and rope in FIXED_ROPE and head_dim % 8 == 0  # ORT's kernel
+            and not getattr(config, "sliding_window", None))
+
+
 def hidden_at(body: nn.Module, embeds: torch.Tensor, attention_mask: torch.Tensor,
-              positions: torch.Tensor) -> torch.Tensor:
+              positions: torch.Tensor, fused: bool = False) -> torch.Tensor:
     """The body's last hidden state (after its final norm) at ``positions`` (B, P):
-    (B, P, d), equal to ``take(body(inputs_embeds=embeds, ...).last_hidden_state, ...)``."""
+    (B, P, d), equal to ``take(body(inputs_embeds=embeds, ...).last_hidden_state, ...)``
+    for right-padded prompts. ``fused`` asks for :mod:`llarapp.llara.fused_attention`
+    where the body allows it."""
     if not reads_rows_only(body):
         hidden = body(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
         return take(hidden, positions)
-    from transformers.masking_utils import create_causal_mask
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, repeat_kv
 
     length = embeds.shape[1]
     position_ids = torch.arange(length, device=embeds.device).unsqueeze(0)
-    mask = create_causal_mask(config=body.config, inputs_embeds=embeds,
-                              attention_mask=attention_mask, past_key_values=None,
-                              position_ids=position_ids)
     cos, sin = body.rotary_emb(embeds, position_ids=position_ids)
     hidden = embeds
-    for layer in body.layers[:-1]:
-        hidden = layer(hidden, attention_mask=mask, position_ids=position_ids,
-                       position_embeddings=(cos, sin))
+    if fused and fuses_attention(body):
+        tables = rotary_tables(body)
+        for layer in body.layers[:-1]:
+            attention = layer.self_attn
+            attended = causal_self_attention(attention, layer.input_layernorm(hidden), *tables)
+            hidden = hidden + attention.o_proj(attended)
+            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+    else:
+        from transformers.masking_utils import create_causal_mask
+
+        mask = create_causal_mask(config=body.config, inputs_embeds=embeds,
+                                  attention_mask=attention_mask, past_key_values=None,
+                                  position_ids=position_ids)
+        for layer in body.layers[:-1]:
+            hidden = layer(hidden, attention_mask=mask, position_ids=position_ids,
+                           position_embeddings=(cos, sin))
 
     layer = body.layers[-1]
     attention = layer.self_attn
