@@ -59,15 +59,29 @@ def test_negative_shape(loss, shape):
     assert negative_shape(loss, batch=2, negatives=5) == shape
 
 
-@pytest.mark.parametrize("negative", [
-    torch.tensor([[1.0, 1.0], [3.0, 0.0]]),  # softmax: shared by the batch of 2
-    torch.tensor([[[1.0, 1.0]], [[3.0, 0.0]]]),  # bpr: one per positive
+# layer-0 rows: playlists 0-1, tracks 2-4; ‖row‖² = 5, 1, 4, 2, 9
+WEIGHT = torch.tensor([[1.0, 2.0], [1.0, 0.0], [2.0, 0.0], [1.0, 1.0], [3.0, 0.0]])
+
+
+@pytest.mark.parametrize("rows, expected", [
+    # bpr, one negative per positive: ½(‖u‖² + ‖i‖² + ‖j‖² per positive) / B
+    ([0, 1, 2, 3, 3, 4], 0.5 * (5 + 1 + 4 + 2 + 2 + 9) / 2),
+    # softmax, three negatives shared by the batch of 2: each counts B/3 times
+    ([0, 1, 2, 3, 2, 3, 4], 0.5 * (5 + 1 + 4 + 2 + (4 + 2 + 9) * 2 / 3) / 2),
+    # bpr, two negatives per positive, one row drawn twice: each counts 2/4
+    ([0, 0, 2, 2, 4, 4, 4, 3], 0.5 * (5 + 5 + 4 + 4 + (9 + 9 + 9 + 2) / 2) / 2),
 ])
-def test_layer0_l2_counts_each_occurrence_like_the_reference(negative):
-    # ½(‖u‖² + ‖i‖² + mean_j ‖j‖² per positive) / B; here ‖u‖² 5, ‖i‖² 6
-    per_positive_negatives = {2: (2.0 + 9.0) / 2 * 2, 3: 2.0 + 9.0}[negative.dim()]
-    expected = 0.5 * (5.0 + 6.0 + per_positive_negatives) / 2
-    assert layer0_l2(USER, POSITIVE, negative).item() == pytest.approx(expected)
+def test_layer0_l2_counts_each_occurrence_like_the_reference(rows, expected):
+    weight = WEIGHT.clone().requires_grad_()
+    loss = layer0_l2(weight, torch.tensor(rows), batch=2)
+    assert loss.item() == pytest.approx(expected)
+    # its gradient is the one a gather of every occurrence gives
+    gathered = WEIGHT.clone().requires_grad_()
+    occurrences = gathered[torch.tensor(rows)].pow(2).sum(1)
+    weights = torch.tensor([1.0] * 4 + [2 / (len(rows) - 4)] * (len(rows) - 4))
+    (0.5 * (weights * occurrences).sum() / 2).backward()
+    loss.backward()
+    torch.testing.assert_close(weight.grad, gathered.grad)
 
 
 def test_cosine_models_serve_unit_item_vectors_and_dot_models_raw_ones():

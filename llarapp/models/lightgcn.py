@@ -93,7 +93,7 @@ class LightGCNConfig(StageConfig):
     loss: str = "bpr"  # or "softmax" (see llarapp.models.ranking_loss)
     temperature: float = 0.1  # softmax only
     similarity: str = "dot"  # softmax only: "dot" or "cosine"
-    negatives: int = 4  # bpr: per positive edge; softmax: shared by the batch (e.g. 1024)
+    negatives: int = 8  # bpr: per positive edge; softmax: shared by the batch (e.g. 1024)
     negative_candidates: int = 1  # bpr: each negative is the best-scored of this many (DNS)
     sampling: str = "playlist"  # or "edge" (see llarapp.models.edge_sampler)
     lr: float = 0.02
@@ -252,8 +252,7 @@ class LightGCNTrainer:
             loss = ranking_loss(cfg.loss, user, pos, neg.reshape(*negative.shape, -1),
                                 cfg.temperature, cfg.similarity)
             if cfg.reg:
-                user0, pos0, neg0 = self.model.embedding.weight.index_select(0, rows).split(sizes)
-                loss = loss + cfg.reg * layer0_l2(user0, pos0, neg0.reshape(*negative.shape, -1))
+                loss = loss + cfg.reg * layer0_l2(self.model.embedding.weight, rows, len(playlist))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

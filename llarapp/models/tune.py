@@ -43,7 +43,7 @@ class TuneConfig(StageConfig):
     layers: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
     lr_range: list[float] = field(default_factory=lambda: [1e-3, 2e-2])
     reg_range: list[float] = field(default_factory=lambda: [1e-6, 1e-2])
-    negatives: list[int] = field(default_factory=lambda: [1, 2, 4])
+    negatives: list[int] = field(default_factory=lambda: [1, 4, 8])
     lambda_range: list[float] = field(default_factory=lambda: [0.0, 3.0])
     cold_lambda_range: list[float] = field(default_factory=lambda: [0.0, 4.0])
     cold_slots_range: list[int] = field(default_factory=lambda: [0, 50])
