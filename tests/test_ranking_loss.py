@@ -7,6 +7,7 @@ import torch
 
 from llarapp.models.ranking_loss import (
     LOSSES,
+    gathered_bpr,
     layer0_l2,
     negative_shape,
     ranking_loss,
@@ -88,3 +89,47 @@ def test_cosine_models_serve_unit_item_vectors_and_dot_models_raw_ones():
     items = torch.tensor([[3.0, 4.0], [0.0, 2.0]])
     torch.testing.assert_close(serving_items("cosine", items).norm(dim=1), torch.ones(2))
     torch.testing.assert_close(serving_items("dot", items), items)
+
+
+def gather_then_bpr(table, users, positives, negatives):
+    """The reference: autograd through one gather, a split and ``ranking_loss``."""
+    rows = torch.cat([users, positives, negatives.flatten()])
+    user, positive, negative = table.index_select(0, rows).split(
+        (len(users), len(positives), negatives.numel()))
+    return ranking_loss("bpr", user, positive, negative.reshape(*negatives.shape, -1), 1.0)
+
+
+@pytest.mark.parametrize("batch, negatives, rows, buffer_rows", [
+    (1, 1, 4, None),     # the smallest batch
+    (5, 3, 12, None),    # rows drawn many times: the gradients must add up
+    (16, 8, 40, 128),    # a buffer of exactly B·N rows, as the trainer keeps
+    (4, 2, 30, 64),      # a larger buffer (the epoch's last, shorter batch)
+    (4, 2, 30, 3),       # a buffer too small is replaced
+])
+def test_gathered_bpr_matches_autograd_through_the_gather(batch, negatives, rows, buffer_rows):
+    generator = torch.Generator().manual_seed(batch)
+    table = torch.randn(rows, 6, generator=generator, dtype=torch.float64)
+    users = torch.randint(rows // 2, (batch,), generator=generator)
+    positives = torch.randint(rows // 2, rows, (batch,), generator=generator)
+    negative_rows = torch.randint(rows // 2, rows, (batch, negatives), generator=generator)
+    buffer = None if buffer_rows is None else torch.empty(buffer_rows, 6, dtype=torch.float64)
+    ours, reference = table.clone().requires_grad_(), table.clone().requires_grad_()
+    loss = gathered_bpr(ours, users, positives, negative_rows, buffer)
+    expected = gather_then_bpr(reference, users, positives, negative_rows)
+    (3 * loss).backward()  # an upstream gradient other than 1
+    (3 * expected).backward()
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(ours.grad, reference.grad)
+
+
+def test_gathered_bpr_reuses_the_buffer_and_refuses_a_second_backward():
+    table = torch.randn(10, 4, requires_grad=True)
+    users, positives = torch.tensor([0, 1]), torch.tensor([5, 6])
+    negatives = torch.tensor([[7, 8], [9, 5]])
+    buffer = torch.empty(4, 4)
+    loss = gathered_bpr(table, users, positives, negatives, buffer)
+    torch.testing.assert_close(buffer, table.detach()[negatives.flatten()])
+    loss.backward(retain_graph=True)
+    # the backward pass wrote the negatives' gradient over their rows in the buffer
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()

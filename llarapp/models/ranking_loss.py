@@ -1,7 +1,8 @@
 """LightGCN's training objectives on implicit feedback, one batch of positive edges at a time.
 
 * ``bpr`` (default): LightGCN's own loss, ``−log σ(e_u·e_i − e_u·e_j)`` with ``negatives``
-  uniform warm tracks per positive.
+  uniform warm tracks per positive; training runs it as :func:`gathered_bpr`, the same
+  value and gradient with the gather and the gradient's scatter written out.
 * ``softmax``: sampled softmax at temperature τ. The batch shares ``negatives`` uniform
   warm tracks, and each positive (u, i) is classified against them:
   ``−log softmax_i([s(u,i), s(u,j_1), …] / τ)``, where ``s`` is the dot product (default)
@@ -47,11 +48,65 @@ def ranking_loss(loss: str, user: torch.Tensor, positive: torch.Tensor,
         logits = torch.cat([(user * positive).sum(-1, keepdim=True), user @ negative.T], 1)
         target = torch.zeros(len(user), dtype=torch.long, device=user.device)
         return F.cross_entropy(logits / temperature, target)
-    # broadcast products, not einsum: its batched (1 × d)·(d × N) matrix products cost twice
-    # as much on the CPU for the few negatives per positive that BPR draws
+    # the plain form; training computes the same loss through gathered_bpr
     negative_scores = (user.unsqueeze(1) * negative).sum(-1)
     margin = (user * positive).sum(-1, keepdim=True) - negative_scores
     return -F.logsigmoid(margin).mean()
+
+
+class _GatheredBPR(torch.autograd.Function):
+    """BPR on rows gathered from one table, its gradient added straight back into the table.
+
+    Autograd's own graph for gather → split → BPR allocates, zero-fills and concatenates
+    several (B·N × d) tensors per step. Above glibc's 32 MB ``mmap`` ceiling each fresh one
+    is page-faulted in again, which cost more than the arithmetic: a third of a Gowalla step
+    on the CPU. Here the negatives are gathered into a buffer the caller keeps, the margin's
+    derivative ``w = −σ(−m) / (B·N)`` gives the gradients in closed form (``Σ_j w_j (p − n_j)``
+    for the playlist, ``Σ_j w_j · u`` for the positive, ``−w_j · u`` for each negative, the
+    last written over the gathered negatives), and each is ``index_add``-ed into the table.
+    The (1 × d)·(d × N) products run as ``einsum``'s batched matrix products.
+    """
+
+    @staticmethod
+    def forward(ctx, table: torch.Tensor, user_rows: torch.Tensor, positive_rows: torch.Tensor,
+                negative_rows: torch.Tensor, buffer: torch.Tensor) -> torch.Tensor:
+        user, positive = table.index_select(0, user_rows), table.index_select(0, positive_rows)
+        flat = negative_rows.flatten()
+        negative = torch.index_select(table, 0, flat, out=buffer[:flat.numel()])
+        negative = negative.view(*negative_rows.shape, table.shape[1])
+        margin = ((user * positive).sum(-1, keepdim=True)
+                  - torch.einsum("bd,bnd->bn", user, negative))
+        ctx.save_for_backward(user_rows, positive_rows, flat, user, positive, negative, margin)
+        ctx.table_shape = table.shape
+        return -F.logsigmoid(margin).mean()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None, None]:
+        user_rows, positive_rows, flat, user, positive, negative, margin = ctx.saved_tensors
+        weight = torch.sigmoid(-margin).mul_(-grad / margin.numel())  # dloss/dmargin, (B, N)
+        total = weight.sum(1, keepdim=True)
+        table = torch.zeros(ctx.table_shape, dtype=user.dtype, device=user.device)
+        table.index_add_(0, user_rows,
+                         total * positive - torch.einsum("bn,bnd->bd", weight, negative))
+        table.index_add_(0, positive_rows, total * user)
+        # the negatives' rows are no longer needed: their gradient takes the buffer
+        torch.mul(weight.neg_().unsqueeze(-1), user.unsqueeze(1), out=negative)
+        table.index_add_(0, flat, negative.flatten(0, 1))
+        return table, None, None, None, None
+
+
+def gathered_bpr(table: torch.Tensor, user_rows: torch.Tensor, positive_rows: torch.Tensor,
+                 negative_rows: torch.Tensor, buffer: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+    """``ranking_loss("bpr", …)`` on ``table``'s rows: (B,) playlists and positives, (B, N)
+    negatives; the same value and gradient, for a cheaper backward pass. ``buffer``, at least
+    (B·N × d), receives the gathered negatives and then their gradient; a trainer passes the
+    same one every step so that it is not page-faulted in again."""
+    needed = (negative_rows.numel(), table.shape[1])
+    if buffer is None or buffer.shape[0] < needed[0] or buffer.shape[1:] != needed[1:]:
+        buffer = table.new_empty(needed)
+    return _GatheredBPR.apply(table, user_rows, positive_rows, negative_rows, buffer.detach())
 
 
 def hardest_negatives(vectors: torch.Tensor, playlist: torch.Tensor,
