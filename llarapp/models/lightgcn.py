@@ -11,7 +11,9 @@ propagation of the gradient (``Â`` is symmetric), and scores the batch's edges 
 sampled warm negatives with :mod:`llarapp.models.ranking_loss` (BPR by default, or a sampled
 softmax) plus the paper's L2 on the batch's layer-0 rows, then takes one Adam step; the
 learning rate follows a cosine from ``lr`` to zero over ``epochs`` (or, with
-``cosine_minutes``, over the ``max_minutes`` budget on the training clock). Three settings were
+``cosine_minutes``, over the ``max_minutes`` budget on the training clock). With
+``contrast_weight`` > 0 the step propagates with noise and adds XSimGCL's cross-layer
+InfoNCE (:mod:`llarapp.models.contrastive`). Three settings were
 measured and left off (README "Results"): ``negative_candidates`` > 1 makes each BPR
 negative the best-scored of that many uniform draws (dynamic hard negatives);
 ``init_std`` > 0 draws the layer-0 vectors from a normal, as the reference implementation
@@ -42,6 +44,7 @@ from llarapp.data.dataset import Dataset, Split
 from llarapp.eval.metrics import recall_at_k, relevance_matrix
 from llarapp.eval.plots import save_curves
 from llarapp.manifest import write_manifest
+from llarapp.models.contrastive import contrastive_loss, noisy_propagate
 from llarapp.models.edge_sampler import SAMPLINGS, EdgeSampler
 from llarapp.models.graph import GraphVectors, fold_in_weights
 from llarapp.models.propagation import (
@@ -102,6 +105,11 @@ class LightGCNConfig(StageConfig):
     init_std: float = 0.0  # > 0: normal(0, init_std) layer-0 vectors; 0: PyG's Xavier
     ema_decay: float = 0.0  # > 0: validate and keep an exponential average of the weights
     reg: float = 1e-4  # L2 on the batch's layer-0 embeddings, as in the paper
+    contrast_weight: float = 0.0  # > 0: XSimGCL's cross-layer InfoNCE (models.contrastive)
+    contrast_noise: float = 0.1  # ε, the norm of the noise added after each layer
+    contrast_temperature: float = 0.2
+    contrast_layer: int = 1  # the layer contrasted with the final embedding
+    contrast_rows: int = 2048  # at most this many playlists and as many tracks per step
     batch_size: int = 16384  # each step propagates the whole graph: fewer, larger steps
     epochs: int = 30
     val_every: int = 1  # validate every this many epochs
@@ -130,6 +138,12 @@ class LightGCNConfig(StageConfig):
                 "lr_schedule=cosine_minutes anneals over the time budget: set max_minutes > 0, "
                 "or use lr_schedule=cosine (over epochs)")
         require(self.reg >= 0, "reg must be >= 0")
+        require(self.contrast_weight >= 0, "contrast_weight must be >= 0 (0: no contrastive term)")
+        require(self.contrast_noise >= 0, "contrast_noise must be >= 0")
+        require(self.contrast_temperature > 0, "contrast_temperature must be positive")
+        require(1 <= self.contrast_layer <= self.layers,
+                f"contrast_layer must be between 1 and layers ({self.layers})")
+        require(self.contrast_rows >= 2, "contrast_rows must be at least 2")
         require(self.init_std >= 0, "init_std must be >= 0 (0: PyG's Xavier initialisation)")
         require(0 <= self.ema_decay < 1, "ema_decay must be in [0, 1) (0: no weight average)")
         require(self.max_minutes >= 0, "max_minutes must be >= 0 (0: no time limit)")
@@ -243,7 +257,12 @@ class LightGCNTrainer:
         for step, (playlist, positive, candidates) in enumerate(self._batches()):
             if max_steps is not None and step >= max_steps:
                 break
-            final = propagate(self.model, self.adjacency)
+            if cfg.contrast_weight:
+                final, layer = noisy_propagate(
+                    self.model.embedding.weight, tuple(self.model.alpha.tolist()),
+                    self.adjacency, cfg.contrast_noise, cfg.contrast_layer, self.generator)
+            else:
+                final = propagate(self.model, self.adjacency)
             negative = (hardest_negatives(final, playlist, candidates, split)
                         if cfg.loss == "bpr" else candidates)
             rows = torch.cat([playlist, split + positive, split + negative.flatten()])
@@ -258,6 +277,10 @@ class LightGCNTrainer:
                     (len(playlist), len(positive), negative.numel()))
                 loss = ranking_loss(cfg.loss, user, pos, neg.reshape(*negative.shape, -1),
                                     cfg.temperature, cfg.similarity)
+            if cfg.contrast_weight:
+                loss = loss + cfg.contrast_weight * contrastive_loss(
+                    final, layer, (playlist, split + positive), cfg.contrast_temperature,
+                    cfg.contrast_rows, self.generator)
             if cfg.reg:
                 loss = loss + cfg.reg * layer0_l2(self.model.embedding.weight, rows, len(playlist))
             self.optimizer.zero_grad(set_to_none=True)
