@@ -80,7 +80,7 @@ def test_contrastive_loss_uses_distinct_rows_up_to_the_limit(limit, expected_row
         assert any(torch.allclose(loss, c) for c in candidates)
 
 
-def test_trainer_with_the_contrastive_term_learns_and_is_seeded():
+def test_trainer_with_the_contrastive_term_is_seeded_and_changes_the_weights():
     def trained(weight):
         cfg = LightGCNConfig(dim=8, layers=2, batch_size=4, contrast_weight=weight,
                              device="cpu")

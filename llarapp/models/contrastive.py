@@ -19,28 +19,24 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from llarapp.models.propagation import BipartiteAdjacency
+from llarapp.models.propagation import BipartiteAdjacency, _propagate
 
 
 def _noisy_layers(adjacency: BipartiteAdjacency, x: torch.Tensor, alpha: tuple[float, ...],
                   noise: float, layer: int, generator: torch.Generator | None
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    split = adjacency.num_playlists
-    out = x * alpha[0]
-    contrasted = x
-    playlists, tracks = x[:split], x[split:]
-    for k, weight in enumerate(alpha[1:], start=1):
-        playlists, tracks = adjacency.step(playlists, tracks)
+    contrasted = []
+
+    def add_noise(k: int, playlists: torch.Tensor, tracks: torch.Tensor) -> None:
         for half in (playlists, tracks):
             direction = torch.rand(half.shape, generator=generator, dtype=half.dtype,
                                    device=half.device)
             scale = torch.linalg.vector_norm(direction, dim=1, keepdim=True).div_(noise)
             half.add_(direction.div_(scale).mul_(torch.sign(half)))
-        out[:split].add_(playlists, alpha=weight)
-        out[split:].add_(tracks, alpha=weight)
         if k == layer:
-            contrasted = torch.cat([playlists, tracks])
-    return out, contrasted
+            contrasted.append(torch.cat([playlists, tracks]))
+
+    return _propagate(adjacency, x, alpha, add_noise), contrasted[0]
 
 
 def _horner(adjacency: BipartiteAdjacency, grad: torch.Tensor, alpha: tuple[float, ...],

@@ -12,6 +12,7 @@ Both multiply by ``Â`` through its two off-diagonal blocks (:class:`BipartiteAd
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,13 +144,20 @@ class _Propagation(torch.autograd.Function):
         return None, _propagate(ctx.adjacency, grad, ctx.alpha), None
 
 
-def _propagate(adjacency: BipartiteAdjacency, x: torch.Tensor, alpha: tuple[float, ...]
-               ) -> torch.Tensor:
+LayerHook = Callable[[int, torch.Tensor, torch.Tensor], None]
+
+
+def _propagate(adjacency: BipartiteAdjacency, x: torch.Tensor, alpha: tuple[float, ...],
+               after_layer: LayerHook | None = None) -> torch.Tensor:
+    """``Σ_k α_k Âᵏ x``; ``after_layer(k, playlists, tracks)`` may change layer k in place
+    before it is summed (the contrastive term's noise)."""
     split = adjacency.num_playlists
     out = x * alpha[0]
     playlists, tracks = x[:split], x[split:]
-    for weight in alpha[1:]:  # each layer stays in its two halves: no full-graph concatenation
+    for k, weight in enumerate(alpha[1:], start=1):  # each layer stays in its two halves
         playlists, tracks = adjacency.step(playlists, tracks)
+        if after_layer is not None:
+            after_layer(k, playlists, tracks)
         out[:split].add_(playlists, alpha=weight)
         out[split:].add_(tracks, alpha=weight)
     return out
