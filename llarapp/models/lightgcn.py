@@ -106,7 +106,7 @@ class LightGCNConfig(StageConfig):
     ema_decay: float = 0.0  # > 0: validate and keep an exponential average of the weights
     reg: float = 1e-4  # L2 on the batch's layer-0 embeddings, as in the paper
     contrast_weight: float = 0.0  # > 0: XSimGCL's cross-layer InfoNCE (models.contrastive)
-    contrast_noise: float = 0.1  # ε, the norm of the noise added after each layer
+    contrast_noise: float = 0.2  # ε, the norm of the noise added after each layer
     contrast_temperature: float = 0.2
     contrast_layer: int = 1  # the layer contrasted with the final embedding
     contrast_rows: int = 2048  # at most this many playlists and as many tracks per step
