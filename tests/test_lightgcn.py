@@ -75,7 +75,8 @@ def test_fold_in_of_a_training_playlist_reproduces_its_propagated_embedding(trai
     """e_u - α_0·x_u^(0) = |S|^-1/2 Σ_i f_i for S = the playlist's training tracks."""
     vectors = trainer.snapshot()
     alpha0 = trainer.model.alpha[0].item()
-    layer0 = trainer.model.embedding.weight.detach().numpy()[: trainer.num_playlists]
+    layer0 = trainer.order.to_canonical(trainer.model.embedding.weight.detach()).numpy()
+    layer0 = layer0[: trainer.num_playlists]
     seeds = seed_matrix(TRAIN.groupby("pid")["track_idx"].apply(np.array), NUM_ITEMS)
     folded = fold_in(seeds, vectors.fold_in_weights, trainer.item_degree)
     np.testing.assert_allclose(folded, vectors.playlists - alpha0 * layer0, atol=1e-6)
@@ -158,6 +159,7 @@ def test_stage_learns_and_is_deterministic(synthetic_dataset, synthetic_split, t
                                         ("temperature", 0.0), ("max_minutes", -1.0),
                                         ("similarity", "l1"), ("sampling", "user"),
                                         ("lr_schedule", "step"), ("val_every", 0),
+                                        ("node_order", "degree"),
                                         ("negative_candidates", 0), ("init_std", -0.1),
                                         ("ema_decay", 1.0), ("ema_decay", -0.5),
                                         ("lr_schedule", "cosine_minutes")])  # no max_minutes
@@ -186,7 +188,8 @@ def test_ema_keeps_and_validates_the_weight_average():
     trainer = trainer_with(0.9)
     averaged = trainer.fit(Validation([], []))
     kept = averaged.state["embedding.weight"]
-    torch.testing.assert_close(kept, trainer.average.module.embedding.weight.detach())
+    torch.testing.assert_close(
+        kept, trainer.order.to_canonical(trainer.average.module.embedding.weight.detach()))
     assert not torch.allclose(kept, plain.state["embedding.weight"])
 
 

@@ -47,6 +47,7 @@ from llarapp.manifest import write_manifest
 from llarapp.models.contrastive import contrastive_loss, noisy_propagate
 from llarapp.models.edge_sampler import SAMPLINGS, EdgeSampler
 from llarapp.models.graph import GraphVectors, fold_in_weights
+from llarapp.models.node_order import NODE_ORDERS, NodeOrder
 from llarapp.models.propagation import (
     BipartiteAdjacency,
     build_model,
@@ -111,6 +112,7 @@ class LightGCNConfig(StageConfig):
     contrast_layer: int = 1  # the layer contrasted with the final embedding
     contrast_rows: int = 2048  # at most this many playlists and as many tracks per step
     batch_size: int = 16384  # each step propagates the whole graph: fewer, larger steps
+    node_order: str = "rcm"  # or "none": the order nodes are stored in (models.node_order)
     epochs: int = 30
     val_every: int = 1  # validate every this many epochs
     patience: int = 3  # validations without a better score before stopping
@@ -131,6 +133,8 @@ class LightGCNConfig(StageConfig):
         require(self.similarity in SIMILARITIES,
                 f"similarity must be one of {', '.join(SIMILARITIES)}")
         require(self.sampling in SAMPLINGS, f"sampling must be one of {', '.join(SAMPLINGS)}")
+        require(self.node_order in NODE_ORDERS,
+                f"node_order must be one of {', '.join(NODE_ORDERS)}")
         require(self.lr > 0, "lr must be positive")
         require(self.lr_schedule in LR_SCHEDULES,
                 f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}")
@@ -204,9 +208,12 @@ class LightGCNTrainer:
         self.playlist_pids, rows = np.unique(train["pid"].to_numpy(), return_inverse=True)
         items = train["track_idx"].to_numpy().astype(np.int64)
         self.num_playlists, self.num_items = len(self.playlist_pids), num_items
-        self.sampler = EdgeSampler(rows, items, self.num_playlists, cfg.sampling, self.generator)
         self.item_degree = np.bincount(items, minlength=num_items).astype(np.int64)
-        self.warm_items = torch.as_tensor(np.flatnonzero(self.item_degree > 0))
+        # from here on, rows and items are training positions (see models.node_order)
+        self.order = NodeOrder.build(cfg.node_order, rows, items, self.num_playlists, num_items)
+        rows, items = self.order.to_training(rows, items)
+        self.sampler = EdgeSampler(rows, items, self.num_playlists, cfg.sampling, self.generator)
+        self.warm_items = torch.as_tensor(np.unique(items))
         self.adjacency = BipartiteAdjacency.from_adjacency(
             normalized_adjacency(rows, items, self.num_playlists, num_items),
             self.num_playlists).to(self.device)
@@ -306,7 +313,8 @@ class LightGCNTrainer:
     def snapshot(self) -> GraphVectors:
         model = self.scored_model
         model.eval()
-        layers = [x.float().cpu() for x in layer_embeddings(model, self.adjacency)]
+        layers = [self.order.to_canonical(x).float().cpu()
+                  for x in layer_embeddings(model, self.adjacency)]
         alpha = model.alpha.cpu()
         final = sum(a * x for a, x in zip(alpha, layers, strict=True))
         split = self.num_playlists
@@ -360,7 +368,9 @@ class LightGCNTrainer:
         self.model.load_state_dict(best_state)
         frame = pd.DataFrame(history)
         return TrainedGraph(
-            vectors=best_vectors, alpha=self.model.alpha.cpu().numpy(), state=best_state,
+            vectors=best_vectors, alpha=self.model.alpha.cpu().numpy(),
+            state={**best_state, "embedding.weight":
+                   self.order.to_canonical(best_state["embedding.weight"])},
             history=frame, best_epoch=best_epoch, best_recall=float(best),
             seconds_per_epoch=float(frame["seconds"].mean()), device=str(self.device),
             extra={"train_seconds": time.perf_counter() - started})
