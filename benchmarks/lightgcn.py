@@ -8,7 +8,9 @@ Graphs:
 
 Variants (the lightgcn stage's training loop, batch and loss; only the propagation differs):
   ours           what the stage trains: all layers as one autograd node whose backward is
-                 the same propagation, through the adjacency's two bipartite blocks
+                 the same propagation, through the adjacency's two bipartite blocks, with
+                 the nodes in reverse Cuthill–McKee order (``node_order: rcm``)
+  input-order    the same with the nodes in the input's order (``node_order: none``)
   whole-csr      the same node over the whole (nodes × nodes) CSR adjacency
   pyg-symmetric  torch_geometric LightGCN's get_embedding, layer by layer, with the
                  symmetric backward per layer
@@ -43,7 +45,7 @@ from machine import describe
 REPO = Path(__file__).resolve().parents[1]
 REAL = Path(os.environ.get("LLARAPP_SHARED_DATA", REPO.parent / "shared" / "data")) / "mpd-popular"
 CACHE = Path(os.environ.get("LLARAPP_BENCH_CACHE", Path(tempfile.gettempdir()) / "llarapp-bench"))
-VARIANTS = ("ours", "whole-csr", "pyg-symmetric", "pyg-csr", "torch-sparse")
+VARIANTS = ("ours", "input-order", "whole-csr", "pyg-symmetric", "pyg-csr", "torch-sparse")
 
 
 def synthetic_graph(playlists: int, tracks: int, edges: int, seed: int = 0) -> dict:
@@ -127,7 +129,8 @@ def measure(graph_path: str, variant: str, device: str, epochs: int, batch_size:
 
     data = np.load(graph_path)
     train = pd.DataFrame({"pid": data["pid"], "track_idx": data["track_idx"]})
-    cfg = stage.LightGCNConfig(batch_size=batch_size, device=device)
+    cfg = stage.LightGCNConfig(batch_size=batch_size, device=device,
+                               node_order="none" if variant == "input-order" else "rcm")
     trainer = stage.LightGCNTrainer(cfg, train, int(data["num_items"]))
     num_nodes = trainer.num_playlists + trainer.num_items
     edges = trainer.sampler.edges.numpy()
@@ -142,7 +145,7 @@ def measure(graph_path: str, variant: str, device: str, epochs: int, batch_size:
 
     if variant == "whole-csr":
         stage.propagate = lambda model, _: propagation.propagate(model, WholeAdjacency())
-    elif variant != "ours":
+    elif variant not in ("ours", "input-order"):
         model = (propagation.build_model(num_nodes, cfg.dim, cfg.layers,
                                          symmetric=variant == "pyg-symmetric")
                  if variant.startswith("pyg") else plain_model(num_nodes, cfg.dim, cfg.layers))
