@@ -8,7 +8,7 @@ import torch
 from llarapp.models.ranking_loss import (
     LOSSES,
     gathered_bpr,
-    layer0_l2,
+    add_layer0_l2,
     negative_shape,
     ranking_loss,
     serving_items,
@@ -73,16 +73,23 @@ WEIGHT = torch.tensor([[1.0, 2.0], [1.0, 0.0], [2.0, 0.0], [1.0, 1.0], [3.0, 0.0
     ([0, 0, 2, 2, 4, 4, 4, 3], 0.5 * (5 + 5 + 4 + 4 + (9 + 9 + 9 + 2) / 2) / 2),
 ])
 def test_layer0_l2_counts_each_occurrence_like_the_reference(rows, expected):
+    reg, earlier = 0.5, torch.full_like(WEIGHT, 0.25)  # e.g. the loss's own gradient
     weight = WEIGHT.clone().requires_grad_()
-    loss = layer0_l2(weight, torch.tensor(rows), batch=2)
-    assert loss.item() == pytest.approx(expected)
-    # its gradient is the one a gather of every occurrence gives
+    weight.grad = earlier.clone()
+    value = add_layer0_l2(weight, torch.tensor(rows), batch=2, reg=reg)
+    assert value.item() == pytest.approx(reg * expected)
+    # the gradient added is the one a gather of every occurrence gives
     gathered = WEIGHT.clone().requires_grad_()
     occurrences = gathered[torch.tensor(rows)].pow(2).sum(1)
     weights = torch.tensor([1.0] * 4 + [2 / (len(rows) - 4)] * (len(rows) - 4))
-    (0.5 * (weights * occurrences).sum() / 2).backward()
-    loss.backward()
-    torch.testing.assert_close(weight.grad, gathered.grad)
+    (reg * 0.5 * (weights * occurrences).sum() / 2).backward()
+    torch.testing.assert_close(weight.grad, earlier + gathered.grad)
+
+
+def test_layer0_l2_creates_the_gradient_when_backward_left_none():
+    weight = WEIGHT.clone().requires_grad_()
+    add_layer0_l2(weight, torch.tensor([0, 1, 2, 3, 3, 4]), batch=2, reg=1.0)
+    assert weight.grad is not None and weight.grad[1].abs().sum() > 0
 
 
 def test_cosine_models_serve_unit_item_vectors_and_dot_models_raw_ones():

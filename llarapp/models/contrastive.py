@@ -49,7 +49,7 @@ def _horner(adjacency: BipartiteAdjacency, grad: torch.Tensor, alpha: tuple[floa
         total.add_(grad_layer)
     playlists, tracks = total[:split], total[split:]
     for k in range(levels - 1, -1, -1):
-        playlists, tracks = adjacency.step(playlists, tracks)
+        playlists, tracks = adjacency.step(playlists, tracks, slot=k % 2)
         playlists.add_(grad[:split], alpha=alpha[k])
         tracks.add_(grad[split:], alpha=alpha[k])
         if k == layer:

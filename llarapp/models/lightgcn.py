@@ -60,7 +60,7 @@ from llarapp.models.ranking_loss import (
     SIMILARITIES,
     gathered_bpr,
     hardest_negatives,
-    layer0_l2,
+    add_layer0_l2,
     negative_shape,
     ranking_loss,
     serving_items,
@@ -288,10 +288,11 @@ class LightGCNTrainer:
                 loss = loss + cfg.contrast_weight * contrastive_loss(
                     final, layer, (playlist, split + positive), cfg.contrast_temperature,
                     cfg.contrast_rows, self.generator)
-            if cfg.reg:
-                loss = loss + cfg.reg * layer0_l2(self.model.embedding.weight, rows, len(playlist))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.reg:
+                loss = loss.detach() + add_layer0_l2(self.model.embedding.weight, rows,
+                                                     len(playlist), cfg.reg)
             self.optimizer.step()
             if self.scheduler is not None:
                 self.scheduler.step()

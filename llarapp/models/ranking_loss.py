@@ -122,13 +122,18 @@ def hardest_negatives(vectors: torch.Tensor, playlist: torch.Tensor,
         return candidates.gather(-1, scores.argmax(-1, keepdim=True))[..., 0]
 
 
-def layer0_l2(weight: torch.Tensor, rows: torch.Tensor, batch: int) -> torch.Tensor:
-    """½(‖x_u‖² + ‖x_i‖² + mean over negatives of ‖x_j‖²) / B on layer-0 rows.
+@torch.no_grad()
+def add_layer0_l2(weight: torch.Tensor, rows: torch.Tensor, batch: int, reg: float
+                  ) -> torch.Tensor:
+    """``reg`` · ½(‖x_u‖² + ‖x_i‖² + mean over negatives of ‖x_j‖²) / B on layer-0 rows: adds
+    its gradient to ``weight.grad`` in place (after the loss's backward pass) and returns it.
 
     ``rows`` are the batch's ``batch`` playlist rows, its ``batch`` positive rows, then its
     negative rows, as gathered for the loss. Each distinct row is summed once, weighted by
     how often it occurs (a negative counts ``B / negatives``): the same value and gradient
-    as gathering every occurrence, for one gather of the distinct rows.
+    as gathering every occurrence. Outside autograd because through it the gradient came
+    back as a second zero-filled (nodes × d) table, summed into the first; here it touches
+    the batch's rows only.
     """
     negatives = len(rows) - 2 * batch
     occurrences = torch.ones(len(rows), dtype=weight.dtype, device=weight.device)
@@ -136,8 +141,12 @@ def layer0_l2(weight: torch.Tensor, rows: torch.Tensor, batch: int) -> torch.Ten
     counts = torch.zeros(len(weight), dtype=weight.dtype, device=weight.device)
     counts.index_add_(0, rows, occurrences)
     touched = counts.nonzero().squeeze(1)
-    squared = weight.index_select(0, touched).pow(2).sum(1)
-    return 0.5 * (counts[touched] * squared).sum() / batch
+    scale = counts[touched].mul_(reg / batch)
+    vectors = weight.index_select(0, touched)
+    if weight.grad is None:
+        weight.grad = torch.zeros_like(weight)
+    weight.grad.index_add_(0, touched, vectors * scale.unsqueeze(1))
+    return 0.5 * (scale * vectors.pow(2).sum(1)).sum()
 
 
 def serving_items(similarity: str, items: torch.Tensor) -> torch.Tensor:
