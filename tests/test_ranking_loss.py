@@ -7,8 +7,8 @@ import torch
 
 from llarapp.models.ranking_loss import (
     LOSSES,
-    gathered_bpr,
     add_layer0_l2,
+    gathered_bpr,
     negative_shape,
     ranking_loss,
     serving_items,

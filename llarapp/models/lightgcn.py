@@ -58,9 +58,9 @@ from llarapp.models.propagation import (
 from llarapp.models.ranking_loss import (
     LOSSES,
     SIMILARITIES,
+    add_layer0_l2,
     gathered_bpr,
     hardest_negatives,
-    add_layer0_l2,
     negative_shape,
     ranking_loss,
     serving_items,
