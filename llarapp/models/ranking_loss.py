@@ -24,6 +24,8 @@ A model trained on cosines ranks by cosine, so its item vectors are stored unit 
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 
@@ -62,9 +64,13 @@ class _GatheredBPR(torch.autograd.Function):
     is page-faulted in again, which cost more than the arithmetic: a third of a Gowalla step
     on the CPU. Here the negatives are gathered into a buffer the caller keeps, the margin's
     derivative ``w = −σ(−m) / (B·N)`` gives the gradients in closed form (``Σ_j w_j (p − n_j)``
-    for the playlist, ``Σ_j w_j · u`` for the positive, ``−w_j · u`` for each negative, the
-    last written over the gathered negatives), and each is ``index_add``-ed into the table.
-    The (1 × d)·(d × N) products run as ``einsum``'s batched matrix products.
+    for the playlist, ``Σ_j w_j · u`` for the positive, ``−w_j · u`` for each negative).
+    The negatives' part is one sparse product, ``S @ U`` with ``S[row, b] = −Σ w_bj`` over
+    draw b's negatives on that row: it writes the whole table (``beta=0``, so no zero fill)
+    and replaces a scatter of B·N rows, the step's slowest non-sparse operation (11.5 ms
+    on Gowalla's 131,072 rows against about 4 for the sort and the product). The
+    playlists' and positives' parts are then ``index_add``-ed. The (1 × d)·(d × N) products
+    run as ``einsum``'s batched matrix products.
     """
 
     @staticmethod
@@ -86,14 +92,27 @@ class _GatheredBPR(torch.autograd.Function):
         user_rows, positive_rows, flat, user, positive, negative, margin = ctx.saved_tensors
         weight = torch.sigmoid(-margin).mul_(-grad / margin.numel())  # dloss/dmargin, (B, N)
         total = weight.sum(1, keepdim=True)
-        table = torch.zeros(ctx.table_shape, dtype=user.dtype, device=user.device)
+        table = torch.empty(ctx.table_shape, dtype=user.dtype, device=user.device)
+        torch.addmm(table, _draws_by_row(flat, weight.neg(), ctx.table_shape[0]), user,
+                    beta=0, out=table)
         table.index_add_(0, user_rows,
                          total * positive - torch.einsum("bn,bnd->bd", weight, negative))
         table.index_add_(0, positive_rows, total * user)
-        # the negatives' rows are no longer needed: their gradient takes the buffer
-        torch.mul(weight.neg_().unsqueeze(-1), user.unsqueeze(1), out=negative)
-        table.index_add_(0, flat, negative.flatten(0, 1))
         return table, None, None, None, None
+
+
+def _draws_by_row(flat: torch.Tensor, values: torch.Tensor, rows: int) -> torch.Tensor:
+    """(rows × B) sparse CSR ``S`` with ``values[b, j]`` at (``flat[b·N + j]``, b), so that
+    ``S @ U`` adds each draw's row of ``U`` times its value to every row it drew."""
+    draws = values.shape[1]
+    order = torch.argsort(flat, stable=True)  # stable: the same sums in the same order
+    index = torch.int32 if max(rows, flat.numel()) < 2 ** 31 else torch.int64
+    crow = torch.zeros(rows + 1, dtype=index, device=flat.device)
+    crow[1:] = torch.bincount(flat, minlength=rows).cumsum(0)
+    with warnings.catch_warnings():  # torch flags sparse CSR as beta; it is what we want
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, order.div(draws, rounding_mode="floor").to(index),
+                                       values.flatten()[order], (rows, len(values)))
 
 
 def gathered_bpr(table: torch.Tensor, user_rows: torch.Tensor, positive_rows: torch.Tensor,
@@ -101,8 +120,8 @@ def gathered_bpr(table: torch.Tensor, user_rows: torch.Tensor, positive_rows: to
                  ) -> torch.Tensor:
     """``ranking_loss("bpr", …)`` on ``table``'s rows: (B,) playlists and positives, (B, N)
     negatives; the same value and gradient, for a cheaper backward pass. ``buffer``, at least
-    (B·N × d), receives the gathered negatives and then their gradient; a trainer passes the
-    same one every step so that it is not page-faulted in again."""
+    (B·N × d), receives the gathered negatives; a trainer passes the same one every step so
+    that it is not page-faulted in again."""
     needed = (negative_rows.numel(), table.shape[1])
     if buffer is None or buffer.shape[0] < needed[0] or buffer.shape[1:] != needed[1:]:
         buffer = table.new_empty(needed)
