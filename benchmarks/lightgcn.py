@@ -140,7 +140,7 @@ def measure(graph_path: str, variant: str, device: str, epochs: int, batch_size:
     class WholeAdjacency:  # the stage's node, with no playlist block: one product of Â
         num_playlists = 0
 
-        def step(self, playlists, tracks):
+        def step(self, playlists, tracks, slot=None):  # fresh outputs: no scratch slots
             return playlists, torch.sparse.mm(whole, tracks)
 
     if variant == "whole-csr":

@@ -74,8 +74,13 @@ def test_hybrid_scores_rank_as_the_merge_of_warm_and_cold_lists(
     merged = merge_slots(top_n(np.where(warm, graph + 0.5 * text, -np.inf), q.seeds, 200),
                          top_n(np.where(warm, -np.inf, graph + 2.0 * text), q.seeds, 20),
                          20, 60, 200)
-    np.testing.assert_array_equal(scorer.recommend(q, "hybrid", mix(slots=20, end=60), 200,
-                                                   parts), merged)
+    actual = scorer.recommend(q, "hybrid", mix(slots=20, end=60), 200, parts)
+    # the two paths round the same sums differently, so only near-ties may trade places
+    rows, cols = np.nonzero(actual != merged)
+    assert len(rows) <= 0.001 * merged.size
+    score = np.where(warm, graph + 0.5 * text, graph + 2.0 * text)
+    np.testing.assert_allclose(score[rows, actual[rows, cols]], score[rows, merged[rows, cols]],
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_each_row_gets_its_query_type_s_mix(scorer, text_embeddings, heldout,
