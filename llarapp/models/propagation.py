@@ -22,6 +22,8 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.nn.models import LightGCN
 from torch_geometric.utils import to_torch_csr_tensor
 
+from llarapp.models.torch_utils import sparse_csr
+
 
 def normalized_adjacency(playlist_rows: np.ndarray, items: np.ndarray, num_playlists: int,
                          num_items: int) -> torch.Tensor:
@@ -57,18 +59,10 @@ class BipartiteAdjacency:
         crow, col, values = (adjacency.crow_indices(), adjacency.col_indices(),
                              adjacency.values())
         num_nodes, cut = adjacency.shape[0], int(crow[num_playlists])
-        index = torch.int32 if max(num_nodes, len(values)) < 2 ** 31 else torch.int64
-
-        def block(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor,
-                  shape: tuple[int, int]) -> torch.Tensor:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                return torch.sparse_csr_tensor(rows.to(index), cols.to(index), vals, shape)
-
-        return cls(block(crow[:num_playlists + 1], col[:cut] - num_playlists, values[:cut],
-                         (num_playlists, num_nodes - num_playlists)),
-                   block(crow[num_playlists:] - cut, col[cut:], values[cut:],
-                         (num_nodes - num_playlists, num_playlists)))
+        return cls(sparse_csr(crow[:num_playlists + 1], col[:cut] - num_playlists, values[:cut],
+                              (num_playlists, num_nodes - num_playlists)),
+                   sparse_csr(crow[num_playlists:] - cut, col[cut:], values[cut:],
+                              (num_nodes - num_playlists, num_playlists)))
 
     @property
     def num_playlists(self) -> int:

@@ -24,10 +24,10 @@ A model trained on cosines ranks by cosine, so its item vectors are stored unit 
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 import torch.nn.functional as F
+
+from llarapp.models.torch_utils import csr_index_dtype, sparse_csr
 
 LOSSES = ("bpr", "softmax")
 SIMILARITIES = ("dot", "cosine")
@@ -106,13 +106,10 @@ def _draws_by_row(flat: torch.Tensor, values: torch.Tensor, rows: int) -> torch.
     ``S @ U`` adds each draw's row of ``U`` times its value to every row it drew."""
     draws = values.shape[1]
     order = torch.argsort(flat, stable=True)  # stable: the same sums in the same order
-    index = torch.int32 if max(rows, flat.numel()) < 2 ** 31 else torch.int64
-    crow = torch.zeros(rows + 1, dtype=index, device=flat.device)
+    crow = torch.zeros(rows + 1, dtype=csr_index_dtype(rows, flat.numel()), device=flat.device)
     crow[1:] = torch.bincount(flat, minlength=rows).cumsum(0)
-    with warnings.catch_warnings():  # torch flags sparse CSR as beta; it is what we want
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, order.div(draws, rounding_mode="floor").to(index),
-                                       values.flatten()[order], (rows, len(values)))
+    return sparse_csr(crow, order.div(draws, rounding_mode="floor"), values.flatten()[order],
+                      (rows, len(values)))
 
 
 def gathered_bpr(table: torch.Tensor, user_rows: torch.Tensor, positive_rows: torch.Tensor,

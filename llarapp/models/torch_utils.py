@@ -1,9 +1,11 @@
-"""Small torch helpers shared by the training stages: device choice and seeding."""
+"""Small torch helpers shared by the training stages: device choice, seeding and sparse
+CSR construction."""
 
 from __future__ import annotations
 
 import os
 import random
+import warnings
 
 import numpy as np
 import torch
@@ -45,3 +47,19 @@ def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
 def state_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A detached copy of the weights, e.g. to keep the best epoch's."""
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def csr_index_dtype(*sizes: int) -> torch.dtype:
+    """32-bit CSR indices when every size fits: MKL then needs no per-call conversion."""
+    return torch.int32 if max(sizes) < 2 ** 31 else torch.int64
+
+
+def sparse_csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor,
+               shape: tuple[int, int]) -> torch.Tensor:
+    """A sparse CSR tensor with the narrowest indices that hold ``shape`` and ``values``.
+    Its invariants are not checked (a pass over the indices): callers build them sorted."""
+    index = csr_index_dtype(*shape, len(values))
+    with warnings.catch_warnings():  # torch flags sparse CSR as beta; it is what we want
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow.to(index), col.to(index), values, shape,
+                                       check_invariants=False)
