@@ -3,16 +3,18 @@ serve what eval-llara measured."""
 
 import json
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from llarapp.errors import BundleError
-from llarapp.rerank.features import CatalogueFeatures
+from llarapp.rerank.features import FEATURES, CatalogueFeatures
 from llarapp.rerank.lambdamart import LambdaMart, LambdaMartParams
 from llarapp.rerank.lists import retrieved_lists
 from llarapp.serving import bundle as B
 from llarapp.serving.engine import Engine, Request
+from llarapp.serving.rankers import check_feature_width
 
 
 def rebundle(bundle, tmp_path, kind, lambdamart=None, sources=None):
@@ -155,3 +157,28 @@ def test_served_llara_scores_use_the_candidate_features(bundle, trained_llara, l
         want = {uris[c]: s for c, s in zip(lists.candidates[i], expected[i], strict=True)}
         assert got.keys() == want.keys()
         np.testing.assert_allclose([got[u] for u in want], list(want.values()), atol=1e-3)
+
+
+class _Session:
+    """Just what check_feature_width reads of an onnxruntime session."""
+
+    def __init__(self, **shapes):
+        self.inputs = [SimpleNamespace(name=n, shape=s) for n, s in shapes.items()]
+
+    def get_inputs(self):
+        return self.inputs
+
+
+@pytest.mark.parametrize("shapes, refused", [
+    ({"candidate_features": ["batch", 20, len(FEATURES)]}, False),
+    ({"candidate_features": ["batch", 20, len(FEATURES) + 5]}, True),  # another version's
+    ({"candidate_features": ["batch", 20, len(FEATURES) - 1]}, True),
+    ({"candidate_features": ["batch", 20, "features"]}, False),  # a dynamic width
+    ({"input_ids": ["batch", "tokens"]}, False),  # a ranker that reads no features
+])
+def test_a_ranker_exported_for_other_features_is_refused(shapes, refused):
+    if refused:
+        with pytest.raises(BundleError, match="re-run eval-llara and export"):
+            check_feature_width(_Session(**shapes), "ranker.onnx")
+    else:
+        check_feature_width(_Session(**shapes), "ranker.onnx")

@@ -14,9 +14,10 @@ from typing import Protocol
 
 import numpy as np
 
+from llarapp.errors import BundleError
 from llarapp.llara.layout import Example, PromptBuilder, track_by_artist
 from llarapp.llara.tokens import TokenEncoder
-from llarapp.rerank.features import CatalogueFeatures, candidate_features
+from llarapp.rerank.features import FEATURES, CatalogueFeatures, candidate_features
 from llarapp.serving.bundle import RANKER, TOKENIZER, Bundle
 from llarapp.serving.runtime import declared_feeds, session
 
@@ -66,6 +67,7 @@ class LlaraOnnxRanker:
                  threads: int | None, item_graph: np.ndarray):
         meta = bundle.manifest["ranker"]
         self.session = session(bundle.path(RANKER[precision]), providers, threads)
+        check_feature_width(self.session, bundle.path(RANKER[precision]))
         self.feeds = declared_feeds(self.session)
         encoder = TokenEncoder.from_file(bundle.path(TOKENIZER))
         self.prompts = PromptBuilder(encoder, encoder.special_ids(),
@@ -84,6 +86,17 @@ class LlaraOnnxRanker:
         for example, features in zip(examples, retrieved.features(self.tables), strict=True):
             example.features = features
         return self.rerank(examples)
+
+
+def check_feature_width(ranker_session, path) -> None:
+    """Refuse a ranker exported for another feature set: onnxruntime would reject every
+    request's ``candidate_features`` instead. A graph that never reads them passes."""
+    shapes = {i.name: i.shape for i in ranker_session.get_inputs()}
+    width = shapes.get("candidate_features", [None])[-1]
+    if isinstance(width, int) and width != len(FEATURES):
+        raise BundleError(f"{path} takes {width} candidate features but this server computes "
+                          f"{len(FEATURES)} ({', '.join(FEATURES)}); re-run eval-llara and "
+                          "export with this version")
 
 
 def load_ranker(bundle: Bundle, precision: str, providers: Sequence[str], threads: int | None,
