@@ -182,3 +182,10 @@ def test_a_ranker_exported_for_other_features_is_refused(shapes, refused):
             check_feature_width(_Session(**shapes), "ranker.onnx")
     else:
         check_feature_width(_Session(**shapes), "ranker.onnx")
+
+
+def test_a_real_ranker_graph_for_other_features_is_refused_at_load(bundle, monkeypatch):
+    """onnxruntime reports the exported width as an int, so the check fires on real graphs."""
+    monkeypatch.setattr("llarapp.serving.rankers.FEATURES", (*FEATURES, "a_newer_feature"))
+    with pytest.raises(BundleError, match=f"takes {len(FEATURES)} candidate features"):
+        Engine(bundle, precision="fp32")

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from llarapp.models.torch_utils import csr_index_dtype, sparse_csr
+from llarapp.models.torch_utils import sparse_csr
 
 LOSSES = ("bpr", "softmax")
 SIMILARITIES = ("dot", "cosine")
@@ -106,7 +106,7 @@ def _draws_by_row(flat: torch.Tensor, values: torch.Tensor, rows: int) -> torch.
     ``S @ U`` adds each draw's row of ``U`` times its value to every row it drew."""
     draws = values.shape[1]
     order = torch.argsort(flat, stable=True)  # stable: the same sums in the same order
-    crow = torch.zeros(rows + 1, dtype=csr_index_dtype(rows, flat.numel()), device=flat.device)
+    crow = torch.zeros(rows + 1, dtype=torch.long, device=flat.device)
     crow[1:] = torch.bincount(flat, minlength=rows).cumsum(0)
     return sparse_csr(crow, order.div(draws, rounding_mode="floor"), values.flatten()[order],
                       (rows, len(values)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -88,7 +89,7 @@ class LlaraOnnxRanker:
         return self.rerank(examples)
 
 
-def check_feature_width(ranker_session, path) -> None:
+def check_feature_width(ranker_session, path: Path) -> None:
     """Refuse a ranker exported for another feature set: onnxruntime would reject every
     request's ``candidate_features`` instead. A graph that never reads them passes."""
     shapes = {i.name: i.shape for i in ranker_session.get_inputs()}
