@@ -14,6 +14,7 @@ Prints a table; writes benchmarks/results/llara-ablations[-TAG].json and a bar c
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -24,9 +25,9 @@ from machine import describe
 
 from llarapp.config import parse_overrides
 from llarapp.eval.plots import save_grid
-from llarapp.llara.backbone import Backbone
+from llarapp.llara.backbone import SCRATCH_CONFIG, Backbone
 from llarapp.llara.checkpoint import LlaraArtifact
-from llarapp.llara.config import SCHEDULES, LlaraConfig
+from llarapp.llara.config import SCHEDULES, SCRATCH, LlaraConfig
 from llarapp.llara.eval_llara import FEATURE_HEAD, LlaraEvalConfig, run_eval_llara
 from llarapp.llara.examples import Sources
 from llarapp.llara.pretrain import domain_pretrain, playlist_documents
@@ -53,6 +54,14 @@ def latest_run() -> Path:
     if not runs:
         raise SystemExit("no pipeline run found; run `make run` first or pass --run")
     return runs[-1].parent
+
+
+def backbone_tag(name: str) -> str:
+    """The shared pre-training's cache name: for the scratch backbone, a hash of its spec,
+    so a changed ``scratch_llama.json`` never reuses a pre-training of the old shape."""
+    if name != SCRATCH:
+        return hashlib.sha1(name.encode()).hexdigest()[:8]
+    return f"scratch-{hashlib.sha1(SCRATCH_CONFIG.read_bytes()).hexdigest()[:8]}"
 
 
 def pretrained_backbone(cfg: LlaraConfig, sources: Sources, folder: Path) -> Path:
@@ -82,8 +91,8 @@ def main() -> None:
     base = LlaraConfig.from_dict({"steps": args.steps, "track": False,
                                   **parse_overrides(args.overrides)})
     out = args.out / (args.tag or "default")
-    backbone = pretrained_backbone(base, sources,
-                                   args.out / f"pretrained-{base.pretrain_steps}-{run.name}")
+    backbone = pretrained_backbone(base, sources, args.out / (
+        f"pretrained-{base.pretrain_steps}-{backbone_tag(base.backbone)}-{run.name}"))
     rows, reranked = [], []
     for schedule in args.schedules:
         cfg = base.replace(schedule=schedule, backbone=str(backbone), pretrain=False)
