@@ -4,6 +4,7 @@ and the predictor image's torch-free dependency closure."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import re
@@ -236,9 +237,11 @@ def test_model_is_ready_only_after_load_and_warm_up(bundle, tmp_path):
     with pytest.raises(ModelNotReady, match="still loading"):
         asyncio.run(model.predict({"instances": [{"playlist_name": "x"}]}))
     assert model.load() and model.ready
+    assert gc.get_freeze_count() > 0  # the loaded engine is out of the collector's scans
     answer = asyncio.run(model.predict({"instances": [{"playlist_name": "x", "k": 2}]}))
     assert len(answer["predictions"][0]["recommendations"]) == 2
     model.stop()
+    assert gc.get_freeze_count() == 0
     missing = LlaraModel(ServeConfig(model_dir=str(tmp_path / "nothing")))
     assert not missing.load() and not missing.ready
     assert "has no manifest.json" in missing.load_error
