@@ -32,8 +32,8 @@ class LlaraConfig(TrackedConfig):
     head_prefit_lr: float = 0.01
     # Prompts
     history_len: int = 5
-    item_tokens: int = 2  # wordpieces of "track by artist" per item: 4 served 30% fewer
-    # requests a second and 8 cost 1.9x the ranker time of 4, at no measured gain (README)
+    item_tokens: int = 1  # wordpieces of "track by artist" per item: each one more costs
+    # served throughput at no measured gain (8 -> 4 -> 2 -> 1: README, "One item token")
     num_candidates: int = 20
     # Of num_candidates - 1 in target-plus-negatives examples; the rest are uniform random.
     # 0: the retrieved-list examples already hold the hard candidates, and hard ones mixed
