@@ -10,6 +10,7 @@ import shutil
 import signal
 
 import httpx
+import psutil
 import pytest
 
 from llarapp.serving.launch import ServerProcess
@@ -222,6 +223,32 @@ def test_two_workers_load_the_indexed_bundle_count_every_request_and_survive_a_c
                              text, re.M))
     assert float(counts["title_only"]) == 9  # summed over the workers, whichever served
     assert float(counts["none"]) == 1
+
+
+def held_connections(pid: int, port: int) -> int:
+    return sum(c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
+               for c in psutil.Process(pid).connections("tcp"))
+
+
+def test_two_workers_even_out_keep_alive_connections(bundle):
+    """Twelve keep-alive clients: the kernel's hash splits them 6/6 only about one time in
+    five; a worker over its share closes connections until each holds six, then none."""
+    body = {"instances": [{"playlist_name": "even split", "k": 1}]}
+    with ServerProcess(bundle.folder, "--workers", "2") as server:
+        clients = [httpx.Client(base_url=server.url, timeout=60) for _ in range(12)]
+        try:
+            splits = []
+            for _ in range(30):
+                for client in clients:  # each reconnects when its connection was closed
+                    client.post("/v1/models/llarapp:predict", json=body).raise_for_status()
+                pids = {int(pid) for pid in re.findall(r"worker (\d+) serving", server.log)}
+                splits.append(sorted(held_connections(pid, server.port) for pid in pids))
+                if splits[-3:] == [[6, 6]] * 3:
+                    break
+        finally:
+            for client in clients:
+                client.close()
+    assert splits[-3:] == [[6, 6]] * 3, splits  # even, and it stays even
 
 
 def test_a_corrupt_bundle_never_becomes_ready(bundle, tmp_path):

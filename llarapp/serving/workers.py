@@ -17,6 +17,9 @@
    recent window, a random share of the traffic.
 4. SIGTERM is passed to every worker from the signal handler itself, and no worker is
    restarted after it: each drains its requests in flight, as a single server does.
+5. The hash spreads keep-alive connections unevenly (16 on two workers: 5/11 or worse in 6
+   of 30 tries), so a worker over its share closes connections until the split is even
+   (:mod:`llarapp.serving.balance`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import shutil
 import signal
 import socket
 import tempfile
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -37,6 +41,12 @@ from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess, RES
 from prometheus_client import CollectorRegistry, exposition
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from llarapp.serving.balance import (
+    BOARD_VARIABLE,
+    SLOT_VARIABLE,
+    ConnectionBalance,
+    ConnectionBoard,
+)
 from llarapp.serving.http import LlaraRESTServer
 
 log = logging.getLogger("llarapp.serving")
@@ -74,6 +84,15 @@ class WorkerRESTServer(LlaraRESTServer):
     def _register_endpoints(self, app: FastAPI) -> None:
         app.add_api_route("/metrics", pod_metrics, methods=["GET"])  # first match wins
         super()._register_endpoints(app)
+
+    def _add_middlewares(self, app: FastAPI) -> None:
+        super()._add_middlewares(app)
+        shared = ConnectionBoard.from_environment()
+        if shared is not None:
+            board, slot = shared
+            app.add_middleware(ConnectionBalance, board=board, slot=slot,
+                               open_connections=lambda: {connection.client for connection
+                                                         in self._server.server_state.connections})
 
     def run(self, sockets: list[socket.socket] | None = None) -> None:
         from llarapp.serving.server import configure_logging
@@ -130,14 +149,21 @@ class BalancedMultiProcess(RESTServerMultiProcess):
         await self.terminate_all()
 
     def init_processes(self, sockets: list[socket.socket]) -> None:
-        port = self._rest_server.config.port
-        self._sockets = [listening_socket(self.host, port)
-                         for _ in range(self._rest_server.config.workers)]
-        for own in self._sockets:
-            process = RESTServerProcess([own], self._rest_server.run)
-            self._processes.append(process)
-            process.start()
-            log.info("started worker process %s", process.pid)
+        port, workers = self._rest_server.config.port, self._rest_server.config.workers
+        self._sockets = [listening_socket(self.host, port) for _ in range(workers)]
+        board = Path(os.environ[METRICS_FOLDER]) / "connections.board"
+        ConnectionBoard.create(board, workers)
+        os.environ[BOARD_VARIABLE] = str(board)
+        for slot in range(workers):
+            self._processes.append(self._spawn(slot))
+            log.info("started worker process %s", self._processes[-1].pid)
+
+    def _spawn(self, slot: int) -> RESTServerProcess:
+        """Worker ``slot`` on its socket; a spawned process takes os.environ as it is now."""
+        os.environ[SLOT_VARIABLE] = str(slot)
+        process = RESTServerProcess([self._sockets[slot]], self._rest_server.run)
+        process.start()
+        return process
 
     async def keep_subprocess_alive(self, sockets: list[socket.socket]) -> None:
         for slot, process in enumerate(self._processes):
@@ -148,9 +174,7 @@ class BalancedMultiProcess(RESTServerMultiProcess):
             if self.stopping or self.should_exit.is_set():
                 return
             log.warning("worker process %s died; starting another", process.pid)
-            self._processes[slot] = RESTServerProcess([self._sockets[slot]],
-                                                      self._rest_server.run)
-            self._processes[slot].start()
+            self._processes[slot] = self._spawn(slot)
 
 
 def multiprocess_server(dataplane, repository, cfg, grace_period: int, keep_alive: int
