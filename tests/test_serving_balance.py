@@ -78,23 +78,19 @@ def test_a_response_from_a_worker_over_its_share_closes_its_connection(
     assert board.counts()[0] == held  # published as held until its connection is gone
 
 
-def test_a_batch_of_responses_closes_only_the_excess():
+def test_a_batch_of_responses_closes_only_the_excess(tmp_path):
     """A batch answers all its requests before any closed connection has left uvicorn's
     set: with 10 against 6, two of the batch's connections close, not all ten, and once
     they have moved nothing more closes."""
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory() as folder:
-        board = ConnectionBoard.create(Path(folder) / "board", 2)
-        board.publish(1, 6)
-        live = clients(10)
-        middleware = ConnectionBalance(json_app, board, 0, lambda: live)
-        closed = [client for client in sorted(live)
-                  if (b"connection", b"close") in respond(middleware, client)[0]["headers"]]
-        assert len(closed) == 2 and board.counts() == [10, 6]
-        live -= set(closed)  # the loop has run their connection_lost,
-        board.publish(1, 8)  # and their clients reconnected to the other worker
-        assert not any((b"connection", b"close") in respond(middleware, c)[0]["headers"]
-                       for c in sorted(live))
-        assert middleware.closing == set() and board.counts() == [8, 8]
+    board = ConnectionBoard.create(tmp_path / "board", 2)
+    board.publish(1, 6)
+    live = clients(10)
+    middleware = ConnectionBalance(json_app, board, 0, lambda: live)
+    closed = [client for client in sorted(live)
+              if (b"connection", b"close") in respond(middleware, client)[0]["headers"]]
+    assert len(closed) == 2 and board.counts() == [10, 6]
+    live -= set(closed)  # the loop has run their connection_lost,
+    board.publish(1, 8)  # and their clients reconnected to the other worker
+    assert not any((b"connection", b"close") in respond(middleware, c)[0]["headers"]
+                   for c in sorted(live))
+    assert middleware.closing == set() and board.counts() == [8, 8]

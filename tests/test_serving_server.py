@@ -236,12 +236,14 @@ def test_two_workers_even_out_keep_alive_connections(bundle):
     body = {"instances": [{"playlist_name": "even split", "k": 1}]}
     with ServerProcess(bundle.folder, "--workers", "2") as server:
         clients = [httpx.Client(base_url=server.url, timeout=60) for _ in range(12)]
+        server.wait_until(lambda: len(set(re.findall(r"worker (\d+) serving", server.log))) == 2,
+                          120, "both workers serving")
+        pids = {int(pid) for pid in re.findall(r"worker (\d+) serving", server.log)}
         try:
             splits = []
             for _ in range(30):
                 for client in clients:  # each reconnects when its connection was closed
                     client.post("/v1/models/llarapp:predict", json=body).raise_for_status()
-                pids = {int(pid) for pid in re.findall(r"worker (\d+) serving", server.log)}
                 splits.append(sorted(held_connections(pid, server.port) for pid in pids))
                 if splits[-3:] == [[6, 6]] * 3:
                     break

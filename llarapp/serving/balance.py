@@ -41,8 +41,8 @@ class ConnectionBoard:
     """``workers`` int64 counters in a shared file; a worker writes only its own slot."""
 
     def __init__(self, path: Path, workers: int):
-        self.path, self.workers = Path(path), workers
-        with self.path.open("r+b") as handle:
+        self.workers = workers
+        with Path(path).open("r+b") as handle:
             self._map = mmap.mmap(handle.fileno(), workers * _SLOT.size)
 
     @classmethod
